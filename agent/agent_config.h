@@ -1,0 +1,33 @@
+// Everything `ferry agent` (and the agent inside `ferry server`) is configured with.
+#pragma once
+
+#include <string>
+
+namespace ferry::agent {
+
+struct AgentConfig {
+  std::string server = "https://127.0.0.1:6443";
+  std::string tokenFile;               // node join token
+  std::string kubeconfig;              // alternative to tokenFile: a ready credential (in-process agent)
+  std::string nodeName;                // default: hostname
+  std::string nodeIP;                  // default: first global address
+  std::string dataDir = "/var/lib/ferry/agent";
+  std::string runDir = "/run/ferry";   // netns pins, sockets
+  std::string cgroupRoot = "ferry";    // subtree under each cgroup hierarchy; never written outside
+  std::string bpffsDir = "/sys/fs/bpf/ferry";
+  std::string bridgeName = "ferry0";
+  std::string clusterCIDR = "10.42.0.0/16";
+  std::string serviceCIDR = "10.43.0.0/16";
+  std::string clusterDNS = "10.43.0.10";
+  std::string clusterDomain = "cluster.local";
+  std::string dnsUpstream;             // host:port[,host:port]; empty: the node's resolv.conf
+  std::string dnsListen = "127.0.0.53:53"; // where the node-local DNS listens; the DNS ClusterIP is steered here
+  std::string proxyMode = "ebpf";      // ebpf | nftables
+  std::string systemReserved;          // e.g. cpu=100m,memory=256Mi
+  std::string kubeReserved;
+  int maxPods = 110;
+  int podPidsLimit = 4096;
+  std::string listen = "0.0.0.0:10250"; // agent API (logs, exec, stats)
+};
+
+}  // namespace ferry::agent

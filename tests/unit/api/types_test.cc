@@ -1,0 +1,46 @@
+#include "api/types.h"
+
+#include <gtest/gtest.h>
+
+using ferry::api::Json;
+
+TEST(ServiceView, DefaultsTargetPortToPortAndReadsSelector) {
+  auto svc = ferry::api::Service::fromJson(Json::parse(R"({
+    "metadata": {"name": "web", "namespace": "default"},
+    "spec": {"clusterIP": "10.43.0.20", "selector": {"app": "web"},
+             "ports": [{"port": 80}, {"name": "metrics", "port": 9090, "targetPort": "prom"}]}})"));
+  ASSERT_TRUE(svc.has_value()) << svc.error().message;
+  EXPECT_EQ(svc->ports.size(), 2u);
+  EXPECT_EQ(svc->ports[0].targetPort.number, 80);
+  EXPECT_TRUE(svc->ports[1].targetPort.isString);
+  EXPECT_EQ(svc->ports[1].targetPort.text, "prom");
+  EXPECT_EQ(svc->selector.at("app"), "web");
+  EXPECT_FALSE(svc->headless());
+}
+
+TEST(ServiceView, RejectsPortOutOfRangeNamingTheField) {
+  auto svc = ferry::api::Service::fromJson(Json::parse(R"({"metadata":{"name":"x","namespace":"d"},
+    "spec":{"ports":[{"port":70000}]}})"));
+  ASSERT_FALSE(svc.has_value());
+  EXPECT_NE(svc.error().message.find("spec.ports[0].port"), std::string::npos);
+}
+
+TEST(EndpointSliceView, MissingReadyMeansReady) {
+  auto slice = ferry::api::EndpointSlice::fromJson(Json::parse(R"({
+    "metadata": {"name": "web-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+    "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}],
+    "endpoints": [{"addresses": ["10.42.0.5"]},
+                  {"addresses": ["10.42.0.6"], "conditions": {"ready": false, "serving": true, "terminating": true}}]})"));
+  ASSERT_TRUE(slice.has_value());
+  EXPECT_EQ(slice->serviceName, "web");
+  EXPECT_TRUE(slice->endpoints[0].ready);
+  EXPECT_FALSE(slice->endpoints[1].ready);
+  EXPECT_TRUE(slice->endpoints[1].serving);
+  EXPECT_TRUE(slice->endpoints[1].terminating);
+}
+
+TEST(Rfc3339, RoundTrips) {
+  EXPECT_EQ(ferry::api::parseRfc3339(ferry::api::toRfc3339(1700000000)), 1700000000);
+  EXPECT_EQ(ferry::api::parseRfc3339("2023-11-14T22:13:20.123+01:00"), 1700000000 - 3600);
+  EXPECT_EQ(ferry::api::parseRfc3339("garbage"), -1);
+}
