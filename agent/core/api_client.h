@@ -1,0 +1,54 @@
+// The agent's HTTPS client to the API server (libcurl): plain requests for
+// registration and status, and long-lived watch streams.
+#pragma once
+
+#include "api/error.h"
+#include "api/object.h"
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+namespace ferry::agent {
+
+struct Credentials {
+  std::string server;         // https://host:port
+  std::string caPem;          // cluster CA
+  std::string clientCertPem;  // client certificate auth...
+  std::string clientKeyPem;
+  std::string bearerToken;    // ...or a bearer token
+};
+
+// Reads the first cluster and user of a kubeconfig (embedded *-data fields or file paths).
+Result<Credentials> loadKubeconfig(const std::string& path);
+
+// HTTP failures map to errno-style codes: 404 ENOENT, 409 AlreadyExists EEXIST,
+// 409 Conflict ECANCELED, 410 ERANGE, 401/403 EACCES, 422 EINVAL, others EIO.
+class ApiClient {
+ public:
+  explicit ApiClient(Credentials credentials);
+
+  Result<api::Json> get(const std::string& path);
+  Result<api::Json> post(const std::string& path, const api::Json& body);
+  Result<api::Json> put(const std::string& path, const api::Json& body);
+  Result<api::Json> patch(const std::string& path, const api::Json& body,
+                          const std::string& contentType = "application/merge-patch+json");
+  Result<api::Json> remove(const std::string& path, const api::Json& body = api::Json::object());
+
+  // Streams watch events (one JSON object per line) until `stop`, the server
+  // closes the stream (returns success), or an error. A 410 or an ERROR event
+  // with code 410 returns ERANGE: the caller must relist.
+  Status watch(const std::string& path, const std::function<void(const std::string& type, const api::Json& object)>& onEvent,
+               const std::atomic<bool>& stop);
+
+  const std::string& server() const { return credentials_.server; }
+
+ private:
+  Result<api::Json> request(const std::string& method, const std::string& path, const std::string* body,
+                            const std::string& contentType);
+  void* newHandle(const std::string& url);
+
+  Credentials credentials_;
+};
+
+}  // namespace ferry::agent
