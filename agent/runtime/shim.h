@@ -1,0 +1,20 @@
+// The per-container supervisor. `ferry __container-shim <state dir>` (hidden subcommand)
+// reads <state dir>/spec.json, starts the container and stays its parent until it exits.
+// Protocol with the starter (ContainerRuntime::start) over two inherited pipes whose fd
+// numbers are in the environment (FERRY_SHIM_REPORT_FD, FERRY_SHIM_GO_FD):
+//   shim → starter: "pid <host pid>\n"   the container is cloned and paused
+//   starter → shim: "go\n"                cgroups joined, carry on (EOF = abort)
+//   shim → starter: "started\n" | "error <message>\n"
+// The shim then detaches from the starter (own session, reparented to init) and writes
+// state.json (pid, start time) and, when the container exits, exit.json.
+#pragma once
+
+namespace ferry::runtime {
+
+inline constexpr const char* kShimSubcommand = "__container-shim";
+
+// Entry point of the hidden subcommand; `args` are what follows the subcommand name.
+// Returns the shim's exit code.
+int runContainerShim(int argc, char** argv);
+
+}  // namespace ferry::runtime
