@@ -1,0 +1,326 @@
+#include "tests/e2e/harness/cluster.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace ferry::e2e {
+namespace {
+
+std::string randomId() {
+  std::random_device rd;
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 6; ++i) s += hex[rd() % 16];
+  return s;
+}
+
+std::string ferryBinary() {
+  const char* env = std::getenv("FERRY_BINARY");
+  return env ? env : "build/ferry";
+}
+
+std::string readAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Kills every process in a cgroup directory tree and removes it bottom-up.
+void removeCgroupTree(const fs::path& root) {
+  std::error_code ec;
+  if (!fs::exists(root, ec)) return;
+  std::vector<fs::path> dirs;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); ++it)
+    if (it->is_directory()) dirs.push_back(it->path());
+  dirs.push_back(root);
+  std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) {
+    return a.string().size() > b.string().size();
+  });
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    bool left = false;
+    for (const auto& d : dirs) {
+      std::ifstream procs(d / "cgroup.procs");
+      int pid;
+      while (procs >> pid) {
+        kill(pid, SIGKILL);
+        left = true;
+      }
+    }
+    if (!left) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (const auto& d : dirs) rmdir(d.c_str());
+}
+
+}  // namespace
+
+CommandResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout, const std::string& stdinText) {
+  int out[2], in[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) return {-1, "pipe failed"};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(in[0]);
+  if (!stdinText.empty()) {
+    size_t off = 0;
+    while (off < stdinText.size()) {
+      ssize_t n = write(in[1], stdinText.data() + off, stdinText.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+  }
+  close(in[1]);
+  CommandResult result;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  bool timedOut = false;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timedOut = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    pollfd p{out[0], POLLIN, 0};
+    int r = poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 1000)));
+    if (r > 0) {
+      ssize_t n = read(out[0], buf, sizeof buf);
+      if (n <= 0) break;
+      result.output.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exitCode = timedOut ? -2 : (WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  if (timedOut) result.output += "\n[harness: command timed out]";
+  return result;
+}
+
+CommandResult sh(const std::string& command, std::chrono::seconds timeout) {
+  return run({"/bin/sh", "-c", command}, timeout);
+}
+
+bool waitFor(const std::function<bool()>& condition, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return condition();
+}
+
+std::string e2eUnavailableReason() {
+  if (geteuid() != 0) return "e2e tests need root (network namespaces, cgroups, BPF)";
+  if (access(ferryBinary().c_str(), X_OK) != 0) return "ferry binary not found at " + ferryBinary();
+  if (access("/usr/bin/kubectl", X_OK) != 0) return "stock kubectl is not installed";
+  if (access("/sbin/ip", X_OK) != 0 && access("/usr/sbin/ip", X_OK) != 0 && access("/bin/ip", X_OK) != 0)
+    return "iproute2 (ip) is not installed";
+  return {};
+}
+
+Cluster::Cluster(ClusterOptions options) : options_(std::move(options)), id_(randomId()) {
+  workDir_ = "/tmp/ferry-e2e-" + id_;
+}
+
+Cluster::~Cluster() { stopAll(); }
+
+std::string Cluster::nodeName(int index) const { return "node-" + std::to_string(index); }
+std::string Cluster::nodeNamespace(int index) const { return "fe2e-" + id_ + "-n" + std::to_string(index); }
+std::string Cluster::serverLog() const { return readAll(workDir_ + "/n1/ferry.log"); }
+
+std::string Cluster::startNodeNetwork() {
+  std::string underlay = "fe2e-" + id_ + "-u";
+  std::string script = "set -e\nip netns add " + underlay + "\n";
+  script += "ip -n " + underlay + " link add br0 type bridge\nip -n " + underlay + " link set br0 up\n";
+  script += "ip -n " + underlay + " link set lo up\n";
+  for (int i = 1; i <= options_.nodes; ++i) {
+    std::string ns = nodeNamespace(i);
+    std::string peer = "u" + std::to_string(i);
+    script += "ip netns add " + ns + "\n";
+    script += "ip -n " + ns + " link set lo up\n";
+    script += "ip -n " + ns + " link add eth0 type veth peer name " + peer + " netns " + underlay + "\n";
+    script += "ip -n " + underlay + " link set " + peer + " master br0 up\n";
+    script += "ip -n " + ns + " addr add 10.250.0." + std::to_string(10 + i) + "/24 dev eth0\n";
+    script += "ip -n " + ns + " link set eth0 up\n";
+  }
+  networkMade_ = true;
+  auto r = sh(script);
+  if (r.exitCode != 0) return "making node namespaces failed: " + r.output;
+  return {};
+}
+
+std::vector<std::string> Cluster::agentCommonFlags(int i) const {
+  std::string dir = workDir_ + "/n" + std::to_string(i);
+  return {"--node-name", nodeName(i),
+          "--node-ip", "10.250.0." + std::to_string(10 + i),
+          "--cgroup-root", "ferry-e2e-" + id_ + "-n" + std::to_string(i),
+          "--run-dir", dir + "/run",
+          "--bpffs-dir", "/sys/fs/bpf/ferry-e2e-" + id_ + "-n" + std::to_string(i)};
+}
+
+namespace {
+
+// Starts `argv` inside the network namespace `netns` (only the network
+// namespace: the agent's bind-mount pins must stay visible to the next agent).
+int spawnInNetns(const std::string& netns, const std::vector<std::string>& argv, const std::string& logPath) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int nsfd = open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(126);
+    int log = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log >= 0) {
+      dup2(log, 1);
+      dup2(log, 2);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    setpgid(0, 0);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
+std::string Cluster::start() {
+  if (auto reason = e2eUnavailableReason(); !reason.empty()) return reason;
+  fs::create_directories(workDir_);
+  if (auto err = startNodeNetwork(); !err.empty()) return err;
+  for (int i = 1; i <= options_.nodes; ++i) fs::create_directories(workDir_ + "/n" + std::to_string(i));
+
+  std::vector<std::string> server = {ferryBinary(), "server", "--data-dir", dataDir(), "--listen", "0.0.0.0:6443",
+                                     "--datastore", options_.datastore, "--agent-data-dir", workDir_ + "/n1/agent",
+                                     "--advertise-address", "10.250.0.11"};
+  if (!options_.agents) server.push_back("--no-agent");
+  for (const auto& f : agentCommonFlags(1)) server.push_back(f);
+  for (const auto& f : options_.serverFlags) server.push_back(f);
+  for (const auto& f : options_.agentFlags) server.push_back(f);
+  pids_.push_back(spawnInNetns(nodeNamespace(1), server, workDir_ + "/n1/ferry.log"));
+
+  bool up = waitFor([&] { return access((dataDir() + "/kubeconfig").c_str(), R_OK) == 0 &&
+                                 kubectl("get --raw /readyz", std::chrono::seconds(10)).exitCode == 0; },
+                    std::chrono::seconds(90));
+  if (!up) return "the API server did not come up; log:\n" + serverLog();
+
+  for (int i = 2; i <= options_.nodes && options_.agents; ++i) {
+    std::string dir = workDir_ + "/n" + std::to_string(i);
+    std::vector<std::string> agent = {ferryBinary(), "agent", "--server", "https://10.250.0.11:6443",
+                                      "--token-file", dataDir() + "/token", "--data-dir", dir + "/agent"};
+    for (const auto& f : agentCommonFlags(i)) agent.push_back(f);
+    for (const auto& f : options_.agentFlags) agent.push_back(f);
+    pids_.push_back(spawnInNetns(nodeNamespace(i), agent, dir + "/ferry.log"));
+  }
+  if (options_.agents) {
+    bool ready = waitFor([&] {
+      auto r = kubectl("get nodes --no-headers", std::chrono::seconds(20));
+      if (r.exitCode != 0) return false;
+      int readyNodes = 0;
+      std::istringstream lines(r.output);
+      for (std::string line; std::getline(lines, line);)
+        if (line.find(" Ready") != std::string::npos) ++readyNodes;
+      return readyNodes == options_.nodes;
+    }, std::chrono::seconds(120));
+    if (!ready) return "nodes did not become Ready:\n" + kubectl("get nodes -o wide").output + "\nserver log:\n" + serverLog();
+  }
+  return {};
+}
+
+CommandResult Cluster::kubectl(const std::string& args, std::chrono::seconds timeout, const std::string& stdinText) {
+  std::string cmd = "ip netns exec " + nodeNamespace(1) + " kubectl --kubeconfig " + dataDir() + "/kubeconfig " + args;
+  return run({"/bin/sh", "-c", cmd}, timeout, stdinText);
+}
+
+CommandResult Cluster::inNode(int index, const std::string& command, std::chrono::seconds timeout) {
+  return run({"ip", "netns", "exec", nodeNamespace(index), "/bin/sh", "-c", command}, timeout);
+}
+
+std::string Cluster::importImage(const std::string& archivePath) {
+  for (int i = 1; i <= options_.nodes; ++i) {
+    std::string dir = workDir_ + "/n" + std::to_string(i) + "/agent";
+    auto r = run({ferryBinary(), "image", "import", "--data-dir", dir, archivePath}, std::chrono::seconds(120));
+    if (r.exitCode != 0) return "image import on node " + std::to_string(i) + " failed: " + r.output;
+  }
+  return {};
+}
+
+void Cluster::killAgent(int index) {
+  if (index - 1 < static_cast<int>(pids_.size()) && pids_[index - 1] > 0) {
+    kill(pids_[index - 1], SIGKILL);
+    waitpid(pids_[index - 1], nullptr, 0);
+    pids_[index - 1] = -1;
+  }
+}
+
+void Cluster::stopAll() {
+  // Agents first (reverse order), then the server: SIGTERM, then SIGKILL after a grace.
+  for (auto it = pids_.rbegin(); it != pids_.rend(); ++it) {
+    if (*it <= 0) continue;
+    kill(*it, SIGTERM);
+    bool exited = waitFor([&] { return waitpid(*it, nullptr, WNOHANG) == *it; }, std::chrono::seconds(15));
+    if (!exited) {
+      kill(*it, SIGKILL);
+      waitpid(*it, nullptr, 0);
+    }
+    *it = -1;
+  }
+  // Pods outlive their agent by design: remove what each node made.
+  for (int i = 1; i <= options_.nodes; ++i) {
+    std::string root = "ferry-e2e-" + id_ + "-n" + std::to_string(i);
+    for (const char* hierarchy : {"unified", "memory", "cpu,cpuacct", "cpu", "cpuacct", "pids", "freezer", "cpuset"})
+      removeCgroupTree(fs::path("/sys/fs/cgroup") / hierarchy / root);
+    std::error_code ec;
+    fs::remove_all("/sys/fs/bpf/" + root, ec);
+  }
+  // Unmount everything under the work dir (netns pins, overlay rootfs, volumes), deepest first.
+  std::vector<std::string> mounts;
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  for (std::string line; std::getline(mountinfo, line);) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mountPoint;
+    f >> id >> parent >> dev >> root >> mountPoint;
+    if (mountPoint.rfind(workDir_, 0) == 0) mounts.push_back(mountPoint);
+  }
+  std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const auto& m : mounts) umount2(m.c_str(), MNT_DETACH);
+  if (networkMade_) {
+    for (int i = 1; i <= options_.nodes; ++i) sh("ip netns delete " + nodeNamespace(i) + " 2>/dev/null");
+    sh("ip netns delete fe2e-" + id_ + "-u 2>/dev/null");
+  }
+  if (std::getenv("FERRY_E2E_KEEP") == nullptr) {
+    std::error_code ec;
+    fs::remove_all(workDir_, ec);
+  }
+}
+
+}  // namespace ferry::e2e

@@ -1,0 +1,82 @@
+// The e2e harness: a Ferry cluster on one machine. Each node is a network
+// namespace the harness makes (joined to the others by a bridge in an
+// "underlay" namespace), with its own agent, cgroup root, run dir and BPF pins.
+// Node 1 runs `ferry server` (control plane + its agent). Nothing touches the
+// machine's root network namespace; everything is removed at the end.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ferry::e2e {
+
+struct CommandResult {
+  int exitCode = -1;
+  std::string output;  // stdout and stderr, interleaved
+};
+
+// Runs `argv` (no shell), capturing output; kills it after `timeout`.
+CommandResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(120),
+                  const std::string& stdinText = {});
+// Runs a shell command line.
+CommandResult sh(const std::string& command, std::chrono::seconds timeout = std::chrono::seconds(120));
+
+// Polls `condition` every 200 ms until it holds or `timeout` passes.
+bool waitFor(const std::function<bool()>& condition, std::chrono::seconds timeout);
+
+// Why this machine cannot run e2e tests (not root, no ferry binary, ...), or empty.
+std::string e2eUnavailableReason();
+
+struct ClusterOptions {
+  int nodes = 1;
+  bool agents = true;                     // false: `ferry server --no-agent`, API only
+  std::vector<std::string> serverFlags;   // extra flags for `ferry server`
+  std::vector<std::string> agentFlags;    // extra flags for every agent
+  std::string datastore = "sqlite";
+};
+
+class Cluster {
+ public:
+  explicit Cluster(ClusterOptions options = {});
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Starts everything and waits until the API answers and every node is Ready.
+  // Returns an error message, or empty on success.
+  std::string start();
+
+  // kubectl inside node 1's namespace with the admin kubeconfig.
+  CommandResult kubectl(const std::string& args, std::chrono::seconds timeout = std::chrono::seconds(120),
+                        const std::string& stdinText = {});
+  // A shell command inside node `index`'s (1-based) network namespace.
+  CommandResult inNode(int index, const std::string& command, std::chrono::seconds timeout = std::chrono::seconds(120));
+
+  // Imports an image archive into every node's image store.
+  std::string importImage(const std::string& archivePath);
+
+  std::string nodeName(int index) const;
+  std::string nodeNamespace(int index) const;
+  std::string dataDir() const { return workDir_ + "/server"; }
+  std::string workDir() const { return workDir_; }
+  std::string serverLog() const;
+
+  // Stops node `index`'s agent (SIGKILL) — for failure tests.
+  void killAgent(int index);
+
+ private:
+  std::string startNodeNetwork();
+  std::vector<std::string> agentCommonFlags(int index) const;
+  void stopAll();
+
+  ClusterOptions options_;
+  std::string id_;
+  std::string workDir_;
+  std::vector<int> pids_;  // pids_[i]: process of node i+1 (server for node 1)
+  bool networkMade_ = false;
+};
+
+}  // namespace ferry::e2e
