@@ -1,0 +1,144 @@
+/* Service load-balancing map layouts: the one definition shared by the BPF
+ * programs (bpf/service_lb.bpf.c) and the C++ loader (proxy/). No mirror
+ * structs anywhere: C++ includes this file, static_asserts the sizes, and a test
+ * compares every offset with the BTF of the compiled object.
+ *
+ * Rules for this file: fixed-width fields, explicit padding, no bitfields,
+ * addresses and ports in network byte order (as the kernel hands them to
+ * sock_addr programs), a trailing comment on every field.
+ *
+ * Lookup is Cilium-style, in three levels:
+ *   frontend (address, port, protocol, slot 0) -> service entry {count, id, flags}
+ *   frontend (address, port, protocol, slot i) -> backend id, for i in 1..count
+ *   backend id                                -> backend (address, port)
+ */
+#ifndef FERRY_BPF_LB_MAPS_H
+#define FERRY_BPF_LB_MAPS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Capacities. Hash maps are not preallocated, so memory follows use. */
+#define LB_MAX_FRONTEND_ENTRIES (1u << 20) /* service entries + backend slots */
+#define LB_MAX_BACKENDS (1u << 20)
+#define LB_MAX_SERVICE_IDS (1u << 19) /* service ports (frontends) */
+#define LB_MAX_AFFINITY_ENTRIES (1u << 16)
+#define LB_MAX_REVERSE_NAT_ENTRIES (1u << 17)
+
+/* lb4_service.flags */
+#define LB_SERVICE_CLIENT_IP_AFFINITY 0x1 /* sessionAffinity: ClientIP */
+
+struct lb4_key {
+  __be32 address;     /* Service address (ClusterIP or node IP for NodePort) */
+  __be16 port;        /* Service port or nodePort */
+  __u16 backend_slot; /* 0: the service entry; 1..count: a backend slot */
+  __u8 protocol;      /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 pad[3];        /* zero */
+};
+
+struct lb4_service {
+  __u32 backend_id;           /* slots 1..count: the backend; 0 in the service entry */
+  __u32 count;                /* service entry: backend slots in use; 0 refuses connects */
+  __u32 service_id;           /* index into lb_rr_counters; part of the affinity key */
+  __u32 affinity_timeout_sec; /* ClientIP affinity lifetime since last use */
+  __u16 flags;                /* LB_SERVICE_* */
+  __u16 pad;                  /* zero */
+};
+
+struct lb4_backend {
+  __be32 address; /* endpoint address */
+  __be16 port;    /* endpoint port (the resolved targetPort) */
+  __u8 protocol;  /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 pad;       /* zero */
+};
+
+struct lb_affinity_key {
+  __u64 client_cookie; /* network namespace cookie: one pod (or the host) = one client */
+  __u32 service_id;    /* lb4_service.service_id */
+  __u32 pad;           /* zero */
+};
+
+struct lb_affinity_value {
+  __u64 last_used_ns; /* bpf_ktime_get_ns() of the last connect that used it */
+  __u32 backend_id;   /* the pinned backend */
+  __u32 backend_slot; /* where it sat; a changed slot means the backend left */
+};
+
+struct lb4_reverse_nat_key {
+  __u64 socket_cookie; /* bpf_get_socket_cookie() of the client socket */
+  __be32 address;      /* backend address the socket was sent to */
+  __be16 port;         /* backend port */
+  __u16 pad;           /* zero */
+};
+
+struct lb4_reverse_nat_value {
+  __be32 address; /* the Service address the application used */
+  __be16 port;    /* the Service port the application used */
+  __u16 pad;      /* zero */
+};
+
+/* Context of the BPF_PROG_TEST_RUN program lb4_select_test: the selection logic
+ * of connect4 run on demand. In: address, port, protocol, client_cookie. Out:
+ * result (0, or negative errno: -ENOENT not a Service, -ECONNREFUSED no
+ * endpoints), backend_address, backend_port. */
+struct lb4_select_args {
+  __be32 address;         /* in: destination address */
+  __be16 port;            /* in: destination port */
+  __u8 protocol;          /* in: IPPROTO_TCP or IPPROTO_UDP */
+  __u8 pad;               /* zero */
+  __u64 client_cookie;    /* in: stands for the netns cookie */
+  __s32 result;           /* out: 0 or negative errno */
+  __be32 backend_address; /* out: chosen backend */
+  __be16 backend_port;    /* out: chosen backend port */
+  __u16 pad2;             /* zero */
+  __u32 pad3;             /* zero */
+};
+
+#ifdef __bpf__
+/* Map definitions (BPF side only; C++ opens them by name through the skeleton). */
+
+/* (address, port, protocol, slot) -> service entry (slot 0) or backend id (slots 1..count) */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LB_MAX_FRONTEND_ENTRIES);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct lb4_key);
+  __type(value, struct lb4_service);
+} lb4_services SEC(".maps");
+
+/* backend id -> backend (address, port, protocol) */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LB_MAX_BACKENDS);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, __u32);
+  __type(value, struct lb4_backend);
+} lb4_backends SEC(".maps");
+
+/* service id -> round-robin counter, advanced atomically by every new connect */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, LB_MAX_SERVICE_IDS);
+  __type(key, __u32);
+  __type(value, __u32);
+} lb_rr_counters SEC(".maps");
+
+/* (client netns cookie, service id) -> pinned backend + last use, for ClientIP affinity */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, LB_MAX_AFFINITY_ENTRIES);
+  __type(key, struct lb_affinity_key);
+  __type(value, struct lb_affinity_value);
+} lb_affinity SEC(".maps");
+
+/* (socket cookie, backend address, port) -> Service address/port, for recvmsg4 and getpeername4 */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, LB_MAX_REVERSE_NAT_ENTRIES);
+  __type(key, struct lb4_reverse_nat_key);
+  __type(value, struct lb4_reverse_nat_value);
+} lb4_reverse_nat SEC(".maps");
+#endif /* __bpf__ */
+
+#endif /* FERRY_BPF_LB_MAPS_H */

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Socket-level Service load balancing: the destination of connect() and of
+ * sendmsg() on UDP is rewritten from a Service frontend to one backend, once,
+ * in the client's cgroup hook; no packet is translated afterwards. recvmsg and
+ * getpeername translate the backend back to the Service address so the
+ * application only ever sees the address it used.
+ *
+ * The decision logic lives in static __always_inline helpers returning 0 or a
+ * negative errno; the SEC() wrappers turn that into a verdict. lb4_select_test
+ * runs the same selection under BPF_PROG_TEST_RUN.
+ *
+ * Refusal: a Service with no usable endpoint must fail connect() at once with
+ * ECONNREFUSED (what a client gets from kube-proxy's reject rule). Returning 0
+ * from a sock_addr program alone gives EPERM; bpf_set_retval(-ECONNREFUSED)
+ * before returning 0 (kernel >= 5.18) makes the syscall return ECONNREFUSED
+ * instead, with no packet sent and no port to keep closed.
+ */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lb_maps.h"
+
+#define ENOENT 2
+#define ECONNREFUSED 111
+#define NSEC_PER_SEC 1000000000ull
+
+/* Picks a backend for (address, port, protocol) seen from client_cookie.
+ * Returns 0 and fills *out, -ENOENT when the address is not a Service
+ * frontend, -ECONNREFUSED when the Service has no usable backend. */
+static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol, __u64 client_cookie,
+                                      struct lb4_backend *out) {
+  struct lb4_key key = {};
+  key.address = address;
+  key.port = port;
+  key.protocol = protocol;
+  key.backend_slot = 0;
+
+  struct lb4_service *service = bpf_map_lookup_elem(&lb4_services, &key);
+  if (!service) return -ENOENT;
+  __u32 count = service->count;
+  if (count == 0) return -ECONNREFUSED;
+  __u32 service_id = service->service_id;
+  int affinity = service->flags & LB_SERVICE_CLIENT_IP_AFFINITY;
+  __u64 timeout_ns = (__u64)service->affinity_timeout_sec * NSEC_PER_SEC;
+
+  struct lb_affinity_key affinity_key = {};
+  __u64 now = 0;
+  struct lb4_service *slot;
+  struct lb4_backend *backend;
+
+  if (affinity) {
+    affinity_key.client_cookie = client_cookie;
+    affinity_key.service_id = service_id;
+    now = bpf_ktime_get_ns();
+    struct lb_affinity_value *pinned = bpf_map_lookup_elem(&lb_affinity, &affinity_key);
+    /* Honour the pin only while it is fresh and its backend still sits in the
+     * slot it was chosen from (else the endpoint has left the Service). */
+    if (pinned && now - pinned->last_used_ns <= timeout_ns && pinned->backend_slot >= 1 &&
+        pinned->backend_slot <= count) {
+      key.backend_slot = (__u16)pinned->backend_slot;
+      slot = bpf_map_lookup_elem(&lb4_services, &key);
+      if (slot && slot->backend_id == pinned->backend_id) {
+        __u32 backend_id = slot->backend_id;
+        backend = bpf_map_lookup_elem(&lb4_backends, &backend_id);
+        if (backend) {
+          pinned->last_used_ns = now;
+          *out = *backend;
+          return 0;
+        }
+      }
+    }
+  }
+
+  __u32 *counter = bpf_map_lookup_elem(&lb_rr_counters, &service_id);
+  if (!counter) return -ECONNREFUSED;
+  /* One atomic ticket per connect: exact round-robin across CPUs. */
+  __u32 ticket = __sync_fetch_and_add(counter, 1);
+  __u32 slot_index = ticket % count + 1;
+  key.backend_slot = (__u16)slot_index;
+  slot = bpf_map_lookup_elem(&lb4_services, &key);
+  if (!slot) return -ECONNREFUSED;
+  __u32 backend_id = slot->backend_id;
+  backend = bpf_map_lookup_elem(&lb4_backends, &backend_id);
+  if (!backend) return -ECONNREFUSED;
+
+  if (affinity) {
+    struct lb_affinity_value fresh = {};
+    fresh.last_used_ns = now;
+    fresh.backend_id = backend_id;
+    fresh.backend_slot = slot_index;
+    bpf_map_update_elem(&lb_affinity, &affinity_key, &fresh, BPF_ANY);
+  }
+  *out = *backend;
+  return 0;
+}
+
+/* Remembers, per socket and backend, which Service address the application used. */
+static __always_inline void lb4_remember_service(__u64 socket_cookie, const struct lb4_backend *backend,
+                                                 __be32 service_address, __be16 service_port) {
+  struct lb4_reverse_nat_key key = {};
+  key.socket_cookie = socket_cookie;
+  key.address = backend->address;
+  key.port = backend->port;
+  struct lb4_reverse_nat_value value = {};
+  value.address = service_address;
+  value.port = service_port;
+  bpf_map_update_elem(&lb4_reverse_nat, &key, &value, BPF_ANY);
+}
+
+static __always_inline struct lb4_reverse_nat_value *lb4_service_of(__u64 socket_cookie, __be32 address,
+                                                                    __be16 port) {
+  struct lb4_reverse_nat_key key = {};
+  key.socket_cookie = socket_cookie;
+  key.address = address;
+  key.port = port;
+  return bpf_map_lookup_elem(&lb4_reverse_nat, &key);
+}
+
+static __always_inline int is_lb_protocol(__u32 protocol) {
+  return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP;
+}
+
+/* sock_addr verdicts: 1 lets the call proceed (with the rewritten address), 0
+ * fails it with the errno set by bpf_set_retval. */
+static __always_inline int refuse(void) {
+  bpf_set_retval(-ECONNREFUSED);
+  return 0;
+}
+
+static __always_inline int lb4_translate(struct bpf_sock_addr *ctx) {
+  __u32 protocol = ctx->protocol;
+  if (!is_lb_protocol(protocol)) return 1;
+  __be32 address = ctx->user_ip4;
+  __be16 port = (__be16)ctx->user_port;
+  struct lb4_backend backend = {};
+  int err = lb4_select(address, port, (__u8)protocol, bpf_get_netns_cookie(ctx), &backend);
+  if (err == -ENOENT) return 1;
+  if (err) return refuse();
+  ctx->user_ip4 = backend.address;
+  ctx->user_port = backend.port;
+  lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
+  return 1;
+}
+
+SEC("cgroup/connect4")
+int ferry_connect4(struct bpf_sock_addr *ctx) { return lb4_translate(ctx); }
+
+SEC("cgroup/sendmsg4")
+int ferry_sendmsg4(struct bpf_sock_addr *ctx) { return lb4_translate(ctx); }
+
+SEC("cgroup/recvmsg4")
+int ferry_recvmsg4(struct bpf_sock_addr *ctx) {
+  struct lb4_reverse_nat_value *service = lb4_service_of(bpf_get_socket_cookie(ctx), ctx->user_ip4,
+                                                         (__be16)ctx->user_port);
+  if (service) {
+    ctx->user_ip4 = service->address;
+    ctx->user_port = service->port;
+  }
+  return 1;
+}
+
+SEC("cgroup/getpeername4")
+int ferry_getpeername4(struct bpf_sock_addr *ctx) {
+  struct lb4_reverse_nat_value *service = lb4_service_of(bpf_get_socket_cookie(ctx), ctx->user_ip4,
+                                                         (__be16)ctx->user_port);
+  if (service) {
+    ctx->user_ip4 = service->address;
+    ctx->user_port = service->port;
+  }
+  return 1;
+}
+
+/* IPv6 sockets: Services are IPv4 here, so only v4-mapped destinations
+ * (::ffff:a.b.c.d, what a dual-stack socket uses for an IPv4 Service) are
+ * balanced, through the same IPv4 maps; every other address passes unchanged. */
+static __always_inline int is_v4_mapped(struct bpf_sock_addr *ctx) {
+  return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 && ctx->user_ip6[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline int lb6_translate(struct bpf_sock_addr *ctx) {
+  __u32 protocol = ctx->protocol;
+  if (!is_lb_protocol(protocol) || !is_v4_mapped(ctx)) return 1;
+  __be32 address = ctx->user_ip6[3];
+  __be16 port = (__be16)ctx->user_port;
+  struct lb4_backend backend = {};
+  int err = lb4_select(address, port, (__u8)protocol, bpf_get_netns_cookie(ctx), &backend);
+  if (err == -ENOENT) return 1;
+  if (err) return refuse();
+  ctx->user_ip6[3] = backend.address;
+  ctx->user_port = backend.port;
+  lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
+  return 1;
+}
+
+static __always_inline int lb6_restore(struct bpf_sock_addr *ctx) {
+  if (!is_v4_mapped(ctx)) return 1;
+  struct lb4_reverse_nat_value *service = lb4_service_of(bpf_get_socket_cookie(ctx), ctx->user_ip6[3],
+                                                         (__be16)ctx->user_port);
+  if (service) {
+    ctx->user_ip6[3] = service->address;
+    ctx->user_port = service->port;
+  }
+  return 1;
+}
+
+SEC("cgroup/connect6")
+int ferry_connect6(struct bpf_sock_addr *ctx) { return lb6_translate(ctx); }
+
+SEC("cgroup/sendmsg6")
+int ferry_sendmsg6(struct bpf_sock_addr *ctx) { return lb6_translate(ctx); }
+
+SEC("cgroup/recvmsg6")
+int ferry_recvmsg6(struct bpf_sock_addr *ctx) { return lb6_restore(ctx); }
+
+SEC("cgroup/getpeername6")
+int ferry_getpeername6(struct bpf_sock_addr *ctx) { return lb6_restore(ctx); }
+
+/* The selection logic on demand, for tests (BPF_PROG_TEST_RUN with ctx_in). */
+SEC("syscall")
+int lb4_select_test(struct lb4_select_args *args) {
+  struct lb4_backend backend = {};
+  int err = lb4_select(args->address, args->port, args->protocol, args->client_cookie, &backend);
+  args->result = err;
+  args->backend_address = backend.address;
+  args->backend_port = backend.port;
+  return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
