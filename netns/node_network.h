@@ -26,6 +26,7 @@ struct RouteEntry {
   std::string destination;   // "10.42.2.0/24"; "default" for 0.0.0.0/0
   std::string via;           // gateway, empty when directly connected
   std::string device;        // output interface name, may be empty
+  bool ownedByFerry = false; // added by ensureRoute (marked with Ferry's route protocol)
 };
 
 struct AddressEntry {

@@ -1,0 +1,391 @@
+#include "netns/node_network.h"
+
+#include "netns/namespace_pins.h"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/rtnetlink.h>
+#include <unistd.h>
+
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/bridge.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/route.h>
+
+#include <fstream>
+#include <memory>
+
+namespace ferry::netns {
+namespace {
+
+// Routes Ferry adds carry this protocol number so they can be told from others
+// (like `proto bird` for Calico); any value the kernel does not use itself works.
+constexpr uint8_t kFerryRouteProtocol = 198;
+
+int errnoFromNl(int nlError) {
+  switch (-std::abs(nlError)) {
+    case -NLE_EXIST: return EEXIST;
+    case -NLE_OBJ_NOTFOUND: return ENOENT;
+    case -NLE_NODEV: return ENODEV;
+    case -NLE_PERM:
+    case -NLE_NOACCESS: return EPERM;
+    case -NLE_INVAL: return EINVAL;
+    case -NLE_BUSY: return EBUSY;
+    case -NLE_NOMEM: return ENOMEM;
+    case -NLE_NOADDR: return EADDRNOTAVAIL;
+    case -NLE_RANGE: return ERANGE;
+    default: return EIO;
+  }
+}
+
+std::unexpected<Error> failNl(const std::string& context, int nlError) {
+  return fail(errnoFromNl(nlError), context + ": " + nl_geterror(nlError));
+}
+
+bool isNotFound(int nlError) {
+  int e = -std::abs(nlError);
+  return e == -NLE_OBJ_NOTFOUND || e == -NLE_NODEV;
+}
+
+// Small owners for libnl objects so every early return frees them.
+template <class T, void (*Free)(T*)>
+struct NlPtr {
+  T* p = nullptr;
+  NlPtr() = default;
+  explicit NlPtr(T* ptr) : p(ptr) {}
+  ~NlPtr() { if (p) Free(p); }
+  NlPtr(const NlPtr&) = delete;
+  NlPtr& operator=(const NlPtr&) = delete;
+  T* get() const { return p; }
+  T** out() { return &p; }
+};
+using LinkPtr = NlPtr<rtnl_link, rtnl_link_put>;
+using AddrPtr = NlPtr<rtnl_addr, rtnl_addr_put>;
+using RoutePtr = NlPtr<rtnl_route, rtnl_route_put>;
+using NlAddrPtr = NlPtr<nl_addr, nl_addr_put>;
+using CachePtr = NlPtr<nl_cache, nl_cache_free>;
+struct SocketFree {
+  void operator()(nl_sock* sock) const { nl_socket_free(sock); }
+};
+using Socket = std::unique_ptr<nl_sock, SocketFree>;
+
+Result<Socket> connectRoute() {
+  Socket sock(nl_socket_alloc());
+  if (!sock) return fail(ENOMEM, "allocate netlink socket");
+  int err = nl_connect(sock.get(), NETLINK_ROUTE);
+  if (err < 0) return failNl("connect rtnetlink", err);
+  return sock;
+}
+
+Result<nl_addr*> parseAddress(const std::string& text, const std::string& field) {
+  nl_addr* addr = nullptr;
+  int err = nl_addr_parse(text.c_str(), AF_INET, &addr);
+  if (err < 0) return fail(EINVAL, field + ": not an IPv4 address: \"" + text + "\"");
+  return addr;
+}
+
+std::string addressText(nl_addr* addr, bool withPrefix) {
+  if (!addr) return {};
+  char buf[64];
+  if (nl_addr_get_prefixlen(addr) == 0 && nl_addr_iszero(addr)) return "default";
+  std::string text = nl_addr2str(addr, buf, sizeof buf);
+  if (!withPrefix) {
+    auto slash = text.find('/');
+    if (slash != std::string::npos) text.resize(slash);
+  } else if (text.find('/') == std::string::npos) {
+    text += "/" + std::to_string(nl_addr_get_prefixlen(addr));
+  }
+  return text;
+}
+
+Status setLinkUp(nl_sock* sock, const std::string& name) {
+  LinkPtr link;
+  int err = rtnl_link_get_kernel(sock, 0, name.c_str(), link.out());
+  if (err < 0) return failNl("find link " + name, err);
+  if (rtnl_link_get_flags(link.get()) & IFF_UP) return {};
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  err = rtnl_link_change(sock, link.get(), change.get(), 0);
+  if (err < 0) return failNl("set link " + name + " up", err);
+  return {};
+}
+
+Status addAddress(nl_sock* sock, int ifindex, const std::string& cidr, const std::string& field) {
+  auto local = parseAddress(cidr, field);
+  if (!local) return fail(local.error());
+  NlAddrPtr localOwner(*local);
+  AddrPtr addr(rtnl_addr_alloc());
+  rtnl_addr_set_ifindex(addr.get(), ifindex);
+  rtnl_addr_set_family(addr.get(), AF_INET);
+  int err = rtnl_addr_set_local(addr.get(), localOwner.get());
+  if (err < 0) return failNl("address " + cidr, err);
+  err = rtnl_addr_add(sock, addr.get(), 0);
+  if (err < 0 && -std::abs(err) != -NLE_EXIST) return failNl("add address " + cidr, err);
+  return {};
+}
+
+Status addRoute(nl_sock* sock, const std::string& destination, const std::string& via, int ifindex,
+                int flags) {
+  NlAddrPtr dst;
+  if (destination == "default") {
+    uint32_t zero = 0;
+    dst.p = nl_addr_build(AF_INET, &zero, sizeof zero);
+    nl_addr_set_prefixlen(dst.get(), 0);
+  } else {
+    auto parsed = parseAddress(destination, "destination");
+    if (!parsed) return fail(parsed.error());
+    dst.p = *parsed;
+  }
+  auto gateway = parseAddress(via, "via");
+  if (!gateway) return fail(gateway.error());
+  NlAddrPtr gatewayOwner(*gateway);
+
+  RoutePtr route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), AF_INET);
+  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  rtnl_route_set_protocol(route.get(), kFerryRouteProtocol);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
+  int err = rtnl_route_set_dst(route.get(), dst.get());
+  if (err < 0) return failNl("route destination " + destination, err);
+  rtnl_nexthop* nexthop = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_gateway(nexthop, gatewayOwner.get());
+  if (ifindex > 0) rtnl_route_nh_set_ifindex(nexthop, ifindex);
+  rtnl_route_add_nexthop(route.get(), nexthop);  // the route owns it now
+  err = rtnl_route_add(sock, route.get(), flags);
+  if (err < 0) return failNl("add route " + destination + " via " + via, err);
+  return {};
+}
+
+Result<std::vector<std::string>> listLinksOn(nl_sock* sock) {
+  CachePtr cache;
+  int err = rtnl_link_alloc_cache(sock, AF_UNSPEC, cache.out());
+  if (err < 0) return failNl("list links", err);
+  std::vector<std::string> names;
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    const char* name = rtnl_link_get_name(reinterpret_cast<rtnl_link*>(obj));
+    if (name) names.emplace_back(name);
+  }
+  return names;
+}
+
+std::string linkName(nl_cache* links, int ifindex) {
+  char buf[IFNAMSIZ + 1] = {};
+  if (ifindex <= 0 || !rtnl_link_i2name(links, ifindex, buf, sizeof buf)) return {};
+  return buf;
+}
+
+Result<std::vector<AddressEntry>> listAddressesOn(nl_sock* sock) {
+  CachePtr links, addrs;
+  int err = rtnl_link_alloc_cache(sock, AF_UNSPEC, links.out());
+  if (err < 0) return failNl("list links", err);
+  err = rtnl_addr_alloc_cache(sock, addrs.out());
+  if (err < 0) return failNl("list addresses", err);
+  std::vector<AddressEntry> result;
+  for (nl_object* obj = nl_cache_get_first(addrs.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* addr = reinterpret_cast<rtnl_addr*>(obj);
+    if (rtnl_addr_get_family(addr) != AF_INET) continue;
+    result.push_back({linkName(links.get(), rtnl_addr_get_ifindex(addr)),
+                      addressText(rtnl_addr_get_local(addr), true)});
+  }
+  return result;
+}
+
+Result<std::vector<RouteEntry>> listRoutesOn(nl_sock* sock) {
+  CachePtr links, routes;
+  int err = rtnl_link_alloc_cache(sock, AF_UNSPEC, links.out());
+  if (err < 0) return failNl("list links", err);
+  err = rtnl_route_alloc_cache(sock, AF_INET, 0, routes.out());
+  if (err < 0) return failNl("list routes", err);
+  std::vector<RouteEntry> result;
+  for (nl_object* obj = nl_cache_get_first(routes.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* route = reinterpret_cast<rtnl_route*>(obj);
+    if (rtnl_route_get_table(route) != RT_TABLE_MAIN || rtnl_route_get_type(route) != RTN_UNICAST) continue;
+    RouteEntry entry;
+    entry.destination = addressText(rtnl_route_get_dst(route), true);
+    if (rtnl_route_get_nnexthops(route) > 0) {
+      rtnl_nexthop* nexthop = rtnl_route_nexthop_n(route, 0);
+      entry.via = addressText(rtnl_route_nh_get_gateway(nexthop), false);
+      entry.device = linkName(links.get(), rtnl_route_nh_get_ifindex(nexthop));
+    }
+    entry.ownedByFerry = rtnl_route_get_protocol(route) == kFerryRouteProtocol;
+    result.push_back(std::move(entry));
+  }
+  return result;
+}
+
+}  // namespace
+
+struct NodeNetwork::Impl {
+  std::string netnsPath;
+  Socket socket;
+  nl_sock* sock() const { return socket.get(); }
+};
+
+NodeNetwork::NodeNetwork(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+NodeNetwork::~NodeNetwork() = default;
+
+Result<std::unique_ptr<NodeNetwork>> NodeNetwork::open(const std::string& nodeNetnsPath) {
+  auto impl = std::make_unique<Impl>();
+  impl->netnsPath = nodeNetnsPath;
+  if (nodeNetnsPath.empty()) {
+    auto socket = connectRoute();
+    if (!socket) return fail(socket.error());
+    impl->socket = std::move(*socket);
+  } else {
+    // A netlink socket stays bound to the namespace it was opened in, so it is opened
+    // on a thread inside the node namespace and then used from any thread.
+    Status status = runInNetworkNamespace(nodeNetnsPath, [&]() -> Status {
+      auto socket = connectRoute();
+      if (!socket) return fail(socket.error());
+      impl->socket = std::move(*socket);
+      return {};
+    });
+    if (!status) return fail(status.error().wrap("open node network " + nodeNetnsPath));
+  }
+  return std::unique_ptr<NodeNetwork>(new NodeNetwork(std::move(impl)));
+}
+
+Result<int> NodeNetwork::linkIndex(const std::string& name) {
+  LinkPtr link;
+  int err = rtnl_link_get_kernel(impl_->sock(), 0, name.c_str(), link.out());
+  if (err < 0) {
+    if (isNotFound(err)) return fail(ENODEV, "link " + name + ": no such device");
+    return failNl("find link " + name, err);
+  }
+  return rtnl_link_get_ifindex(link.get());
+}
+
+Status NodeNetwork::ensureBridge(const std::string& name, const std::string& gatewayCidr) {
+  auto index = linkIndex(name);
+  if (!index && index.error().code == ENODEV) {
+    LinkPtr bridge(rtnl_link_bridge_alloc());
+    rtnl_link_set_name(bridge.get(), name.c_str());
+    int err = rtnl_link_add(impl_->sock(), bridge.get(), NLM_F_CREATE);
+    if (err < 0 && -std::abs(err) != -NLE_EXIST) return failNl("create bridge " + name, err);
+    index = linkIndex(name);
+  }
+  if (!index) return fail(index.error().wrap("bridge " + name));
+  if (Status s = addAddress(impl_->sock(), *index, gatewayCidr, "gatewayCidr"); !s) {
+    return fail(s.error().wrap("bridge " + name));
+  }
+  return setLinkUp(impl_->sock(), name);
+}
+
+Status NodeNetwork::enableIpForwarding() {
+  // /proc/sys/net/* shows the network namespace of the thread that opens it.
+  auto write = []() -> Status {
+    std::ofstream out("/proc/sys/net/ipv4/ip_forward");
+    out << "1\n";
+    out.flush();
+    if (!out) return fail(EIO, "write /proc/sys/net/ipv4/ip_forward");
+    return {};
+  };
+  if (impl_->netnsPath.empty()) return write();
+  return runInNetworkNamespace(impl_->netnsPath, write);
+}
+
+Status NodeNetwork::createPodLink(const PodLinkSpec& spec) {
+  if (spec.hostIfName.empty() || spec.hostIfName.size() >= IFNAMSIZ) {
+    return fail(EINVAL, "hostIfName: must be 1-15 characters: \"" + spec.hostIfName + "\"");
+  }
+  auto bridgeIndex = linkIndex(spec.bridgeName);
+  if (!bridgeIndex) return fail(bridgeIndex.error().wrap("pod link " + spec.hostIfName));
+  int podNs = ::open(spec.podNetnsPath.c_str(), O_RDONLY | O_CLOEXEC);
+  if (podNs < 0) return failErrno("open pod network namespace " + spec.podNetnsPath);
+
+  // One RTM_NEWLINK makes both ends: the peer is created directly in the pod
+  // namespace under its final name, so no move or rename is needed afterwards.
+  LinkPtr veth(rtnl_link_veth_alloc());
+  rtnl_link_set_name(veth.get(), spec.hostIfName.c_str());
+  rtnl_link_set_master(veth.get(), *bridgeIndex);
+  rtnl_link_set_mtu(veth.get(), spec.mtu);
+  rtnl_link_set_flags(veth.get(), IFF_UP);
+  rtnl_link* peer = rtnl_link_veth_get_peer(veth.get());
+  rtnl_link_set_name(peer, "eth0");
+  rtnl_link_set_mtu(peer, spec.mtu);
+  // (libnl 3.7 fails the whole request when the peer carries flags: eth0 is set up below.)
+  rtnl_link_set_ns_fd(peer, podNs);
+  rtnl_link_put(peer);
+  int err = rtnl_link_add(impl_->sock(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
+  ::close(podNs);
+  if (err < 0) return failNl("create veth " + spec.hostIfName, err);
+
+  Status podSide = runInNetworkNamespace(spec.podNetnsPath, [&]() -> Status {
+    auto socket = connectRoute();
+    if (!socket) return fail(socket.error());
+    nl_sock* sock = socket->get();
+    if (Status s = setLinkUp(sock, "lo"); !s) return s;
+    if (Status s = setLinkUp(sock, "eth0"); !s) return s;
+    LinkPtr eth0;
+    int e = rtnl_link_get_kernel(sock, 0, "eth0", eth0.out());
+    if (e < 0) return failNl("find eth0", e);
+    int ifindex = rtnl_link_get_ifindex(eth0.get());
+    if (Status s = addAddress(sock, ifindex, spec.podAddress, "podAddress"); !s) return s;
+    return addRoute(sock, "default", spec.gateway, ifindex, NLM_F_EXCL);
+  });
+  if (!podSide) {
+    (void)removePodLink(spec.hostIfName);
+    return fail(podSide.error().wrap("configure pod side of " + spec.hostIfName));
+  }
+  return {};
+}
+
+Status NodeNetwork::removePodLink(const std::string& hostIfName) {
+  LinkPtr link(rtnl_link_alloc());
+  rtnl_link_set_name(link.get(), hostIfName.c_str());
+  int err = rtnl_link_delete(impl_->sock(), link.get());
+  if (err < 0 && !isNotFound(err)) return failNl("delete veth " + hostIfName, err);
+  return {};
+}
+
+Status NodeNetwork::ensureRoute(const std::string& destinationCidr, const std::string& via) {
+  return addRoute(impl_->sock(), destinationCidr, via, 0, NLM_F_REPLACE);
+}
+
+Status NodeNetwork::removeRoute(const std::string& destinationCidr) {
+  auto dst = parseAddress(destinationCidr, "destinationCidr");
+  if (!dst) return fail(dst.error());
+  NlAddrPtr dstOwner(*dst);
+  RoutePtr route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), AF_INET);
+  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_NOWHERE);  // match any scope
+  rtnl_route_set_protocol(route.get(), kFerryRouteProtocol);
+  rtnl_route_set_dst(route.get(), dstOwner.get());
+  int err = rtnl_route_delete(impl_->sock(), route.get(), 0);
+  if (err < 0 && !isNotFound(err)) return failNl("delete route " + destinationCidr, err);
+  return {};
+}
+
+Result<std::vector<std::string>> NodeNetwork::listLinks() { return listLinksOn(impl_->sock()); }
+Result<std::vector<AddressEntry>> NodeNetwork::listAddresses() { return listAddressesOn(impl_->sock()); }
+Result<std::vector<RouteEntry>> NodeNetwork::listRoutes() { return listRoutesOn(impl_->sock()); }
+
+Result<std::vector<AddressEntry>> listAddressesIn(const std::string& netnsPath) {
+  Result<std::vector<AddressEntry>> result;
+  Status status = runInNetworkNamespace(netnsPath, [&]() -> Status {
+    auto socket = connectRoute();
+    if (!socket) return fail(socket.error());
+    result = listAddressesOn(socket->get());
+    return {};
+  });
+  if (!status) return fail(status.error());
+  return result;
+}
+
+Result<std::vector<RouteEntry>> listRoutesIn(const std::string& netnsPath) {
+  Result<std::vector<RouteEntry>> result;
+  Status status = runInNetworkNamespace(netnsPath, [&]() -> Status {
+    auto socket = connectRoute();
+    if (!socket) return fail(socket.error());
+    result = listRoutesOn(socket->get());
+    return {};
+  });
+  if (!status) return fail(status.error());
+  return result;
+}
+
+}  // namespace ferry::netns

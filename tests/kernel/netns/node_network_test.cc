@@ -1,0 +1,159 @@
+// Kernel tier: pinned namespaces, bridge, pod veths and routes inside a "node"
+// network namespace made by the test (the root namespace is never touched).
+#include "netns/namespace_pins.h"
+#include "netns/node_network.h"
+#include "tests/kernel/netns/test_network.h"
+
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <fcntl.h>
+
+#include <algorithm>
+
+namespace ferry::netns {
+namespace {
+
+class NodeNetworkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+    dir_ = ferry::testing::makeScratchDir("ferry-netns-test");
+    ASSERT_FALSE(dir_.empty());
+    nodeNs_ = dir_ + "/node";
+    ASSERT_TRUE(createPinnedNamespaces({.net = nodeNs_}));
+    auto network = NodeNetwork::open(nodeNs_);
+    ASSERT_TRUE(network) << network.error().message;
+    network_ = std::move(*network);
+  }
+  void TearDown() override {
+    network_.reset();
+    for (const std::string& pin : pins_) (void)removePinnedNamespace(pin);
+    if (!nodeNs_.empty()) (void)removePinnedNamespace(nodeNs_);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  std::string newPodNamespace(const std::string& name) {
+    std::string path = dir_ + "/pods/" + name;
+    Status status = createPinnedNamespaces({.net = path});
+    EXPECT_TRUE(status) << (status ? "" : status.error().message);
+    pins_.push_back(path);
+    return path;
+  }
+  static bool hasLink(const std::vector<std::string>& links, const std::string& name) {
+    return std::find(links.begin(), links.end(), name) != links.end();
+  }
+
+  std::string dir_, nodeNs_;
+  std::vector<std::string> pins_;
+  std::unique_ptr<NodeNetwork> network_;
+};
+
+TEST_F(NodeNetworkTest, PinnedNamespacesCarryHostnameAndAreRemoved) {
+  NamespacePins pins{.net = dir_ + "/n", .ipc = dir_ + "/i", .uts = dir_ + "/u"};
+  ASSERT_TRUE(createPinnedNamespaces(pins, "pod-host"));
+  EXPECT_TRUE(isPinnedNamespace(pins.net));
+  EXPECT_TRUE(isPinnedNamespace(pins.ipc));
+  EXPECT_TRUE(isPinnedNamespace(pins.uts));
+
+  std::string seen;
+  std::thread reader([&] {
+    int fd = ::open(pins.uts.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && ::setns(fd, CLONE_NEWUTS) == 0) {
+      char name[65] = {};
+      ::gethostname(name, sizeof name - 1);
+      seen = name;
+    }
+    if (fd >= 0) ::close(fd);
+  });
+  reader.join();
+  EXPECT_EQ(seen, "pod-host");
+
+  // A second create on the same pins must fail rather than silently replace them.
+  EXPECT_FALSE(createPinnedNamespaces(pins, "other"));
+  for (const std::string& p : {pins.net, pins.ipc, pins.uts}) {
+    EXPECT_TRUE(removePinnedNamespace(p));
+    EXPECT_FALSE(std::filesystem::exists(p));
+    EXPECT_TRUE(removePinnedNamespace(p)) << "removing twice is fine";
+  }
+}
+
+TEST_F(NodeNetworkTest, PodsOnTheBridgeReachEachOtherAndCleanUp) {
+  ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24"));
+  ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24")) << "idempotent";
+  ASSERT_TRUE(network_->enableIpForwarding());
+
+  std::string podA = newPodNamespace("a"), podB = newPodNamespace("b");
+  auto created = network_->createPodLink({.podNetnsPath = podA, .hostIfName = "fvtesta", .bridgeName = "ferry0",
+                                          .podAddress = "10.42.0.2/24", .gateway = "10.42.0.1"});
+  ASSERT_TRUE(created) << created.error().message;
+  created = network_->createPodLink({.podNetnsPath = podB, .hostIfName = "fvtestb", .bridgeName = "ferry0",
+                                     .podAddress = "10.42.0.3/24", .gateway = "10.42.0.1"});
+  ASSERT_TRUE(created) << created.error().message;
+  auto again = network_->createPodLink({.podNetnsPath = podB, .hostIfName = "fvtestb", .bridgeName = "ferry0",
+                                        .podAddress = "10.42.0.3/24", .gateway = "10.42.0.1"});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, EEXIST);
+
+  auto podRoutes = listRoutesIn(podA);
+  ASSERT_TRUE(podRoutes);
+  bool hasDefault = false;
+  for (const RouteEntry& r : *podRoutes) hasDefault |= r.destination == "default" && r.via == "10.42.0.1";
+  EXPECT_TRUE(hasDefault);
+  auto podAddrs = listAddressesIn(podA);
+  ASSERT_TRUE(podAddrs);
+  bool hasAddr = false;
+  for (const AddressEntry& a : *podAddrs) hasAddr |= a.device == "eth0" && a.address == "10.42.0.2/24";
+  EXPECT_TRUE(hasAddr);
+
+  ferry::testing::TcpEchoServer serverB, serverNode;
+  ASSERT_TRUE(serverB.start(podB, "10.42.0.3", 7000));
+  auto reply = ferry::testing::tcpRoundTrip(podA, "10.42.0.3", 7000, "hello b");
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(*reply, "hello b");
+  // The pod reaches the node through its gateway, and localhost inside the pod works.
+  ASSERT_TRUE(serverNode.start(nodeNs_, "10.42.0.1", 7001));
+  reply = ferry::testing::tcpRoundTrip(podA, "10.42.0.1", 7001, "hello node");
+  ASSERT_TRUE(reply) << reply.error().message;
+  ferry::testing::TcpEchoServer local;
+  ASSERT_TRUE(local.start(podA, "127.0.0.1", 7002));
+  reply = ferry::testing::tcpRoundTrip(podA, "127.0.0.1", 7002, "hello me");
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(*reply, "hello me");
+
+  ASSERT_TRUE(network_->removePodLink("fvtesta"));
+  ASSERT_TRUE(network_->removePodLink("fvtestb"));
+  EXPECT_TRUE(network_->removePodLink("fvtestb")) << "missing link is not an error";
+  auto links = network_->listLinks();
+  ASSERT_TRUE(links);
+  EXPECT_FALSE(hasLink(*links, "fvtesta"));
+  EXPECT_FALSE(hasLink(*links, "fvtestb"));
+  EXPECT_TRUE(hasLink(*links, "ferry0"));
+  auto podLinks = listAddressesIn(podA);
+  ASSERT_TRUE(podLinks);
+  for (const AddressEntry& a : *podLinks) EXPECT_NE(a.device, "eth0") << "pod end goes with the host end";
+}
+
+TEST_F(NodeNetworkTest, HostGatewayRoutesAreMarkedAndRemoved) {
+  ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24"));
+  ASSERT_TRUE(network_->ensureRoute("10.42.7.0/24", "10.42.0.200"));
+  ASSERT_TRUE(network_->ensureRoute("10.42.7.0/24", "10.42.0.201")) << "replaces";
+  auto routes = network_->listRoutes();
+  ASSERT_TRUE(routes);
+  int found = 0;
+  for (const RouteEntry& r : *routes) {
+    if (r.destination != "10.42.7.0/24") continue;
+    ++found;
+    EXPECT_EQ(r.via, "10.42.0.201");
+    EXPECT_EQ(r.device, "ferry0");
+    EXPECT_TRUE(r.ownedByFerry);
+  }
+  EXPECT_EQ(found, 1);
+  EXPECT_FALSE(network_->ensureRoute("10.42.8.0/24", "not-an-ip"));
+  ASSERT_TRUE(network_->removeRoute("10.42.7.0/24"));
+  EXPECT_TRUE(network_->removeRoute("10.42.7.0/24")) << "missing route is not an error";
+  routes = network_->listRoutes();
+  ASSERT_TRUE(routes);
+  for (const RouteEntry& r : *routes) EXPECT_NE(r.destination, "10.42.7.0/24");
+}
+
+}  // namespace
+}  // namespace ferry::netns
