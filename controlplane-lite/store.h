@@ -21,7 +21,10 @@ struct KeyValue {
 };
 
 struct StoreEvent {
-  enum class Type { Put, Delete };
+  // Error: the watch ended and no event follows (history compacted while a
+  // watch reconnected, backend unreachable); kv.value holds the reason. Treat
+  // it like 410 Gone: list again and watch from the list's revision.
+  enum class Type { Put, Delete, Error };
   Type type = Type::Put;
   KeyValue kv;          // for Delete: key and the revision of the deletion, value = last value
   bool created = false; // Put that created the key
@@ -58,8 +61,11 @@ class Store {
   // at most `limit` (0: no limit).
   virtual Result<ListPage> list(const std::string& prefix, const std::string& startAfter = {},
                                 std::int64_t limit = 0) = 0;
-  // Delivers, in revision order, every change under `prefix` with revision > `afterRevision`.
-  // The sink runs on a store thread and must not block for long.
+  // Delivers, in revision order, every change under `prefix` with revision > `afterRevision`
+  // (usually the revision a list returned; a revision at or past the current one means
+  // "from now on"). Fails with ERANGE when `afterRevision` is older than the compacted
+  // history. The sink runs on a store thread and must not block for long; it may call
+  // the store, and may destroy its own watch.
   virtual Result<std::unique_ptr<StoreWatch>> watch(const std::string& prefix, std::int64_t afterRevision,
                                                     std::function<void(const StoreEvent&)> sink) = 0;
   virtual Result<std::int64_t> currentRevision() = 0;
