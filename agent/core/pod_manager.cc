@@ -1,0 +1,544 @@
+#include "agent/core/pod_manager.h"
+
+#include "agent/runtime/pod_files.h"
+#include "api/log.h"
+#include "api/quantity.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace fs = std::filesystem;
+
+namespace ferry::agent {
+namespace {
+
+std::optional<std::int64_t> quantityAt(const api::Json& resources, const char* kind, const char* name, bool milli) {
+  if (!resources.contains(kind) || !resources[kind].is_object() || !resources[kind].contains(name)) return std::nullopt;
+  auto q = api::Quantity::fromJson(resources[kind][name]);
+  if (!q) return std::nullopt;
+  return milli ? q->milliValue() : q->value();
+}
+
+std::string base64Decode(const std::string& in) {
+  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -8;
+  for (unsigned char c : in) {
+    auto pos = chars.find(static_cast<char>(c));
+    if (pos == std::string::npos) continue;
+    val = (val << 6) + static_cast<int>(pos);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((val >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
+std::string randomSuffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}", rng());
+}
+
+std::string podKey(const api::Json& pod) { return api::namespaceOf(pod) + "/" + api::nameOf(pod); }
+
+}  // namespace
+
+PodResources podResourcesOf(const api::Json& pod) {
+  PodResources r;
+  const api::Json spec = pod.value("spec", api::Json::object());
+  bool anySet = false, allGuaranteed = true;
+  bool allCpuLimited = true, allMemLimited = true;
+  std::int64_t cpuLimit = 0, memLimit = 0, cpuRequest = 0;
+  for (const auto& c : spec.value("containers", api::Json::array())) {
+    const api::Json res = c.value("resources", api::Json::object());
+    cgroup::Limits limits;
+    limits.cpuLimitMilli = quantityAt(res, "limits", "cpu", true);
+    limits.memoryLimitBytes = quantityAt(res, "limits", "memory", false);
+    limits.cpuRequestMilli = quantityAt(res, "requests", "cpu", true);
+    auto memRequest = quantityAt(res, "requests", "memory", false);
+    // Kubernetes defaults a missing request to the limit.
+    if (!limits.cpuRequestMilli) limits.cpuRequestMilli = limits.cpuLimitMilli;
+    if (!memRequest) memRequest = limits.memoryLimitBytes;
+    if (limits.cpuLimitMilli || limits.memoryLimitBytes || limits.cpuRequestMilli || memRequest) anySet = true;
+    bool guaranteed = limits.cpuLimitMilli && limits.memoryLimitBytes && limits.cpuRequestMilli == limits.cpuLimitMilli &&
+                      memRequest == limits.memoryLimitBytes;
+    allGuaranteed = allGuaranteed && guaranteed;
+    if (limits.cpuLimitMilli) cpuLimit += *limits.cpuLimitMilli; else allCpuLimited = false;
+    if (limits.memoryLimitBytes) memLimit += *limits.memoryLimitBytes; else allMemLimited = false;
+    if (limits.cpuRequestMilli) cpuRequest += *limits.cpuRequestMilli;
+    r.containerLimits[c.value("name", std::string())] = limits;
+  }
+  for (const auto& c : spec.value("initContainers", api::Json::array())) {
+    const api::Json res = c.value("resources", api::Json::object());
+    cgroup::Limits limits;
+    limits.cpuLimitMilli = quantityAt(res, "limits", "cpu", true);
+    limits.memoryLimitBytes = quantityAt(res, "limits", "memory", false);
+    limits.cpuRequestMilli = quantityAt(res, "requests", "cpu", true);
+    if (!limits.cpuRequestMilli) limits.cpuRequestMilli = limits.cpuLimitMilli;
+    if (limits.cpuLimitMilli || limits.memoryLimitBytes || limits.cpuRequestMilli) anySet = true;
+    r.containerLimits[c.value("name", std::string())] = limits;
+  }
+  r.qos = !anySet ? cgroup::QosClass::BestEffort
+                  : (allGuaranteed ? cgroup::QosClass::Guaranteed : cgroup::QosClass::Burstable);
+  if (allCpuLimited && cpuLimit > 0) r.podLimits.cpuLimitMilli = cpuLimit;
+  if (allMemLimited && memLimit > 0) r.podLimits.memoryLimitBytes = memLimit;
+  if (cpuRequest > 0) r.podLimits.cpuRequestMilli = cpuRequest;
+  return r;
+}
+
+PodManager::PodManager(ApiClient& client, SandboxManager& sandboxes, images::ImageStore& images,
+                       runtime::ContainerRuntime& runtime, const AgentConfig& config, std::string nodeName,
+                       std::string nodeIP)
+    : client_(client), sandboxes_(sandboxes), images_(images), runtime_(runtime), config_(config),
+      nodeName_(std::move(nodeName)), nodeIP_(std::move(nodeIP)) {
+  housekeeping_ = std::thread([this] { housekeepingLoop(); });
+  statusWriter_ = std::thread([this] { statusLoop(); });
+}
+
+PodManager::~PodManager() {
+  stop_ = true;
+  outCv_.notify_all();
+  for (auto& t : starters_)
+    if (t.joinable()) t.join();
+  if (housekeeping_.joinable()) housekeeping_.join();
+  if (statusWriter_.joinable()) statusWriter_.join();
+  std::lock_guard lock(mu_);
+  for (auto& [uid, entry] : pods_)
+    if (entry->worker) entry->worker->stop();
+}
+
+void PodManager::onPodUpsert(const api::Json& pod) {
+  std::string uid = api::uidOf(pod);
+  if (uid.empty()) return;
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(uid);
+  if (it == pods_.end()) {
+    auto entry = std::make_unique<PodEntry>();
+    entry->pod = pod;
+    pods_[uid] = std::move(entry);
+    if (api::isTerminating(pod) && !sandboxes_.find(uid)) {
+      pods_[uid]->finalizing = true;  // nothing runs here: just let the delete finish
+      return;
+    }
+    starting_.insert(uid);
+    starters_.emplace_back([this, uid] { startPod(uid); });
+    return;
+  }
+  PodEntry& entry = *it->second;
+  entry.pod = pod;
+  if (entry.worker) {
+    entry.worker->updatePod(pod);
+    if (api::isTerminating(pod) && !entry.worker->terminating()) {
+      auto grace = api::at<std::int64_t>(pod, {"metadata", "deletionGracePeriodSeconds"}, -1);
+      entry.worker->terminate(grace >= 0 ? std::optional<std::int64_t>(grace) : std::nullopt);
+    }
+  }
+}
+
+void PodManager::onPodDelete(const api::Json& pod) {
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(api::uidOf(pod));
+  if (it == pods_.end()) return;
+  // Gone from the API (force delete): stop at once, clean up in housekeeping.
+  it->second->finalizing = true;
+  it->second->pod["metadata"]["deletionTimestamp"] = api::nowRfc3339();
+  if (it->second->worker && !it->second->worker->terminating()) it->second->worker->terminate(0);
+}
+
+void PodManager::onPodsSynced(const std::vector<api::Json>& pods) {
+  std::set<std::string> live;
+  for (const auto& p : pods) live.insert(api::uidOf(p));
+  std::vector<std::string> orphans;
+  for (const auto& sb : sandboxes_.list()) {
+    std::lock_guard lock(mu_);
+    if (!live.contains(sb.uid) && !pods_.contains(sb.uid)) orphans.push_back(sb.uid);
+  }
+  for (const auto& uid : orphans) {
+    log::info("removing sandbox of pod {} that the API no longer has", uid);
+    for (const auto& c : runtime_.list()) {
+      auto l = c.labels.find("io.kubernetes.pod.uid");
+      if (l == c.labels.end() || l->second != uid) continue;
+      if (auto adopted = runtime_.adopt(c.id)) {
+        (*adopted)->signal(SIGKILL);
+        (*adopted)->remove();
+      }
+    }
+    if (auto st = sandboxes_.remove(uid); !st) log::warn("remove sandbox {}: {}", uid, st.error().message);
+  }
+}
+
+runtime::PodWorker* PodManager::worker(const std::string& ns, const std::string& name) {
+  std::lock_guard lock(mu_);
+  for (auto& [uid, entry] : pods_)
+    if (api::namespaceOf(entry->pod) == ns && api::nameOf(entry->pod) == name) return entry->worker.get();
+  return nullptr;
+}
+
+size_t PodManager::runningPods() const {
+  std::lock_guard lock(mu_);
+  return pods_.size();
+}
+
+void PodManager::startPod(const std::string& uid) {
+  api::Json pod;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pods_.find(uid);
+    if (it == pods_.end()) return;
+    pod = it->second->pod;
+  }
+  PodResources res = podResourcesOf(pod);
+  PodSandboxSpec spec;
+  spec.uid = uid;
+  spec.name = api::nameOf(pod);
+  spec.namespace_ = api::namespaceOf(pod);
+  spec.hostname = api::at<std::string>(pod, {"spec", "hostname"}, spec.name);
+  spec.qos = res.qos;
+  spec.limits = res.podLimits;
+  auto sandbox = sandboxes_.create(spec);
+  if (!sandbox) {
+    log::error("pod {}: sandbox: {}", podKey(pod), sandbox.error().message);
+    queueEvent(pod, "FailedCreatePodSandBox", "Failed to create pod sandbox: " + sandbox.error().message, "Warning");
+    std::lock_guard lock(mu_);
+    starting_.erase(uid);
+    // Retried by the next update of the pod (or the agent's restart).
+    pods_.erase(uid);
+    return;
+  }
+  runtime::PodSandboxInfo info;
+  info.netnsPath = sandbox->netnsPath;
+  info.ipcnsPath = sandbox->ipcnsPath;
+  info.utsnsPath = sandbox->utsnsPath;
+  info.podIPs = {sandbox->podIP};
+  info.hostIP = nodeIP_;
+  runtime::PodWorkerConfig wc;
+  wc.podDir = config_.dataDir + "/pods/" + uid;
+  wc.logDir = config_.dataDir + "/logs/" + spec.namespace_ + "_" + spec.name + "_" + uid;
+  wc.dns.clusterDNS = config_.clusterDNS;
+  wc.dns.clusterDomain = config_.clusterDomain;
+  auto worker = std::make_unique<runtime::PodWorker>(pod, info, wc, depsFor(uid, pod, sandbox->cgroupPath));
+  api::Json podRef = pod;
+  worker->onStatusChange([this, podRef](const api::Json& status) { queueStatus(podRef, status); });
+  if (auto st = worker->adopt(); !st) log::warn("pod {}: adopt: {}", podKey(pod), st.error().message);
+  std::lock_guard lock(mu_);
+  starting_.erase(uid);
+  auto it = pods_.find(uid);
+  if (it == pods_.end()) return;
+  it->second->cgroupPath = sandbox->cgroupPath;
+  it->second->worker = std::move(worker);
+  // The pod may have changed (or started terminating) while the sandbox was made.
+  it->second->worker->updatePod(it->second->pod);
+  if (api::isTerminating(it->second->pod)) {
+    auto grace = api::at<std::int64_t>(it->second->pod, {"metadata", "deletionGracePeriodSeconds"}, -1);
+    it->second->worker->terminate(grace >= 0 ? std::optional<std::int64_t>(grace) : std::nullopt);
+  }
+  it->second->worker->start();
+  log::info("pod {} started in sandbox {} ({})", podKey(pod), sandbox->podIP, sandbox->cgroupPath);
+}
+
+runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& pod, const std::string& podCgroup) {
+  runtime::PodDeps d;
+  PodResources res = podResourcesOf(pod);
+  std::string ns = api::namespaceOf(pod);
+  d.now = [] { return std::chrono::system_clock::now(); };
+  d.ensureImage = [this, ns](const std::string& image, const std::string& policyText,
+                             const api::Json& pullSecrets) -> Result<runtime::ImageInfo> {
+    auto policy = images::parsePullPolicy(policyText.empty() ? images::pullPolicyName(images::defaultPullPolicy(image))
+                                                             : policyText);
+    if (!policy) return fail(EINVAL, policy.error().message);
+    images::CredentialSet creds;
+    if (pullSecrets.is_array()) {
+      for (const auto& ref : pullSecrets) {
+        std::string name = ref.value("name", std::string());
+        auto secret = client_.get("/api/v1/namespaces/" + ns + "/secrets/" + name);
+        if (!secret) continue;
+        std::string cfg = base64Decode(api::at<std::string>(*secret, {"data", ".dockerconfigjson"}));
+        if (auto parsed = images::parseDockerConfigJson(cfg)) creds.append(*parsed);
+      }
+    }
+    auto img = images_.ensure(image, *policy, creds);
+    if (!img) {
+      int code = img.error().reason == images::ImageFailureReason::InvalidImageName    ? EINVAL
+                 : img.error().reason == images::ImageFailureReason::ErrImageNeverPull ? ENOENT
+                                                                                         : EIO;
+      return fail(code, img.error().error.message);
+    }
+    runtime::ImageInfo info;
+    info.layerDirs = img->layerDirs;
+    info.entrypoint = img->config.entrypoint;
+    info.cmd = img->config.cmd;
+    info.env = img->config.env;
+    info.workingDir = img->config.workingDir;
+    info.user = img->config.user;
+    std::string name = img->references.empty() ? image : img->references.front();
+    info.imageID = img->digest.empty() ? img->id : name.substr(0, name.find_last_of(':')) + "@" + img->digest;
+    images_.touch(img->id);
+    return info;
+  };
+  d.startContainer = [this](const runtime::ContainerSpec& spec) { return runtime_.start(spec); };
+  d.listContainers = [this] { return runtime_.list(); };
+  d.adoptContainer = [this](const std::string& id, std::function<Status(pid_t)> join) {
+    return runtime_.adopt(id, std::move(join));
+  };
+  d.joinCgroups = [this, podCgroup, res](const std::string& container, pid_t pid) -> Status {
+    auto limits = res.containerLimits.contains(container) ? res.containerLimits.at(container) : cgroup::Limits{};
+    auto path = sandboxes_.cgroups().createContainer(podCgroup, container, limits);
+    if (!path) return fail(path.error());
+    return sandboxes_.cgroups().attach(*path, pid);
+  };
+  d.oomKilled = [this, uid, podCgroup](const std::string& container) {
+    auto stats = sandboxes_.cgroups().stats(podCgroup + "/" + container);
+    if (!stats) return false;
+    std::lock_guard lock(mu_);
+    auto it = pods_.find(uid);
+    if (it == pods_.end()) return stats->oomKills > 0;
+    uint64_t& seen = it->second->oomSeen[container];
+    bool fresh = stats->oomKills > seen;
+    seen = stats->oomKills;
+    return fresh;
+  };
+  d.emitEvent = [this, pod](const std::string& reason, const std::string& message, const std::string& type) {
+    queueEvent(pod, reason, message, type);
+  };
+  d.resolveEnv = [this, pod](const api::Json& container) -> Result<std::vector<std::string>> {
+    std::string podIP;
+    if (auto sb = sandboxes_.find(api::uidOf(pod))) podIP = sb->podIP;
+    return resolveEnv(pod, podIP, container);
+  };
+  d.volumeHostPath = [this, pod](const api::Json& volume) { return writeVolume(pod, volume); };
+  return d;
+}
+
+Result<std::vector<std::string>> PodManager::resolveEnv(const api::Json& pod, const std::string& podIP,
+                                                        const api::Json& container) {
+  std::vector<std::string> env;
+  std::string ns = api::namespaceOf(pod);
+  auto fetchKey = [&](const char* resource, const api::Json& ref, bool decode) -> Result<std::optional<std::string>> {
+    std::string name = ref.value("name", std::string()), key = ref.value("key", std::string());
+    bool optional = ref.value("optional", false);
+    auto obj = client_.get(fmt::format("/api/v1/namespaces/{}/{}/{}", ns, resource, name));
+    if (!obj) {
+      if (optional) return std::optional<std::string>();
+      return fail(obj.error().code, fmt::format("{} \"{}\" not found", resource, name));
+    }
+    const api::Json data = obj->value("data", api::Json::object());
+    if (!data.contains(key)) {
+      if (optional) return std::optional<std::string>();
+      return fail(ENOENT, fmt::format("couldn't find key {} in {} {}/{}", key, resource, ns, name));
+    }
+    std::string v = data[key].get<std::string>();
+    return std::optional<std::string>(decode ? base64Decode(v) : v);
+  };
+  for (const auto& from : container.value("envFrom", api::Json::array())) {
+    std::string prefix = from.value("prefix", std::string());
+    bool isSecret = from.contains("secretRef");
+    const api::Json ref = isSecret ? from["secretRef"] : from.value("configMapRef", api::Json::object());
+    auto obj = client_.get(fmt::format("/api/v1/namespaces/{}/{}/{}", ns, isSecret ? "secrets" : "configmaps",
+                                       ref.value("name", std::string())));
+    if (!obj) {
+      if (ref.value("optional", false)) continue;
+      return fail(obj.error());
+    }
+    for (const auto& [k, v] : obj->value("data", api::Json::object()).items())
+      env.push_back(prefix + k + "=" + (isSecret ? base64Decode(v.get<std::string>()) : v.get<std::string>()));
+  }
+  for (const auto& e : container.value("env", api::Json::array())) {
+    std::string name = e.value("name", std::string());
+    if (!e.contains("valueFrom")) {
+      env.push_back(name + "=" + runtime::expandVariables(e.value("value", std::string()), env));
+      continue;
+    }
+    const api::Json& from = e["valueFrom"];
+    std::optional<std::string> value;
+    if (from.contains("fieldRef")) {
+      std::string path = from["fieldRef"].value("fieldPath", std::string());
+      if (path == "metadata.name") value = api::nameOf(pod);
+      else if (path == "metadata.namespace") value = ns;
+      else if (path == "metadata.uid") value = api::uidOf(pod);
+      else if (path == "spec.nodeName") value = nodeName_;
+      else if (path == "spec.serviceAccountName") value = api::at<std::string>(pod, {"spec", "serviceAccountName"}, "default");
+      else if (path == "status.podIP" || path == "status.podIPs") value = podIP;
+      else if (path == "status.hostIP" || path == "status.hostIPs") value = nodeIP_;
+      else if (path.rfind("metadata.labels['", 0) == 0 || path.rfind("metadata.annotations['", 0) == 0) {
+        bool labels = path[9] == 'l';
+        std::string key = path.substr(path.find('\'') + 1);
+        key = key.substr(0, key.find('\''));
+        value = api::at<std::string>(pod, {"metadata", labels ? "labels" : "annotations", key.c_str()});
+      } else {
+        return fail(EINVAL, fmt::format("env {}: fieldRef {} is not supported", name, path));
+      }
+    } else if (from.contains("configMapKeyRef")) {
+      auto v = fetchKey("configmaps", from["configMapKeyRef"], false);
+      if (!v) return fail(v.error().wrap("env " + name));
+      value = *v;
+    } else if (from.contains("secretKeyRef")) {
+      auto v = fetchKey("secrets", from["secretKeyRef"], true);
+      if (!v) return fail(v.error().wrap("env " + name));
+      value = *v;
+    } else if (from.contains("resourceFieldRef")) {
+      value = "0";  // resource fields are reported as 0 (unbounded) for now
+    }
+    if (value) env.push_back(name + "=" + *value);
+  }
+  return env;
+}
+
+Result<std::string> PodManager::writeVolume(const api::Json& pod, const api::Json& volume) {
+  std::string name = volume.value("name", std::string());
+  std::string dir = config_.dataDir + "/pods/" + api::uidOf(pod) + "/volumes/" + name;
+  bool isSecret = volume.contains("secret");
+  if (!isSecret && !volume.contains("configMap"))
+    return fail(EINVAL, fmt::format("volume {}: this volume type is not supported by Ferry", name));
+  const api::Json& src = isSecret ? volume["secret"] : volume["configMap"];
+  std::string objName = src.value(isSecret ? "secretName" : "name", std::string());
+  auto obj = client_.get(fmt::format("/api/v1/namespaces/{}/{}/{}", api::namespaceOf(pod),
+                                     isSecret ? "secrets" : "configmaps", objName));
+  if (!obj) {
+    if (src.value("optional", false)) {
+      fs::create_directories(dir);
+      return dir;
+    }
+    return fail(obj.error().wrap("volume " + name));
+  }
+  // Written to a fresh dir and swapped in, so a container never sees half a volume.
+  std::string tmp = dir + ".tmp-" + randomSuffix();
+  std::error_code ec;
+  fs::create_directories(tmp, ec);
+  if (ec) return fail(EIO, "volume " + name + ": " + ec.message());
+  const api::Json data = obj->value("data", api::Json::object());
+  auto writeKey = [&](const std::string& key, const std::string& path) -> Status {
+    if (!data.contains(key)) return fail(ENOENT, fmt::format("volume {}: key {} not found in {}", name, key, objName));
+    if (path.find("..") != std::string::npos || path.empty() || path[0] == '/')
+      return fail(EINVAL, fmt::format("volume {}: item path {} is not allowed", name, path));
+    fs::create_directories(fs::path(tmp + "/" + path).parent_path());
+    std::ofstream out(tmp + "/" + path, std::ios::binary);
+    std::string v = data[key].get<std::string>();
+    out << (isSecret ? base64Decode(v) : v);
+    return {};
+  };
+  if (src.contains("items")) {
+    for (const auto& item : src["items"])
+      if (auto st = writeKey(item.value("key", std::string()), item.value("path", std::string())); !st) return fail(st.error());
+  } else {
+    for (const auto& [key, value] : data.items())
+      if (auto st = writeKey(key, key); !st) return fail(st.error());
+  }
+  fs::remove_all(dir, ec);
+  fs::rename(tmp, dir, ec);
+  if (ec) return fail(EIO, "volume " + name + ": " + ec.message());
+  return dir;
+}
+
+void PodManager::queueStatus(const api::Json& pod, const api::Json& status) {
+  std::lock_guard lock(outMu_);
+  pendingStatus_[api::uidOf(pod)] = {pod, status};
+  outCv_.notify_one();
+}
+
+void PodManager::queueEvent(const api::Json& pod, const std::string& reason, const std::string& message,
+                            const std::string& type) {
+  std::string now = api::nowRfc3339();
+  api::Json event = {
+      {"apiVersion", "v1"},
+      {"kind", "Event"},
+      {"metadata", {{"name", api::nameOf(pod) + "." + randomSuffix()}, {"namespace", api::namespaceOf(pod)}}},
+      {"involvedObject",
+       {{"kind", "Pod"}, {"apiVersion", "v1"}, {"name", api::nameOf(pod)}, {"namespace", api::namespaceOf(pod)},
+        {"uid", api::uidOf(pod)}}},
+      {"reason", reason},
+      {"message", message},
+      {"type", type},
+      {"source", {{"component", "kubelet"}, {"host", nodeName_}}},
+      {"reportingComponent", "kubelet"},
+      {"reportingInstance", nodeName_},
+      {"firstTimestamp", now},
+      {"lastTimestamp", now},
+      {"count", 1}};
+  std::lock_guard lock(outMu_);
+  if (pendingEvents_.size() < 1000) pendingEvents_.push_back(std::move(event));
+  outCv_.notify_one();
+}
+
+void PodManager::statusLoop() {
+  while (!stop_) {
+    std::map<std::string, std::pair<api::Json, api::Json>> statuses;
+    std::deque<api::Json> events;
+    {
+      std::unique_lock lock(outMu_);
+      outCv_.wait_for(lock, std::chrono::seconds(1),
+                      [&] { return stop_ || !pendingStatus_.empty() || !pendingEvents_.empty(); });
+      statuses.swap(pendingStatus_);
+      events.swap(pendingEvents_);
+    }
+    for (auto& [uid, item] : statuses) {
+      const auto& [pod, status] = item;
+      std::string path = fmt::format("/api/v1/namespaces/{}/pods/{}/status", api::namespaceOf(pod), api::nameOf(pod));
+      auto st = client_.patch(path, {{"metadata", {{"uid", uid}}}, {"status", status}}, "application/merge-patch+json");
+      if (!st && st.error().code != ENOENT) {
+        log::warn("report status of pod {}: {}", podKey(pod), st.error().message);
+        std::lock_guard lock(outMu_);
+        pendingStatus_.try_emplace(uid, item);  // retried next round unless newer status came
+      }
+    }
+    for (const auto& e : events) {
+      auto st = client_.post("/api/v1/namespaces/" + api::namespaceOf(e) + "/events", e);
+      if (!st) log::debug("event: {}", st.error().message);
+    }
+  }
+}
+
+Status PodManager::finalize(const std::string& uid) {
+  api::Json pod;
+  std::unique_ptr<runtime::PodWorker> worker;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pods_.find(uid);
+    if (it == pods_.end()) return {};
+    pod = it->second->pod;
+    worker = std::move(it->second->worker);
+  }
+  if (worker) {
+    worker->stop();
+    if (auto st = worker->removeContainers(); !st) log::warn("pod {}: remove containers: {}", podKey(pod), st.error().message);
+  }
+  if (auto st = sandboxes_.remove(uid); !st) return fail(st.error().wrap("remove sandbox of " + podKey(pod)));
+  std::error_code ec;
+  fs::remove_all(config_.dataDir + "/pods/" + uid, ec);
+  // The node confirms the graceful delete: the object goes away now.
+  api::Json options = {{"apiVersion", "v1"}, {"kind", "DeleteOptions"}, {"gracePeriodSeconds", 0},
+                       {"preconditions", {{"uid", uid}}}};
+  auto st = client_.remove(fmt::format("/api/v1/namespaces/{}/pods/{}", api::namespaceOf(pod), api::nameOf(pod)), options);
+  if (!st && st.error().code != ENOENT && st.error().code != ECANCELED) {
+    log::warn("delete pod {}: {}", podKey(pod), st.error().message);
+  }
+  fs::remove_all(config_.dataDir + "/logs/" + api::namespaceOf(pod) + "_" + api::nameOf(pod) + "_" + uid, ec);
+  std::lock_guard lock(mu_);
+  pods_.erase(uid);
+  log::info("pod {} removed", podKey(pod));
+  return {};
+}
+
+void PodManager::housekeepingLoop() {
+  while (!stop_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::vector<std::string> done;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [uid, entry] : pods_) {
+        if (starting_.contains(uid)) continue;
+        bool terminating = api::isTerminating(entry->pod) || entry->finalizing;
+        if (!terminating) continue;
+        if (!entry->worker || entry->worker->finished()) done.push_back(uid);
+      }
+    }
+    for (const auto& uid : done)
+      if (auto st = finalize(uid); !st) log::warn("{}", st.error().message);
+  }
+}
+
+}  // namespace ferry::agent

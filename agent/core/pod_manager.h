@@ -1,0 +1,92 @@
+// The agent's pods: for each pod bound to this node, a sandbox (agent/sandbox)
+// and a PodWorker (agent/runtime) that runs its containers; status and Events
+// go back to the API server; a terminated pod's sandbox is removed and its
+// object finally deleted (the node has the last word on a graceful delete).
+#pragma once
+
+#include "agent/agent_config.h"
+#include "agent/core/api_client.h"
+#include "agent/images/image_store.h"
+#include "agent/runtime/container.h"
+#include "agent/runtime/pod_worker.h"
+#include "agent/sandbox/sandbox_manager.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace ferry::agent {
+
+// Pod-level cgroup settings and QoS from a pod spec (sum of containers, init max).
+struct PodResources {
+  cgroup::QosClass qos = cgroup::QosClass::BestEffort;
+  cgroup::Limits podLimits;
+  std::map<std::string, cgroup::Limits> containerLimits;  // by container name
+};
+PodResources podResourcesOf(const api::Json& pod);
+
+class PodManager {
+ public:
+  PodManager(ApiClient& client, SandboxManager& sandboxes, images::ImageStore& images,
+             runtime::ContainerRuntime& runtime, const AgentConfig& config, std::string nodeName, std::string nodeIP);
+  ~PodManager();  // stops workers' threads; containers keep running
+
+  // From the watch of pods bound to this node.
+  void onPodUpsert(const api::Json& pod);
+  void onPodDelete(const api::Json& pod);
+  // After each (re)list: sandboxes of pods the API no longer has are removed.
+  void onPodsSynced(const std::vector<api::Json>& pods);
+
+  // For the agent API (logs, exec).
+  runtime::PodWorker* worker(const std::string& ns, const std::string& name);
+  size_t runningPods() const;
+
+ private:
+  struct PodEntry {
+    api::Json pod;
+    std::unique_ptr<runtime::PodWorker> worker;
+    std::map<std::string, uint64_t> oomSeen;  // container cgroup path → OOM kills already reported
+    std::string cgroupPath;
+    bool finalizing = false;
+  };
+
+  void startPod(const std::string& uid);
+  runtime::PodDeps depsFor(const std::string& uid, const api::Json& pod, const std::string& podCgroup);
+  void housekeepingLoop();
+  void statusLoop();
+  void queueStatus(const api::Json& pod, const api::Json& status);
+  void queueEvent(const api::Json& pod, const std::string& reason, const std::string& message, const std::string& type);
+  Status finalize(const std::string& uid);
+  Result<std::string> writeVolume(const api::Json& pod, const api::Json& volume);
+  Result<std::vector<std::string>> resolveEnv(const api::Json& pod, const std::string& podIP, const api::Json& container);
+
+  ApiClient& client_;
+  SandboxManager& sandboxes_;
+  images::ImageStore& images_;
+  runtime::ContainerRuntime& runtime_;
+  const AgentConfig& config_;
+  std::string nodeName_;
+  std::string nodeIP_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<PodEntry>> pods_;  // by uid
+  std::set<std::string> starting_;
+
+  // Status writes and Events, coalesced per pod and sent off the watch thread.
+  std::mutex outMu_;
+  std::condition_variable outCv_;
+  std::map<std::string, std::pair<api::Json, api::Json>> pendingStatus_;  // uid → (pod ref, status)
+  std::deque<api::Json> pendingEvents_;
+
+  std::atomic<bool> stop_{false};
+  std::thread housekeeping_;
+  std::thread statusWriter_;
+  std::vector<std::thread> starters_;
+};
+
+}  // namespace ferry::agent

@@ -1,0 +1,119 @@
+#include "agent/core/service_watcher.h"
+
+#include "api/log.h"
+
+#include <sstream>
+
+namespace ferry::agent {
+namespace {
+
+std::string keyOf(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+}  // namespace
+
+ServiceWatcher::ServiceWatcher(proxy::ServiceProxy& proxy, ServiceWatcherConfig config)
+    : proxy_(proxy), config_(std::move(config)) {}
+
+ServiceWatcher::~ServiceWatcher() {
+  stop_ = true;
+  zoneCv_.notify_all();
+  if (zoneThread_.joinable()) zoneThread_.join();
+}
+
+Status ServiceWatcher::startDns() {
+  if (config_.dnsListenAddress.empty()) return {};
+  dns::DnsConfig dc;
+  dc.listen = {config_.dnsListenAddress + ":" + std::to_string(config_.dnsPort)};
+  dc.clusterDomain = config_.clusterDomain;
+  std::stringstream ss(config_.dnsUpstream);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) dc.upstreams.push_back(item);
+  auto started = dns::ClusterDns::start(dc);
+  if (!started) return fail(started.error());
+  dns_ = std::move(*started);
+  zoneThread_ = std::thread([this] { zoneLoop(); });
+  return {};
+}
+
+void ServiceWatcher::onServiceUpsert(const api::Json& object) {
+  auto svc = api::Service::fromJson(object);
+  if (!svc) {
+    log::warn("service {}/{}: {}", api::namespaceOf(object), api::nameOf(object), svc.error().message);
+    return;
+  }
+  std::lock_guard lock(mu_);
+  if (auto st = proxy_.upsertService(*svc); !st) log::warn("proxy: {}", st.error().message);
+  // Every agent answers DNS itself: the DNS Service leads to this node's listener.
+  if (svc->ns == config_.dnsNamespace && svc->name == config_.dnsServiceName && !config_.dnsListenAddress.empty()) {
+    std::vector<proxy::OverrideBackend> local;
+    for (const auto& p : svc->ports)
+      local.push_back({p.name.empty() ? std::to_string(p.port) : p.name, config_.dnsListenAddress, config_.dnsPort});
+    if (auto st = proxy_.setLocalOverride(svc->ns, svc->name, local); !st)
+      log::warn("proxy: steer DNS service: {}", st.error().message);
+  }
+  services_[keyOf(svc->ns, svc->name)] = std::move(*svc);
+  markZoneDirty();
+}
+
+void ServiceWatcher::onServiceDelete(const api::Json& object) {
+  std::string ns = api::namespaceOf(object), name = api::nameOf(object);
+  std::lock_guard lock(mu_);
+  if (auto st = proxy_.deleteService(ns, name); !st) log::warn("proxy: {}", st.error().message);
+  services_.erase(keyOf(ns, name));
+  markZoneDirty();
+}
+
+void ServiceWatcher::onSliceUpsert(const api::Json& object) {
+  auto slice = api::EndpointSlice::fromJson(object);
+  if (!slice) return;
+  std::lock_guard lock(mu_);
+  if (auto st = proxy_.upsertEndpointSlice(*slice); !st) log::warn("proxy: {}", st.error().message);
+  slices_[keyOf(slice->ns, slice->name)] = std::move(*slice);
+  markZoneDirty();
+}
+
+void ServiceWatcher::onSliceDelete(const api::Json& object) {
+  std::string ns = api::namespaceOf(object), name = api::nameOf(object);
+  std::lock_guard lock(mu_);
+  if (auto st = proxy_.deleteEndpointSlice(ns, name); !st) log::warn("proxy: {}", st.error().message);
+  slices_.erase(keyOf(ns, name));
+  markZoneDirty();
+}
+
+void ServiceWatcher::resync(const std::vector<api::Json>& services, const std::vector<api::Json>& slices) {
+  std::vector<api::Service> svcs;
+  std::vector<api::EndpointSlice> sls;
+  for (const auto& s : services)
+    if (auto v = api::Service::fromJson(s)) svcs.push_back(std::move(*v));
+  for (const auto& s : slices)
+    if (auto v = api::EndpointSlice::fromJson(s)) sls.push_back(std::move(*v));
+  std::lock_guard lock(mu_);
+  if (auto st = proxy_.resync(svcs, sls); !st) log::warn("proxy resync: {}", st.error().message);
+  markZoneDirty();
+}
+
+void ServiceWatcher::markZoneDirty() {
+  // Called with mu_ held.
+  zoneDirty_ = true;
+  zoneCv_.notify_one();
+}
+
+void ServiceWatcher::zoneLoop() {
+  while (!stop_) {
+    std::vector<api::Service> services;
+    std::vector<api::EndpointSlice> slices;
+    {
+      std::unique_lock lock(mu_);
+      zoneCv_.wait(lock, [&] { return stop_ || zoneDirty_; });
+      if (stop_) return;
+      zoneDirty_ = false;
+      for (const auto& [k, s] : services_) services.push_back(s);
+      for (const auto& [k, s] : slices_) slices.push_back(s);
+    }
+    dns_->publish(dns::buildZone(config_.clusterDomain, services, slices));
+    // Coalesce bursts of changes (a rollout touches many slices).
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace ferry::agent

@@ -1,0 +1,179 @@
+#include "agent/agent.h"
+
+#include "agent/core/api_client.h"
+#include "agent/core/node_registration.h"
+#include "agent/core/pod_manager.h"
+#include "agent/core/service_watcher.h"
+#include "agent/core/watched_collection.h"
+#include "agent/images/image_store.h"
+#include "agent/runtime/container.h"
+#include "agent/sandbox/ipam.h"
+#include "agent/sandbox/sandbox_manager.h"
+#include "api/log.h"
+#include "proxy/service_proxy.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace ferry::agent {
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.erase(s.begin());
+  return s;
+}
+
+Result<Credentials> credentialsFor(const AgentConfig& config, const std::string& nodeName) {
+  if (!config.kubeconfig.empty()) return loadKubeconfig(config.kubeconfig);
+  std::ifstream in(config.tokenFile);
+  if (!in) return fail(ENOENT, "--token-file " + config.tokenFile + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Credentials c;
+  c.server = config.server;
+  // The join token names the node it is used for (the API server's node identity).
+  c.bearerToken = nodeName + ":" + trim(ss.str());
+  // The cluster CA sits beside the token in the server's data dir; a node joined
+  // from elsewhere gets it copied along with the token.
+  fs::path ca = fs::path(config.tokenFile).parent_path() / "tls" / "ca.crt";
+  std::ifstream caIn(ca);
+  if (!caIn) return fail(ENOENT, "cluster CA " + ca.string() + " not found beside --token-file");
+  std::stringstream caText;
+  caText << caIn.rdbuf();
+  c.caPem = caText.str();
+  return c;
+}
+
+// The path of this process's agent cgroup root in the v2 tree, where the
+// Service programs attach so every pod's sockets pass them.
+std::string unifiedRoot(SandboxManager& sandboxes) { return sandboxes.cgroups().unifiedDirectory(""); }
+
+void sleepUnlessStopped(const std::atomic<bool>& stop, std::chrono::milliseconds d) {
+  for (auto waited = std::chrono::milliseconds(0); waited < d && !stop; waited += std::chrono::milliseconds(100))
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+}  // namespace
+
+Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::function<void()> onReady) {
+  NodeFacts facts = discoverNodeFacts(config);
+  auto creds = credentialsFor(config, facts.name);
+  if (!creds) return fail(creds.error());
+  ApiClient client(*creds);
+  fs::create_directories(config.dataDir);
+  fs::create_directories(config.runDir);
+
+  NodeRegistration registration(client, facts, config);
+  auto podCIDR = registration.registerAndWaitForPodCIDR(120, stop);
+  if (!podCIDR) return fail(podCIDR.error());
+  log::info("node {} registered ({}), pod CIDR {}", facts.name, facts.internalIP, *podCIDR);
+  if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);
+
+  SandboxManagerConfig sandboxConfig;
+  sandboxConfig.runDir = config.runDir;
+  sandboxConfig.dataDir = config.dataDir;
+  sandboxConfig.cgroupRoot = config.cgroupRoot;
+  sandboxConfig.bridgeName = config.bridgeName;
+  sandboxConfig.podCIDR = *podCIDR;
+  sandboxConfig.podPidsLimit = config.podPidsLimit;
+  auto sandboxes = SandboxManager::open(sandboxConfig);
+  if (!sandboxes) return fail(sandboxes.error().wrap("node network and cgroups"));
+
+  auto images = images::ImageStore::open(config.dataDir);
+  if (!images) return fail(images.error().wrap("image store"));
+
+  runtime::RuntimeConfig runtimeConfig;
+  runtimeConfig.stateDir = config.runDir + "/containers";
+  runtime::ContainerRuntime containerRuntime(runtimeConfig);
+
+  proxy::ProxyConfig proxyConfig;
+  proxyConfig.mode = config.proxyMode;
+  proxyConfig.cgroupV2Path = unifiedRoot(**sandboxes);
+  proxyConfig.bpffsDir = config.bpffsDir;
+  proxyConfig.nodeIP = facts.internalIP;
+  proxyConfig.clusterCIDR = config.clusterCIDR;
+  proxyConfig.serviceCIDR = config.serviceCIDR;
+  proxyConfig.nodeName = facts.name;
+  auto serviceProxy = proxy::ServiceProxy::start(proxyConfig);
+  if (!serviceProxy) return fail(serviceProxy.error().wrap("service proxy"));
+  if (auto st = (*serviceProxy)->ensureMasquerade(); !st) log::warn("masquerade: {}", st.error().message);
+
+  // The gateway of the pod CIDR is this node's address on its bridge: the
+  // node-local DNS listens there and the DNS Service is steered to it.
+  std::string gateway;
+  if (auto cidr = Ipv4Cidr::parse(*podCIDR)) gateway = ipv4ToString(cidr->network + 1);
+
+  ServiceWatcherConfig swConfig;
+  swConfig.clusterDomain = config.clusterDomain;
+  swConfig.dnsListenAddress = gateway;
+  swConfig.dnsUpstream = config.dnsUpstream;
+  ServiceWatcher services(**serviceProxy, swConfig);
+  if (auto st = services.startDns(); !st) log::warn("cluster DNS: {}", st.error().message);
+
+  PodManager pods(client, **sandboxes, **images, containerRuntime, config, facts.name, facts.internalIP);
+
+  std::vector<std::thread> threads;
+  WatchedCollection podWatch(
+      client, "/api/v1/pods?fieldSelector=spec.nodeName%3D" + facts.name,
+      {.onUpsert = [&](const api::Json& o) { pods.onPodUpsert(o); },
+       .onDelete = [&](const api::Json& o) { pods.onPodDelete(o); },
+       .onSynced = {}});
+  WatchedCollection serviceWatch(client, "/api/v1/services",
+                                 {.onUpsert = [&](const api::Json& o) { services.onServiceUpsert(o); },
+                                  .onDelete = [&](const api::Json& o) { services.onServiceDelete(o); },
+                                  .onSynced = {}});
+  WatchedCollection sliceWatch(client, "/apis/discovery.k8s.io/v1/endpointslices",
+                               {.onUpsert = [&](const api::Json& o) { services.onSliceUpsert(o); },
+                                .onDelete = [&](const api::Json& o) { services.onSliceDelete(o); },
+                                .onSynced = {}});
+  WatchedCollection nodeWatch(client, "/api/v1/nodes", {});
+  threads.emplace_back([&] { podWatch.run(stop); });
+  threads.emplace_back([&] { serviceWatch.run(stop); });
+  threads.emplace_back([&] { sliceWatch.run(stop); });
+  threads.emplace_back([&] { nodeWatch.run(stop); });
+
+  // Ready once the Service data path has the API's state and pods are known.
+  while (!stop && !(serviceWatch.synced() && sliceWatch.synced() && podWatch.synced()))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!stop) {
+    services.resync(serviceWatch.snapshot(), sliceWatch.snapshot());
+    pods.onPodsSynced(podWatch.snapshot());
+    log::info("node {} ready", facts.name);
+    if (onReady) onReady();
+  }
+
+  auto lastLease = std::chrono::steady_clock::now();
+  std::string lastRoutes;
+  while (!stop) {
+    sleepUnlessStopped(stop, std::chrono::seconds(1));
+    auto now = std::chrono::steady_clock::now();
+    if (now - lastLease >= std::chrono::seconds(10)) {
+      if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);
+      lastLease = now;
+    }
+    // host-gw routes to the other nodes' pod CIDRs.
+    std::vector<PeerNodeRoute> peers;
+    std::string key;
+    for (const auto& n : nodeWatch.snapshot()) {
+      auto node = api::Node::fromJson(n);
+      if (!node || node->name == facts.name || node->podCIDR.empty() || node->internalIP().empty()) continue;
+      peers.push_back({node->podCIDR, node->internalIP()});
+      key += node->podCIDR + ">" + node->internalIP() + ";";
+    }
+    if (key != lastRoutes) {
+      if (auto st = (*sandboxes)->setPeerRoutes(peers); !st) log::warn("routes: {}", st.error().message);
+      else lastRoutes = key;
+    }
+  }
+  for (auto& t : threads) t.join();
+  return {};
+}
+
+}  // namespace ferry::agent

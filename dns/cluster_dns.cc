@@ -1,0 +1,488 @@
+#include "dns/cluster_dns.h"
+
+#include "api/log.h"
+
+#include <ares.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+namespace ferry::dns {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Bytes = std::vector<std::uint8_t>;
+using Reply = std::function<void(const Bytes&)>;
+
+Result<sockaddr_in> parseEndpoint(const std::string& text, int defaultPort) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  std::string host = text;
+  int port = defaultPort;
+  if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    host = text.substr(0, colon);
+    try {
+      port = std::stoi(text.substr(colon + 1));
+    } catch (const std::exception&) {
+      return fail(EINVAL, "\"" + text + "\": bad port");
+    }
+  }
+  if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) return fail(EINVAL, "\"" + text + "\": not an IPv4 address");
+  if (port <= 0 || port > 65535) return fail(EINVAL, "\"" + text + "\": port out of range");
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  return sa;
+}
+
+Result<int> bindSocket(const sockaddr_in& sa, int type) {
+  int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return failErrno("socket");
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  // The node-local address may appear a moment after we start (bridge set-up).
+  int freebind = 1;
+  setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &freebind, sizeof freebind);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
+    int err = errno;
+    close(fd);
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &sa.sin_addr, buf, sizeof buf);
+    return failErrno(std::string("bind ") + buf + ":" + std::to_string(ntohs(sa.sin_port)), err);
+  }
+  if (type == SOCK_STREAM && listen(fd, 128) != 0) {
+    int err = errno;
+    close(fd);
+    return failErrno("listen", err);
+  }
+  return fd;
+}
+
+std::vector<std::string> resolvConfServers(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream f(line);
+    std::string key, value;
+    if (f >> key >> value && key == "nameserver") out.push_back(value + ":53");
+  }
+  return out;
+}
+
+// Header-only error answer (FORMERR / NOTIMP / SERVFAIL) for a message we could not use.
+Bytes errorResponse(const std::uint8_t* query, size_t length, std::uint8_t rcode, bool keepQuestion) {
+  Bytes out(query, query + std::min<size_t>(length, 12));
+  out.resize(12, 0);
+  out[2] = static_cast<std::uint8_t>(0x80 | (out[2] & 0x01));  // QR, keep RD
+  out[3] = static_cast<std::uint8_t>(0x80 | rcode);
+  if (keepQuestion) {
+    size_t offset = 12;
+    std::string scratch;
+    if (readName(query, length, offset, scratch) && offset + 4 <= length) {
+      out.insert(out.end(), query + 12, query + offset + 4);
+      out[4] = 0;
+      out[5] = 1;
+    } else {
+      out[4] = out[5] = 0;
+    }
+  } else {
+    out[4] = out[5] = 0;
+  }
+  out[6] = out[7] = out[8] = out[9] = out[10] = out[11] = 0;
+  return out;
+}
+
+// Forwarded answers, keyed by question; TTLs count down from the time of storing.
+class AnswerCache {
+ public:
+  explicit AnswerCache(size_t capacity) : capacity_(capacity) {}
+
+  static std::string keyOf(const Query& q) {
+    std::string k = q.name;
+    k.push_back('\0');
+    k.append(reinterpret_cast<const char*>(&q.qtype), 2);
+    k.append(reinterpret_cast<const char*>(&q.qclass), 2);
+    k.push_back(q.dnssecOk ? '1' : '0');
+    return k;
+  }
+
+  bool lookup(const std::string& key, std::uint16_t id, Bytes& out) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return false;
+    auto age = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - it->second.stored).count();
+    if (age >= it->second.ttl) {
+      entries_.erase(it);
+      return false;
+    }
+    out = it->second.response;
+    out[0] = static_cast<std::uint8_t>(id >> 8);
+    out[1] = static_cast<std::uint8_t>(id);
+    std::uint32_t elapsed = static_cast<std::uint32_t>(age);
+    forEachTtl(out.data(), out.size(), [&](size_t at) {
+      std::uint32_t ttl = (static_cast<std::uint32_t>(out[at]) << 24) | (out[at + 1] << 16) | (out[at + 2] << 8) | out[at + 3];
+      ttl = ttl > elapsed ? ttl - elapsed : 0;
+      out[at] = static_cast<std::uint8_t>(ttl >> 24);
+      out[at + 1] = static_cast<std::uint8_t>(ttl >> 16);
+      out[at + 2] = static_cast<std::uint8_t>(ttl >> 8);
+      out[at + 3] = static_cast<std::uint8_t>(ttl);
+    });
+    return true;
+  }
+
+  void store(const std::string& key, const Bytes& response) {
+    if (response.size() < 12) return;
+    std::uint8_t rcode = response[3] & 0xF;
+    if (rcode != kNoError && rcode != kNxDomain) return;  // failures are not cached
+    if (response[2] & 0x02) return;                       // nor truncated answers
+    // Positive answers live for their smallest TTL; negative ones (RFC 2308) for
+    // the SOA's TTL in the authority section, which servers set to min(TTL, MINIMUM).
+    std::int64_t ttl = -1;
+    bool ok = forEachTtl(response.data(), response.size(), [&](size_t at) {
+      std::int64_t t = (static_cast<std::uint32_t>(response[at]) << 24) | (response[at + 1] << 16) |
+                       (response[at + 2] << 8) | response[at + 3];
+      ttl = ttl < 0 ? t : std::min(ttl, t);
+    });
+    if (!ok || ttl <= 0) return;
+    ttl = std::min<std::int64_t>(ttl, 3600);
+    std::lock_guard lock(mu_);
+    if (entries_.size() >= capacity_) entries_.erase(entries_.begin());
+    entries_[key] = Entry{response, Clock::now(), ttl};
+  }
+
+ private:
+  struct Entry {
+    Bytes response;
+    Clock::time_point stored;
+    std::int64_t ttl;
+  };
+  std::mutex mu_;
+  size_t capacity_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+// One thread owning a c-ares channel; other threads hand it queries.
+class Forwarder {
+ public:
+  Status start(const std::vector<std::string>& upstreams) {
+    wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_ < 0) return failErrno("eventfd");
+    ares_options opts{};
+    opts.timeout = 2000;
+    opts.tries = 2;
+    if (int rc = ares_init_options(&channel_, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES); rc != ARES_SUCCESS)
+      return fail(EIO, std::string("c-ares init: ") + ares_strerror(rc));
+    std::string csv;
+    for (const auto& u : upstreams) {
+      auto sa = parseEndpoint(u, 53);
+      if (!sa) return fail(sa.error().wrap("upstream"));
+      if (!csv.empty()) csv += ",";
+      csv += u.find(':') == std::string::npos ? u + ":53" : u;
+    }
+    hasUpstreams_ = !csv.empty();
+    if (hasUpstreams_) {
+      if (int rc = ares_set_servers_ports_csv(channel_, csv.c_str()); rc != ARES_SUCCESS)
+        return fail(EINVAL, "upstreams \"" + csv + "\": " + ares_strerror(rc));
+    }
+    thread_ = std::thread([this] { loop(); });
+    return {};
+  }
+
+  void stop() {
+    stop_ = true;
+    if (wake_ >= 0) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = write(wake_, &one, sizeof one);
+    }
+    if (thread_.joinable()) thread_.join();
+    if (channel_) ares_destroy(channel_);
+    if (wake_ >= 0) close(wake_);
+  }
+
+  void forward(Bytes query, Reply reply) {
+    if (!hasUpstreams_) {
+      reply(errorResponse(query.data(), query.size(), kServFail, true));
+      return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back({std::move(query), std::move(reply)});
+    }
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = write(wake_, &one, sizeof one);
+  }
+
+ private:
+  struct Pending {
+    Bytes query;
+    Reply reply;
+  };
+
+  static void onAnswer(void* arg, int status, int, unsigned char* abuf, int alen) {
+    std::unique_ptr<Pending> p(static_cast<Pending*>(arg));
+    if (status == ARES_SUCCESS && abuf != nullptr && alen >= 12) {
+      Bytes answer(abuf, abuf + alen);
+      answer[0] = p->query[0];
+      answer[1] = p->query[1];
+      p->reply(answer);
+    } else {
+      p->reply(errorResponse(p->query.data(), p->query.size(), kServFail, true));
+    }
+  }
+
+  void loop() {
+    while (!stop_) {
+      std::deque<Pending> batch;
+      {
+        std::lock_guard lock(mu_);
+        batch.swap(queue_);
+      }
+      for (auto& p : batch) {
+        auto* owned = new Pending(std::move(p));
+        ares_send(channel_, owned->query.data(), static_cast<int>(owned->query.size()), onAnswer, owned);
+      }
+      ares_socket_t socks[ARES_GETSOCK_MAXNUM];
+      int mask = ares_getsock(channel_, socks, ARES_GETSOCK_MAXNUM);
+      std::vector<pollfd> fds{{wake_, POLLIN, 0}};
+      for (int i = 0; i < ARES_GETSOCK_MAXNUM; ++i) {
+        short ev = 0;
+        if (ARES_GETSOCK_READABLE(mask, i)) ev |= POLLIN;
+        if (ARES_GETSOCK_WRITABLE(mask, i)) ev |= POLLOUT;
+        if (ev) fds.push_back({socks[i], ev, 0});
+      }
+      timeval tv{1, 0}, maxtv{1, 0};
+      ares_timeout(channel_, &maxtv, &tv);
+      int timeoutMs = static_cast<int>(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+      poll(fds.data(), fds.size(), std::max(timeoutMs, 1));
+      if (fds[0].revents & POLLIN) {
+        std::uint64_t v;
+        [[maybe_unused]] auto n = read(wake_, &v, sizeof v);
+      }
+      bool any = false;
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        any = true;
+        ares_process_fd(channel_, (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) ? fds[i].fd : ARES_SOCKET_BAD,
+                        (fds[i].revents & POLLOUT) ? fds[i].fd : ARES_SOCKET_BAD);
+      }
+      if (!any) ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
+    }
+    ares_cancel(channel_);
+  }
+
+  ares_channel channel_ = nullptr;
+  bool hasUpstreams_ = false;
+  int wake_ = -1;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::deque<Pending> queue_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+struct ClusterDns::Impl {
+  DnsConfig config;
+  std::atomic<std::shared_ptr<const Zone>> zone;
+  AnswerCache cache{10000};
+  Forwarder forwarder;
+  std::vector<int> udpFds;
+  std::vector<int> tcpFds;
+  int stopFd = -1;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  std::mutex connMu;
+  std::vector<std::thread> connections;
+  std::atomic<int> openConnections{0};
+  std::atomic<std::uint64_t> queries{0}, clusterAnswers{0}, forwarded{0}, cacheHits{0}, formErrors{0};
+
+  explicit Impl(const DnsConfig& c) : config(c), cache(c.cacheEntries) {}
+
+  // Answers one message; `limit` is the transport's size limit (UDP payload or 65535).
+  void handle(const std::uint8_t* data, size_t length, bool udp, const Reply& reply) {
+    thread_local Query query;
+    thread_local ResponseWriter writer;
+    ++queries;
+    bool headerRead = false;
+    auto parsed = parseQuery(data, length, query, headerRead);
+    if (!parsed) {
+      ++formErrors;
+      if (headerRead && !(data[2] & 0x80))
+        reply(errorResponse(data, length, parsed.error().code == ENOTSUP ? kNotImp : kFormErr, false));
+      return;  // garbage without a header (or a response) is dropped
+    }
+    size_t limit = udp ? query.udpPayload : 65535;
+    auto z = zone.load();
+    if (z && query.qclass == kClassIN && z->authoritativeFor(query.name)) {
+      ++clusterAnswers;
+      z->answer(query, writer);
+      reply(writer.finish(limit));
+      return;
+    }
+    std::string key = AnswerCache::keyOf(query);
+    Bytes cached;
+    if (cache.lookup(key, query.id, cached)) {
+      ++cacheHits;
+      truncateForUdp(cached, limit);
+      reply(cached);
+      return;
+    }
+    ++forwarded;
+    forwarder.forward(Bytes(data, data + length), [this, key, limit, reply](const Bytes& answer) {
+      cache.store(key, answer);
+      if (answer.size() > limit) {
+        Bytes cut = answer;
+        truncateForUdp(cut, limit);
+        reply(cut);
+      } else {
+        reply(answer);
+      }
+    });
+  }
+
+  void udpLoop(std::vector<int> fds) {
+    std::vector<pollfd> pfds{{stopFd, POLLIN, 0}};
+    for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
+    std::uint8_t buf[kMaxUdpPayload + 512];
+    while (!stop) {
+      if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
+      for (size_t i = 1; i < pfds.size(); ++i) {
+        if (!(pfds[i].revents & POLLIN)) continue;
+        int fd = pfds[i].fd;
+        while (true) {
+          sockaddr_in peer{};
+          socklen_t peerLen = sizeof peer;
+          ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&peer), &peerLen);
+          if (n < 0) break;
+          handle(buf, static_cast<size_t>(n), true, [fd, peer](const Bytes& out) {
+            sendto(fd, out.data(), out.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&peer), sizeof peer);
+          });
+        }
+      }
+    }
+  }
+
+  static bool readFull(int fd, std::uint8_t* p, size_t n) {
+    while (n > 0) {
+      pollfd pfd{fd, POLLIN, 0};
+      if (poll(&pfd, 1, 10000) <= 0) return false;  // idle connections are closed (RFC 7766)
+      ssize_t r = read(fd, p, n);
+      if (r <= 0) return false;
+      p += r;
+      n -= static_cast<size_t>(r);
+    }
+    return true;
+  }
+
+  void serveConnection(int fd) {
+    std::vector<std::uint8_t> msg;
+    auto writeMutex = std::make_shared<std::mutex>();
+    auto pending = std::make_shared<std::atomic<int>>(0);
+    while (!stop) {
+      std::uint8_t lenBuf[2];
+      if (!readFull(fd, lenBuf, 2)) break;
+      size_t len = (lenBuf[0] << 8) | lenBuf[1];
+      msg.resize(len);
+      if (len == 0 || !readFull(fd, msg.data(), len)) break;
+      ++*pending;
+      handle(msg.data(), len, false, [fd, writeMutex, pending](const Bytes& out) {
+        std::lock_guard lock(*writeMutex);
+        std::uint8_t hdr[2] = {static_cast<std::uint8_t>(out.size() >> 8), static_cast<std::uint8_t>(out.size())};
+        [[maybe_unused]] auto a = write(fd, hdr, 2);
+        [[maybe_unused]] auto b = write(fd, out.data(), out.size());
+        --*pending;
+      });
+    }
+    // Forwarded answers may still be on their way: wait for them before closing.
+    for (int i = 0; i < 50 && *pending > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    close(fd);
+    --openConnections;
+  }
+
+  void tcpLoop() {
+    std::vector<pollfd> pfds{{stopFd, POLLIN, 0}};
+    for (int fd : tcpFds) pfds.push_back({fd, POLLIN, 0});
+    while (!stop) {
+      if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
+      for (size_t i = 1; i < pfds.size(); ++i) {
+        if (!(pfds[i].revents & POLLIN)) continue;
+        int conn = accept4(pfds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (conn < 0) continue;
+        if (openConnections >= 128) {  // bounded: TCP is the rare path
+          close(conn);
+          continue;
+        }
+        ++openConnections;
+        std::lock_guard lock(connMu);
+        connections.emplace_back([this, conn] { serveConnection(conn); });
+      }
+    }
+  }
+};
+
+ClusterDns::ClusterDns(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<ClusterDns>> ClusterDns::start(const DnsConfig& config) {
+  auto impl = std::make_unique<Impl>(config);
+  impl->zone.store(buildZone(config.clusterDomain, {}, {}));
+  impl->stopFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  std::vector<std::vector<int>> perThread(std::max(1, config.udpThreads));
+  for (const auto& l : config.listen) {
+    auto sa = parseEndpoint(l, 53);
+    if (!sa) return fail(sa.error().wrap("dns listen"));
+    for (auto& fds : perThread) {
+      auto fd = bindSocket(*sa, SOCK_DGRAM);
+      if (!fd) return fail(fd.error().wrap("dns"));
+      fds.push_back(*fd);
+      impl->udpFds.push_back(*fd);
+    }
+    auto tcp = bindSocket(*sa, SOCK_STREAM);
+    if (!tcp) return fail(tcp.error().wrap("dns"));
+    impl->tcpFds.push_back(*tcp);
+  }
+  auto upstreams = config.upstreams.empty() ? resolvConfServers(config.resolvConf) : config.upstreams;
+  if (auto st = impl->forwarder.start(upstreams); !st) return fail(st.error());
+  Impl* raw = impl.get();
+  for (auto& fds : perThread) raw->threads.emplace_back([raw, fds] { raw->udpLoop(fds); });
+  raw->threads.emplace_back([raw] { raw->tcpLoop(); });
+  log::info("cluster DNS listening on {} (domain {}), {} upstream(s)", config.listen.empty() ? "-" : config.listen[0],
+            config.clusterDomain, upstreams.size());
+  return std::unique_ptr<ClusterDns>(new ClusterDns(std::move(impl)));
+}
+
+ClusterDns::~ClusterDns() {
+  impl_->stop = true;
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = write(impl_->stopFd, &one, sizeof one);
+  for (auto& t : impl_->threads) t.join();
+  {
+    std::lock_guard lock(impl_->connMu);
+    for (auto& t : impl_->connections) t.join();
+  }
+  impl_->forwarder.stop();
+  for (int fd : impl_->udpFds) close(fd);
+  for (int fd : impl_->tcpFds) close(fd);
+  close(impl_->stopFd);
+}
+
+void ClusterDns::publish(std::shared_ptr<const Zone> zone) { impl_->zone.store(std::move(zone)); }
+
+DnsCounters ClusterDns::counters() const {
+  return {impl_->queries, impl_->clusterAnswers, impl_->forwarded, impl_->cacheHits, impl_->formErrors};
+}
+
+}  // namespace ferry::dns

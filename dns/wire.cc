@@ -1,0 +1,299 @@
+#include "dns/wire.h"
+
+#include <cstring>
+#include <ctime>
+
+namespace ferry::dns {
+namespace {
+
+std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
+
+}  // namespace
+
+Status readName(const std::uint8_t* message, size_t length, size_t& offset, std::string& out) {
+  out.clear();
+  size_t pos = offset;
+  bool jumped = false;
+  int jumps = 0;
+  size_t wireLength = 0;
+  while (true) {
+    if (pos >= length) return fail(EINVAL, "name runs past the message");
+    std::uint8_t len = message[pos];
+    if ((len & 0xC0) == 0xC0) {
+      if (pos + 1 >= length) return fail(EINVAL, "truncated compression pointer");
+      size_t target = static_cast<size_t>(((len & 0x3F) << 8) | message[pos + 1]);
+      // Pointers must go backwards; that alone rules out loops, the count is a second guard.
+      if (target >= pos || ++jumps > 64) return fail(EINVAL, "bad compression pointer");
+      if (!jumped) offset = pos + 2;
+      jumped = true;
+      pos = target;
+      continue;
+    }
+    if ((len & 0xC0) != 0) return fail(EINVAL, "unsupported label type");
+    if (len == 0) {
+      if (!jumped) offset = pos + 1;
+      return {};
+    }
+    if (len > 63) return fail(EINVAL, "label longer than 63 bytes");
+    if (pos + 1 + len > length) return fail(EINVAL, "label runs past the message");
+    wireLength += len + 1;
+    if (wireLength > 255) return fail(EINVAL, "name longer than 255 bytes");
+    if (!out.empty()) out.push_back('.');
+    for (size_t i = 0; i < len; ++i) {
+      char c = static_cast<char>(message[pos + 1 + i]);
+      out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+    }
+    pos += 1 + len;
+  }
+}
+
+Status parseQuery(const std::uint8_t* data, size_t length, Query& out, bool& headerRead) {
+  headerRead = false;
+  if (length < 12) return fail(EINVAL, "shorter than a DNS header");
+  headerRead = true;
+  out.id = get16(data);
+  out.flags = get16(data + 2);
+  out.edns = false;
+  out.udpPayload = 512;
+  out.dnssecOk = false;
+  if (out.flags & 0x8000) return fail(EINVAL, "not a query (QR set)");
+  if (((out.flags >> 11) & 0xF) != 0) return fail(ENOTSUP, "opcode not supported");
+  std::uint16_t qd = get16(data + 4), an = get16(data + 6), ns = get16(data + 8), ar = get16(data + 10);
+  if (qd != 1) return fail(EINVAL, "a query must have exactly one question");
+  if (an != 0 || ns != 0) return fail(EINVAL, "a query carries no answers");
+  size_t offset = 12;
+  if (auto st = readName(data, length, offset, out.name); !st) return st;
+  if (offset + 4 > length) return fail(EINVAL, "truncated question");
+  out.qtype = get16(data + offset);
+  out.qclass = get16(data + offset + 2);
+  offset += 4;
+  // Additional section: only OPT matters (EDNS0).
+  std::string scratch;
+  for (std::uint16_t i = 0; i < ar; ++i) {
+    if (auto st = readName(data, length, offset, scratch); !st) return st;
+    if (offset + 10 > length) return fail(EINVAL, "truncated additional record");
+    std::uint16_t type = get16(data + offset);
+    std::uint16_t klass = get16(data + offset + 2);
+    std::uint32_t ttl = (static_cast<std::uint32_t>(get16(data + offset + 4)) << 16) | get16(data + offset + 6);
+    std::uint16_t rdlen = get16(data + offset + 8);
+    offset += 10;
+    if (offset + rdlen > length) return fail(EINVAL, "additional record runs past the message");
+    if (type == kTypeOPT) {
+      if (out.edns) return fail(EINVAL, "more than one OPT record");
+      out.edns = true;
+      out.udpPayload = std::max<std::uint16_t>(512, std::min<std::uint16_t>(klass, kMaxUdpPayload));
+      out.dnssecOk = (ttl & 0x8000) != 0;
+    }
+    offset += rdlen;
+  }
+  if (offset != length) return fail(EINVAL, "trailing bytes after the records");
+  return {};
+}
+
+void ResponseWriter::put16(std::uint16_t v) {
+  buf_.push_back(static_cast<std::uint8_t>(v >> 8));
+  buf_.push_back(static_cast<std::uint8_t>(v));
+}
+
+void ResponseWriter::put32(std::uint32_t v) {
+  put16(static_cast<std::uint16_t>(v >> 16));
+  put16(static_cast<std::uint16_t>(v));
+}
+
+void ResponseWriter::writeName(std::string_view name) {
+  // Longest already-written suffix of `name` (label-aligned) becomes a pointer.
+  std::string_view rest = name;
+  while (!rest.empty()) {
+    for (size_t i = 0; i < writtenCount_; ++i) {
+      if (written_[i].text == rest) {
+        put16(static_cast<std::uint16_t>(0xC000 | written_[i].offset));
+        return;
+      }
+    }
+    if (writtenCount_ < written_.size() && buf_.size() < 0x3FFF) {
+      names_[writtenCount_].assign(rest);
+      written_[writtenCount_] = {names_[writtenCount_], static_cast<std::uint16_t>(buf_.size())};
+      ++writtenCount_;
+    }
+    size_t dot = rest.find('.');
+    std::string_view label = rest.substr(0, dot);
+    buf_.push_back(static_cast<std::uint8_t>(label.size()));
+    buf_.insert(buf_.end(), label.begin(), label.end());
+    rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+  }
+  buf_.push_back(0);
+}
+
+void ResponseWriter::reset(const Query& query, std::uint8_t rcode, bool authoritative) {
+  buf_.clear();
+  writtenCount_ = 0;
+  answers_ = authority_ = 0;
+  edns_ = query.edns;
+  put16(query.id);
+  std::uint16_t flags = 0x8000 | (query.flags & 0x0100);  // QR, echo RD
+  if (authoritative) flags |= 0x0400;
+  flags |= 0x0080;  // RA: we recurse through the upstreams
+  flags |= rcode & 0xF;
+  put16(flags);
+  put16(1);
+  put16(0);
+  put16(0);
+  put16(0);
+  writeName(query.name);
+  put16(query.qtype);
+  put16(query.qclass);
+  questionEnd_ = buf_.size();
+}
+
+void ResponseWriter::setRcode(std::uint8_t rcode) { buf_[3] = static_cast<std::uint8_t>((buf_[3] & 0xF0) | (rcode & 0xF)); }
+
+void ResponseWriter::beginRecord(std::string_view name, std::uint16_t type, std::uint32_t ttl, Section section) {
+  writeName(name);
+  put16(type);
+  put16(kClassIN);
+  put32(ttl);
+  rdlengthAt_ = buf_.size();
+  put16(0);
+  if (section == Section::Answer) ++answers_;
+  else ++authority_;
+}
+
+void ResponseWriter::endRecord() {
+  size_t len = buf_.size() - rdlengthAt_ - 2;
+  buf_[rdlengthAt_] = static_cast<std::uint8_t>(len >> 8);
+  buf_[rdlengthAt_ + 1] = static_cast<std::uint8_t>(len);
+}
+
+void ResponseWriter::addA(std::string_view name, std::uint32_t ttl, std::uint32_t address) {
+  beginRecord(name, kTypeA, ttl, Section::Answer);
+  put32(address);
+  endRecord();
+}
+
+void ResponseWriter::addCname(std::string_view name, std::uint32_t ttl, std::string_view target) {
+  beginRecord(name, kTypeCNAME, ttl, Section::Answer);
+  writeName(target);
+  endRecord();
+}
+
+void ResponseWriter::addPtr(std::string_view name, std::uint32_t ttl, std::string_view target) {
+  beginRecord(name, kTypePTR, ttl, Section::Answer);
+  writeName(target);
+  endRecord();
+}
+
+void ResponseWriter::addNs(std::string_view name, std::uint32_t ttl, std::string_view target) {
+  beginRecord(name, kTypeNS, ttl, Section::Answer);
+  writeName(target);
+  endRecord();
+}
+
+void ResponseWriter::addTxt(std::string_view name, std::uint32_t ttl, std::string_view text) {
+  beginRecord(name, kTypeTXT, ttl, Section::Answer);
+  std::string_view rest = text;
+  do {
+    std::string_view chunk = rest.substr(0, 255);
+    buf_.push_back(static_cast<std::uint8_t>(chunk.size()));
+    buf_.insert(buf_.end(), chunk.begin(), chunk.end());
+    rest.remove_prefix(chunk.size());
+  } while (!rest.empty());
+  endRecord();
+}
+
+void ResponseWriter::addSrv(std::string_view name, std::uint32_t ttl, std::uint16_t priority, std::uint16_t weight,
+                            std::uint16_t port, std::string_view target) {
+  beginRecord(name, kTypeSRV, ttl, Section::Answer);
+  put16(priority);
+  put16(weight);
+  put16(port);
+  // RFC 2782: the target is not compressed.
+  std::string_view rest = target;
+  while (!rest.empty()) {
+    size_t dot = rest.find('.');
+    std::string_view label = rest.substr(0, dot);
+    buf_.push_back(static_cast<std::uint8_t>(label.size()));
+    buf_.insert(buf_.end(), label.begin(), label.end());
+    rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+  }
+  buf_.push_back(0);
+  endRecord();
+}
+
+void ResponseWriter::addSoa(std::string_view zone, std::uint32_t ttl, std::uint32_t minimum, bool inAuthority) {
+  beginRecord(zone, kTypeSOA, ttl, inAuthority ? Section::Authority : Section::Answer);
+  std::string mname = "ns.dns." + std::string(zone);
+  std::string rname = "hostmaster." + std::string(zone);
+  writeName(mname);
+  writeName(rname);
+  // The serial moves with time so secondaries (and caches) notice changes.
+  put32(static_cast<std::uint32_t>(time(nullptr)));
+  put32(7200);
+  put32(1800);
+  put32(86400);
+  put32(minimum);
+  endRecord();
+}
+
+const std::vector<std::uint8_t>& ResponseWriter::finish(size_t limit) {
+  size_t arcount = 0;
+  if (edns_) {
+    // OPT: root name, type 41, our payload size, no extended flags.
+    size_t needed = 11;
+    if (buf_.size() + needed <= limit) {
+      buf_.push_back(0);
+      put16(kTypeOPT);
+      put16(kMaxUdpPayload);
+      put32(0);
+      put16(0);
+      arcount = 1;
+    }
+  }
+  buf_[6] = static_cast<std::uint8_t>(answers_ >> 8);
+  buf_[7] = static_cast<std::uint8_t>(answers_);
+  buf_[8] = static_cast<std::uint8_t>(authority_ >> 8);
+  buf_[9] = static_cast<std::uint8_t>(authority_);
+  buf_[10] = 0;
+  buf_[11] = static_cast<std::uint8_t>(arcount);
+  if (buf_.size() > limit) truncateForUdp(buf_, limit);
+  return buf_;
+}
+
+void truncateForUdp(std::vector<std::uint8_t>& response, size_t limit) {
+  if (response.size() <= limit || response.size() < 12) return;
+  // Keep the header and the question; the client retries over TCP.
+  size_t offset = 12;
+  std::string scratch;
+  if (!readName(response.data(), response.size(), offset, scratch) || offset + 4 > response.size()) {
+    response.resize(12);
+    std::memset(response.data() + 4, 0, 8);
+  } else {
+    response.resize(offset + 4);
+    response[4] = 0;
+    response[5] = 1;
+    std::memset(response.data() + 6, 0, 6);
+  }
+  response[2] |= 0x02;  // TC
+}
+
+bool forEachTtl(const std::uint8_t* message, size_t length, const std::function<void(size_t)>& visit) {
+  if (length < 12) return false;
+  std::uint16_t qd = get16(message + 4);
+  size_t records = static_cast<size_t>(get16(message + 6)) + get16(message + 8) + get16(message + 10);
+  size_t offset = 12;
+  std::string scratch;
+  for (std::uint16_t i = 0; i < qd; ++i) {
+    if (!readName(message, length, offset, scratch) || offset + 4 > length) return false;
+    offset += 4;
+  }
+  for (size_t i = 0; i < records; ++i) {
+    if (!readName(message, length, offset, scratch) || offset + 10 > length) return false;
+    std::uint16_t type = get16(message + offset);
+    std::uint16_t rdlen = get16(message + offset + 8);
+    if (type != kTypeOPT) visit(offset + 4);
+    offset += 10 + rdlen;
+    if (offset > length) return false;
+  }
+  return true;
+}
+
+}  // namespace ferry::dns

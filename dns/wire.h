@@ -1,0 +1,96 @@
+// DNS wire format (RFC 1035, EDNS0 from RFC 6891): parsing queries defensively
+// and writing responses with name compression. No allocation per message once
+// the reusable buffers have grown.
+#pragma once
+
+#include "api/error.h"
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ferry::dns {
+
+enum RecordType : std::uint16_t {
+  kTypeA = 1, kTypeNS = 2, kTypeCNAME = 5, kTypeSOA = 6, kTypePTR = 12, kTypeTXT = 16,
+  kTypeAAAA = 28, kTypeSRV = 33, kTypeOPT = 41, kTypeANY = 255,
+};
+enum Rcode : std::uint8_t {
+  kNoError = 0, kFormErr = 1, kServFail = 2, kNxDomain = 3, kNotImp = 4, kRefused = 5,
+};
+constexpr std::uint16_t kClassIN = 1;
+constexpr size_t kMaxUdpPayload = 4096;  // what we advertise and honour at most
+
+struct Query {
+  std::uint16_t id = 0;
+  std::uint16_t flags = 0;      // header flags as received (RD is echoed)
+  std::string name;             // lower case, no trailing dot; "" is the root
+  std::uint16_t qtype = 0;
+  std::uint16_t qclass = 0;
+  bool edns = false;
+  std::uint16_t udpPayload = 512;  // the client's limit (512 without EDNS)
+  bool dnssecOk = false;
+};
+
+// Parses a query into `out` (reusing its string capacity). Errors: EINVAL for
+// malformed input (answer FORMERR when at least the 12-byte header was read:
+// `headerRead` tells), ENOTSUP for opcodes other than QUERY (answer NOTIMP).
+Status parseQuery(const std::uint8_t* data, size_t length, Query& out, bool& headerRead);
+
+// Reads a possibly compressed name at `offset` (advanced past it) into `out`,
+// lower-cased without the trailing dot. Rejects pointer loops, forward
+// pointers, labels over 63 bytes and names over 255 bytes.
+Status readName(const std::uint8_t* message, size_t length, size_t& offset, std::string& out);
+
+// Builds one response. Reuse an instance per thread: reset() keeps capacity.
+class ResponseWriter {
+ public:
+  void reset(const Query& query, std::uint8_t rcode, bool authoritative);
+  void addA(std::string_view name, std::uint32_t ttl, std::uint32_t addressHostOrder);
+  void addCname(std::string_view name, std::uint32_t ttl, std::string_view target);
+  void addPtr(std::string_view name, std::uint32_t ttl, std::string_view target);
+  void addNs(std::string_view name, std::uint32_t ttl, std::string_view target);
+  void addTxt(std::string_view name, std::uint32_t ttl, std::string_view text);
+  void addSrv(std::string_view name, std::uint32_t ttl, std::uint16_t priority, std::uint16_t weight,
+              std::uint16_t port, std::string_view target);
+  // SOA in the authority section (negative answers) or answer section.
+  void addSoa(std::string_view zone, std::uint32_t ttl, std::uint32_t minimum, bool inAuthority);
+  void setRcode(std::uint8_t rcode);
+  // Finishes the message for a transport limit: past `limit` bytes the answer is
+  // cut to the question and TC is set. Returns the bytes to send.
+  const std::vector<std::uint8_t>& finish(size_t limit);
+
+ private:
+  enum class Section { Answer, Authority };
+  void beginRecord(std::string_view name, std::uint16_t type, std::uint32_t ttl, Section section);
+  void endRecord();
+  void writeName(std::string_view name);
+  void put16(std::uint16_t v);
+  void put32(std::uint32_t v);
+
+  std::vector<std::uint8_t> buf_;
+  size_t questionEnd_ = 0;
+  size_t rdlengthAt_ = 0;
+  std::uint16_t answers_ = 0, authority_ = 0;
+  bool edns_ = false;
+  // Compression: offsets of names already written (suffixes), compared by text.
+  struct Written {
+    std::string_view text;  // points into names_ storage
+    std::uint16_t offset;
+  };
+  std::array<std::string, 32> names_;
+  std::array<Written, 32> written_;
+  size_t writtenCount_ = 0;
+};
+
+// Cuts `response` to a header + question with TC set when it exceeds `limit`.
+void truncateForUdp(std::vector<std::uint8_t>& response, size_t limit);
+
+// Walks a response's records, calling `visit(ttlOffset)` for every TTL field
+// (answer, authority, additional; not OPT). False when malformed.
+bool forEachTtl(const std::uint8_t* message, size_t length, const std::function<void(size_t)>& visit);
+
+}  // namespace ferry::dns

@@ -1,0 +1,142 @@
+// The DNS server end to end on loopback, queried by a real client (dig):
+// cluster names, forwarding to an upstream the test starts, caching, TCP,
+// truncation and EDNS0. Never touches the machine's resolver.
+#include "dns/cluster_dns.h"
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <unistd.h>
+
+using namespace ferry::dns;
+
+namespace {
+
+std::string runDig(const std::string& args) {
+  std::string cmd = "dig +time=3 +tries=1 " + args + " 2>&1";
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+struct Server {
+  std::unique_ptr<ClusterDns> dns;
+  std::string address;
+  int port = 0;
+};
+
+Server startServer(const std::string& ip, const std::string& domain, std::vector<std::string> upstreams) {
+  std::mt19937 rng{std::random_device{}()};
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    int port = 20000 + static_cast<int>(rng() % 20000);
+    DnsConfig c;
+    c.listen = {ip + ":" + std::to_string(port)};
+    c.clusterDomain = domain;
+    c.upstreams = upstreams;
+    auto s = ClusterDns::start(c);
+    if (s) return {std::move(*s), ip, port};
+  }
+  return {};
+}
+
+ferry::api::Service service(const std::string& name, const std::string& ns, const std::string& ip) {
+  ferry::api::Service s;
+  s.name = name;
+  s.ns = ns;
+  s.clusterIP = ip;
+  s.ports.push_back({"http", "TCP", 80, {}, 0});
+  return s;
+}
+
+class DnsServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access("/usr/bin/dig", X_OK) != 0) GTEST_SKIP() << "dig (dnsutils) is not installed";
+    upstream_ = startServer("127.0.0.2", "example.test", {});
+    ASSERT_TRUE(upstream_.dns) << "could not start the upstream";
+    upstream_.dns->publish(buildZone("example.test", {service("www", "web", "192.0.2.7")}, {}));
+    cluster_ = startServer("127.0.0.1", "cluster.local", {"127.0.0.2:" + std::to_string(upstream_.port)});
+    ASSERT_TRUE(cluster_.dns);
+  }
+  std::string at() const { return "@" + cluster_.address + " -p " + std::to_string(cluster_.port) + " "; }
+  Server upstream_, cluster_;
+};
+
+}  // namespace
+
+TEST_F(DnsServerTest, AnswersClusterNamesOverUdpAndTcp) {
+  cluster_.dns->publish(buildZone("cluster.local", {service("web", "default", "10.43.0.20")}, {}));
+  EXPECT_EQ(runDig(at() + "+short web.default.svc.cluster.local A"), "10.43.0.20\n");
+  EXPECT_EQ(runDig(at() + "+tcp +short web.default.svc.cluster.local A"), "10.43.0.20\n");
+  auto nx = runDig(at() + "nope.default.svc.cluster.local A");
+  EXPECT_NE(nx.find("status: NXDOMAIN"), std::string::npos) << nx;
+  EXPECT_NE(nx.find("SOA"), std::string::npos) << nx;
+}
+
+TEST_F(DnsServerTest, NewSnapshotIsServedAtOnce) {
+  EXPECT_NE(runDig(at() + "api.default.svc.cluster.local A").find("NXDOMAIN"), std::string::npos);
+  cluster_.dns->publish(buildZone("cluster.local", {service("api", "default", "10.43.0.30")}, {}));
+  EXPECT_EQ(runDig(at() + "+short api.default.svc.cluster.local A"), "10.43.0.30\n");
+}
+
+TEST_F(DnsServerTest, ForwardsOtherNamesAndCachesThem) {
+  EXPECT_EQ(runDig(at() + "+short www.web.svc.example.test A"), "192.0.2.7\n");
+  EXPECT_EQ(upstream_.dns->counters().queries, 1u);
+  EXPECT_EQ(runDig(at() + "+short www.web.svc.example.test A"), "192.0.2.7\n");
+  EXPECT_EQ(upstream_.dns->counters().queries, 1u) << "the second answer must come from the cache";
+  EXPECT_EQ(cluster_.dns->counters().cacheHits, 1u);
+  // Negative answers are cached too (RFC 2308), and say NXDOMAIN.
+  EXPECT_NE(runDig(at() + "missing.web.svc.example.test A").find("NXDOMAIN"), std::string::npos);
+  EXPECT_NE(runDig(at() + "missing.web.svc.example.test A").find("NXDOMAIN"), std::string::npos);
+  EXPECT_EQ(upstream_.dns->counters().queries, 2u);
+}
+
+TEST_F(DnsServerTest, TruncatesBigUdpAnswersAndServesThemOverTcp) {
+  ferry::api::Service big = service("big", "default", "None");
+  ferry::api::EndpointSlice slice;
+  slice.name = "big-1";
+  slice.ns = "default";
+  slice.serviceName = "big";
+  for (int i = 0; i < 60; ++i) {
+    ferry::api::Endpoint e;
+    e.addresses = {"10.42.3." + std::to_string(i + 1)};
+    slice.endpoints.push_back(e);
+  }
+  cluster_.dns->publish(buildZone("cluster.local", {big}, {slice}));
+  auto udp = runDig(at() + "+noedns +ignore big.default.svc.cluster.local A");
+  EXPECT_NE(udp.find(" tc"), std::string::npos) << udp;
+  auto edns = runDig(at() + "+bufsize=4096 +ignore big.default.svc.cluster.local A");
+  EXPECT_EQ(edns.find(" tc"), std::string::npos) << "60 records fit in an EDNS0 4096-byte answer: " << edns;
+  auto tcp = runDig(at() + "+tcp +short big.default.svc.cluster.local A");
+  EXPECT_EQ(std::count(tcp.begin(), tcp.end(), '\n'), 60) << tcp;
+}
+
+TEST_F(DnsServerTest, MalformedPacketsGetFormerrAndTheServerStaysUp) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(cluster_.port));
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  std::uint8_t bad[] = {0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1};
+  sendto(fd, bad, sizeof bad, 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::uint8_t reply[512];
+  ssize_t n = recv(fd, reply, sizeof reply, 0);
+  close(fd);
+  ASSERT_GE(n, 12);
+  EXPECT_EQ(reply[0], 0xAB);
+  EXPECT_EQ(reply[3] & 0xF, kFormErr);
+  cluster_.dns->publish(buildZone("cluster.local", {service("web", "default", "10.43.0.20")}, {}));
+  EXPECT_EQ(runDig(at() + "+short web.default.svc.cluster.local A"), "10.43.0.20\n");
+}

@@ -1,0 +1,203 @@
+#include "dns/wire.h"
+#include "dns/zone.h"
+
+#include <gtest/gtest.h>
+
+using namespace ferry::dns;
+
+namespace {
+
+std::vector<std::uint8_t> makeQuery(const std::string& name, std::uint16_t type, bool edns = false) {
+  std::vector<std::uint8_t> q = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, static_cast<std::uint8_t>(edns ? 1 : 0)};
+  size_t start = 0;
+  while (start <= name.size() && !name.empty()) {
+    size_t dot = name.find('.', start);
+    std::string label = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    q.push_back(static_cast<std::uint8_t>(label.size()));
+    q.insert(q.end(), label.begin(), label.end());
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  q.push_back(0);
+  q.push_back(static_cast<std::uint8_t>(type >> 8));
+  q.push_back(static_cast<std::uint8_t>(type));
+  q.push_back(0);
+  q.push_back(1);
+  if (edns) {
+    std::vector<std::uint8_t> opt = {0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0};
+    q.insert(q.end(), opt.begin(), opt.end());
+  }
+  return q;
+}
+
+struct Answer {
+  std::uint8_t rcode;
+  int answers;
+  int authority;
+  bool aa;
+};
+
+Answer summarize(const std::vector<std::uint8_t>& r) {
+  return {static_cast<std::uint8_t>(r[3] & 0xF), (r[6] << 8) | r[7], (r[8] << 8) | r[9], (r[2] & 0x04) != 0};
+}
+
+std::shared_ptr<const Zone> sampleZone() {
+  ferry::api::Service web;
+  web.name = "web";
+  web.ns = "default";
+  web.clusterIP = "10.43.0.20";
+  web.ports.push_back({"http", "TCP", 80, {}, 0});
+  ferry::api::Service db;
+  db.name = "db";
+  db.ns = "prod";
+  db.clusterIP = "None";
+  db.ports.push_back({"pg", "TCP", 5432, {}, 0});
+  ferry::api::Service ext;
+  ext.name = "search";
+  ext.ns = "default";
+  ext.type = "ExternalName";
+  ext.externalName = "www.example.org";
+  ferry::api::EndpointSlice slice;
+  slice.name = "db-1";
+  slice.ns = "prod";
+  slice.serviceName = "db";
+  slice.ports.push_back({"pg", "TCP", 5432});
+  ferry::api::Endpoint a;
+  a.addresses = {"10.42.0.5"};
+  a.hostname = "db-0";
+  ferry::api::Endpoint b;
+  b.addresses = {"10.42.1.6"};
+  ferry::api::Endpoint notReady;
+  notReady.addresses = {"10.42.1.9"};
+  notReady.ready = false;
+  slice.endpoints = {a, b, notReady};
+  return buildZone("cluster.local", {web, db, ext}, {slice});
+}
+
+std::vector<std::uint8_t> ask(const Zone& z, const std::string& name, std::uint16_t type) {
+  auto bytes = makeQuery(name, type);
+  Query q;
+  bool header = false;
+  EXPECT_TRUE(parseQuery(bytes.data(), bytes.size(), q, header).has_value());
+  ResponseWriter w;
+  z.answer(q, w);
+  return w.finish(512);
+}
+
+}  // namespace
+
+TEST(DnsWire, ParsesQueryLowerCasingTheName) {
+  auto bytes = makeQuery("Web.Default.SVC.cluster.local", kTypeA, true);
+  Query q;
+  bool header = false;
+  ASSERT_TRUE(parseQuery(bytes.data(), bytes.size(), q, header).has_value());
+  EXPECT_EQ(q.name, "web.default.svc.cluster.local");
+  EXPECT_EQ(q.qtype, kTypeA);
+  EXPECT_TRUE(q.edns);
+  EXPECT_EQ(q.udpPayload, 4096);
+}
+
+TEST(DnsWire, RejectsMalformedInput) {
+  Query q;
+  bool header = false;
+  std::vector<std::uint8_t> shortMsg = {1, 2, 3};
+  EXPECT_FALSE(parseQuery(shortMsg.data(), shortMsg.size(), q, header).has_value());
+  EXPECT_FALSE(header);
+
+  auto truncated = makeQuery("web.default", kTypeA);
+  truncated.resize(truncated.size() - 3);
+  EXPECT_FALSE(parseQuery(truncated.data(), truncated.size(), q, header).has_value());
+  EXPECT_TRUE(header);
+
+  // A compression pointer to itself.
+  std::vector<std::uint8_t> loop = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1};
+  EXPECT_FALSE(parseQuery(loop.data(), loop.size(), q, header).has_value());
+
+  // A 64-byte label.
+  std::vector<std::uint8_t> big = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 64};
+  big.insert(big.end(), 64, 'a');
+  big.insert(big.end(), {0, 0, 1, 0, 1});
+  EXPECT_FALSE(parseQuery(big.data(), big.size(), q, header).has_value());
+
+  // Two questions.
+  auto two = makeQuery("a", kTypeA);
+  two[5] = 2;
+  EXPECT_FALSE(parseQuery(two.data(), two.size(), q, header).has_value());
+}
+
+TEST(DnsZone, ServiceAddressAndSrvAndPtr) {
+  auto z = sampleZone();
+  auto r = ask(*z, "web.default.svc.cluster.local", kTypeA);
+  EXPECT_EQ(summarize(r).rcode, kNoError);
+  EXPECT_EQ(summarize(r).answers, 1);
+  EXPECT_TRUE(summarize(r).aa);
+  // The address bytes are the last four of the message.
+  EXPECT_EQ(std::vector<std::uint8_t>(r.end() - 4, r.end()), (std::vector<std::uint8_t>{10, 43, 0, 20}));
+
+  EXPECT_EQ(summarize(ask(*z, "_http._tcp.web.default.svc.cluster.local", kTypeSRV)).answers, 1);
+  EXPECT_EQ(summarize(ask(*z, "20.0.43.10.in-addr.arpa", kTypePTR)).answers, 1);
+}
+
+TEST(DnsZone, NxdomainAndNodataCarryTheSoa) {
+  auto z = sampleZone();
+  auto nx = summarize(ask(*z, "nope.default.svc.cluster.local", kTypeA));
+  EXPECT_EQ(nx.rcode, kNxDomain);
+  EXPECT_EQ(nx.authority, 1);
+  auto nodata = summarize(ask(*z, "web.default.svc.cluster.local", kTypeAAAA));
+  EXPECT_EQ(nodata.rcode, kNoError);
+  EXPECT_EQ(nodata.answers, 0);
+  EXPECT_EQ(nodata.authority, 1);
+  // An empty non-terminal exists: NODATA, not NXDOMAIN.
+  EXPECT_EQ(summarize(ask(*z, "default.svc.cluster.local", kTypeA)).rcode, kNoError);
+}
+
+TEST(DnsZone, HeadlessServiceListsReadyEndpointsAndHostnames) {
+  auto z = sampleZone();
+  EXPECT_EQ(summarize(ask(*z, "db.prod.svc.cluster.local", kTypeA)).answers, 2);
+  EXPECT_EQ(summarize(ask(*z, "db-0.db.prod.svc.cluster.local", kTypeA)).answers, 1);
+  EXPECT_EQ(summarize(ask(*z, "10-42-1-6.db.prod.svc.cluster.local", kTypeA)).answers, 1);
+  EXPECT_EQ(summarize(ask(*z, "_pg._tcp.db.prod.svc.cluster.local", kTypeSRV)).answers, 2);
+  EXPECT_EQ(summarize(ask(*z, "5.0.42.10.in-addr.arpa", kTypePTR)).answers, 1);
+}
+
+TEST(DnsZone, ExternalNamePodNamesAndVersion) {
+  auto z = sampleZone();
+  EXPECT_EQ(summarize(ask(*z, "search.default.svc.cluster.local", kTypeA)).answers, 1);  // the CNAME
+  auto pod = ask(*z, "10-42-0-7.default.pod.cluster.local", kTypeA);
+  EXPECT_EQ(summarize(pod).answers, 1);
+  EXPECT_EQ(std::vector<std::uint8_t>(pod.end() - 4, pod.end()), (std::vector<std::uint8_t>{10, 42, 0, 7}));
+  EXPECT_EQ(summarize(ask(*z, "dns-version.cluster.local", kTypeTXT)).answers, 1);
+  EXPECT_EQ(summarize(ask(*z, "cluster.local", kTypeSOA)).answers, 1);
+  EXPECT_FALSE(z->authoritativeFor("example.org"));
+  EXPECT_FALSE(z->authoritativeFor("1.2.3.4.in-addr.arpa"));
+}
+
+TEST(DnsWire, TruncatesOverTheLimitWithTc) {
+  ferry::api::Service big;
+  big.name = "big";
+  big.ns = "default";
+  big.clusterIP = "None";
+  ferry::api::EndpointSlice slice;
+  slice.name = "big-1";
+  slice.ns = "default";
+  slice.serviceName = "big";
+  for (int i = 0; i < 100; ++i) {
+    ferry::api::Endpoint e;
+    e.addresses = {"10.42.2." + std::to_string(i + 1)};
+    slice.endpoints.push_back(e);
+  }
+  auto z = buildZone("cluster.local", {big}, {slice});
+  auto bytes = makeQuery("big.default.svc.cluster.local", kTypeA);
+  Query q;
+  bool header = false;
+  ASSERT_TRUE(parseQuery(bytes.data(), bytes.size(), q, header).has_value());
+  ResponseWriter w;
+  z->answer(q, w);
+  auto udp = w.finish(512);
+  EXPECT_TRUE(udp[2] & 0x02);
+  EXPECT_LE(udp.size(), 512u);
+  z->answer(q, w);
+  auto tcp = w.finish(65535);
+  EXPECT_FALSE(tcp[2] & 0x02);
+  EXPECT_EQ(summarize(tcp).answers, 100);
+}
