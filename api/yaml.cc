@@ -1,0 +1,335 @@
+#include "api/yaml.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <optional>
+
+namespace ferry::api {
+namespace {
+
+constexpr int kMaxDepth = 256;
+// Aliases can expand a small file into a huge tree ("billion laughs").
+constexpr std::size_t kMaxNodes = 2'000'000;
+
+bool isOneOf(std::string_view s, std::initializer_list<std::string_view> options) {
+  for (auto o : options) {
+    if (s == o) return true;
+  }
+  return false;
+}
+
+std::optional<bool> resolveBool(std::string_view s) {
+  if (isOneOf(s, {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})) return true;
+  if (isOneOf(s, {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})) return false;
+  return std::nullopt;
+}
+
+bool isNullText(std::string_view s) { return isOneOf(s, {"", "~", "null", "Null", "NULL"}); }
+
+int digitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return 99;
+}
+
+// Go's strconv.ParseInt(s, 0, 64) / ParseUint: sign, base prefixes, leading-0 octal.
+std::optional<Json> resolveInteger(std::string_view s) {
+  bool negative = false;
+  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
+  }
+  if (s.empty()) return std::nullopt;
+  int base = 10;
+  if (s.size() >= 2 && s[0] == '0') {
+    char p = s[1];
+    if (p == 'x' || p == 'X') base = 16, s.remove_prefix(2);
+    else if (p == 'b' || p == 'B') base = 2, s.remove_prefix(2);
+    else if (p == 'o' || p == 'O') base = 8, s.remove_prefix(2);
+    else base = 8, s.remove_prefix(1);
+  }
+  if (s.empty()) return std::nullopt;
+  unsigned __int128 v = 0;
+  for (char c : s) {
+    int d = digitValue(c);
+    if (d >= base) return std::nullopt;
+    v = v * base + d;
+    if (v > std::numeric_limits<std::uint64_t>::max()) return std::nullopt;
+  }
+  if (negative) {
+    if (v > static_cast<unsigned __int128>(std::numeric_limits<std::int64_t>::max()) + 1) return std::nullopt;
+    return Json(static_cast<std::int64_t>(-static_cast<__int128>(v)));
+  }
+  if (v <= static_cast<unsigned __int128>(std::numeric_limits<std::int64_t>::max())) {
+    return Json(static_cast<std::int64_t>(v));
+  }
+  return Json(static_cast<std::uint64_t>(v));
+}
+
+// go-yaml's float syntax: ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$
+bool looksLikeFloat(std::string_view s) {
+  std::size_t i = 0;
+  auto digits = [&] {
+    std::size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i - start;
+  };
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (digits() == 0) return false;
+  } else {
+    if (digits() == 0) return false;
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      digits();
+    }
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == s.size();
+}
+
+// A JSON number for a float, integral values as integers (Go's encoding/json
+// prints float64(3) as 3, and Kubernetes then reads it as an integer).
+Json numberFromDouble(double d) {
+  if (std::isfinite(d) && d == std::trunc(d) && std::fabs(d) < 9.2e18) return Json(static_cast<std::int64_t>(d));
+  return Json(d);
+}
+
+std::optional<Json> resolveNumber(std::string_view text) {
+  std::string plain;
+  plain.reserve(text.size());
+  for (char c : text) {
+    if (c != '_') plain.push_back(c);
+  }
+  if (auto i = resolveInteger(plain)) return i;
+  if (looksLikeFloat(plain)) return numberFromDouble(std::strtod(plain.c_str(), nullptr));
+  return std::nullopt;
+}
+
+bool isSpecialFloat(std::string_view s) {
+  return isOneOf(s, {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan", ".NaN",
+                     ".NAN"});
+}
+
+std::string where(const YAML::Node& node) {
+  auto m = node.Mark();
+  if (m.is_null()) return "yaml";
+  return fmt::format("yaml: line {}", m.line + 1);
+}
+
+class Converter {
+ public:
+  Result<Json> convert(const YAML::Node& node, int depth) {
+    if (depth > kMaxDepth) return fail(Error::invalid(where(node) + ": nesting deeper than 256 levels"));
+    if (++nodes_ > kMaxNodes) return fail(Error::invalid(where(node) + ": document expands to too many nodes"));
+    switch (node.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        return Json();
+      case YAML::NodeType::Scalar:
+        return scalar(node);
+      case YAML::NodeType::Sequence: {
+        Json out = Json::array();
+        for (const auto& item : node) {
+          auto v = convert(item, depth + 1);
+          if (!v) return v;
+          out.push_back(std::move(*v));
+        }
+        return out;
+      }
+      case YAML::NodeType::Map: {
+        Json out = Json::object();
+        for (const auto& kv : node) {
+          auto key = keyText(kv.first);
+          if (!key) return fail(key.error());
+          if (out.contains(*key)) {
+            return fail(Error::invalid(fmt::format("{}: mapping key \"{}\" already defined", where(kv.first), *key)));
+          }
+          auto v = convert(kv.second, depth + 1);
+          if (!v) return v;
+          out.emplace(std::move(*key), std::move(*v));
+        }
+        return out;
+      }
+    }
+    return Json();
+  }
+
+ private:
+  Result<Json> scalar(const YAML::Node& node) {
+    const std::string& text = node.Scalar();
+    const std::string& tag = node.Tag();
+    if (tag == "!" || tag == "tag:yaml.org,2002:str" || tag == "tag:yaml.org,2002:binary") return Json(text);
+    if (tag == "?" || tag.empty()) return plain(node, text);
+    if (tag == "tag:yaml.org,2002:null") return Json();
+    if (tag == "tag:yaml.org,2002:bool") {
+      if (auto b = resolveBool(text)) return Json(*b);
+      return fail(Error::invalid(fmt::format("{}: cannot decode \"{}\" as a !!bool", where(node), text)));
+    }
+    if (tag == "tag:yaml.org,2002:int" || tag == "tag:yaml.org,2002:float") {
+      if (auto n = resolveNumber(text)) return *n;
+      return fail(Error::invalid(fmt::format("{}: cannot decode \"{}\" as a number", where(node), text)));
+    }
+    // Unknown tags: keep the value as written.
+    return plain(node, text);
+  }
+
+  Result<Json> plain(const YAML::Node& node, const std::string& text) {
+    if (isNullText(text)) return Json();
+    if (auto b = resolveBool(text)) return Json(*b);
+    char c = text[0];
+    if ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.') {
+      if (auto n = resolveNumber(text)) return *n;
+      if (isSpecialFloat(text)) {
+        return fail(Error::invalid(fmt::format("{}: {} has no JSON representation", where(node), text)));
+      }
+    }
+    return Json(text);
+  }
+
+  // JSON object keys are strings: scalar keys are printed as Go would.
+  Result<std::string> keyText(const YAML::Node& key) {
+    if (key.IsNull()) return std::string("null");
+    if (!key.IsScalar()) return fail(Error::invalid(where(key) + ": mapping keys must be scalars"));
+    auto v = scalar(key);
+    if (!v) return fail(v.error());
+    if (v->is_string()) return v->get<std::string>();
+    if (v->is_null()) return std::string("null");
+    return v->dump();
+  }
+
+  std::size_t nodes_ = 0;
+};
+
+Error yamlError(const YAML::Exception& e) {
+  if (e.mark.is_null()) return Error::invalid(fmt::format("yaml: {}", e.msg));
+  return Error::invalid(fmt::format("yaml: line {}: {}", e.mark.line + 1, e.msg));
+}
+
+// Would a plain scalar with this text be read back as the same string?
+bool readsBackAsString(const std::string& s) {
+  if (s.empty() || isNullText(s) || resolveBool(s)) return false;
+  char c = s[0];
+  if ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.') {
+    if (resolveNumber(s) || isSpecialFloat(s)) return false;
+  }
+  return true;
+}
+
+void emit(YAML::Emitter& out, const Json& j) {
+  switch (j.type()) {
+    case Json::value_t::object:
+      if (j.empty()) {
+        out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+        return;
+      }
+      out << YAML::BeginMap;
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        out << YAML::Key;
+        if (readsBackAsString(it.key())) out << it.key();
+        else out << YAML::DoubleQuoted << it.key();
+        out << YAML::Value;
+        emit(out, it.value());
+      }
+      out << YAML::EndMap;
+      return;
+    case Json::value_t::array:
+      if (j.empty()) {
+        out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+        return;
+      }
+      out << YAML::BeginSeq;
+      for (const auto& item : j) emit(out, item);
+      out << YAML::EndSeq;
+      return;
+    case Json::value_t::string: {
+      const auto& s = j.get_ref<const std::string&>();
+      if (s.find('\n') != std::string::npos && s.find_first_of("\t\r") == std::string::npos) {
+        out << YAML::Literal << s;
+      } else if (readsBackAsString(s)) {
+        out << s;
+      } else {
+        out << YAML::DoubleQuoted << s;
+      }
+      return;
+    }
+    case Json::value_t::null:
+      out << YAML::Null;
+      return;
+    case Json::value_t::boolean:
+      out << (j.get<bool>() ? "true" : "false");
+      return;
+    default:  // numbers: JSON's shortest round-trip spelling is valid YAML
+      out << j.dump();
+      return;
+  }
+}
+
+}  // namespace
+
+Result<Json> parseJson(std::string_view text) {
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const Json::parse_error& e) {
+    return fail(Error::invalid(fmt::format("json: {}", e.what())));
+  }
+}
+
+Result<std::vector<Json>> parseYamlDocuments(std::string_view text) {
+  std::vector<Json> docs;
+  try {
+    std::vector<YAML::Node> nodes = YAML::LoadAll(std::string(text));
+    docs.reserve(nodes.size());
+    for (const auto& node : nodes) {
+      Converter converter;
+      auto doc = converter.convert(node, 0);
+      if (!doc) return fail(doc.error());
+      if (doc->is_null()) continue;  // empty documents between separators
+      docs.push_back(std::move(*doc));
+    }
+  } catch (const YAML::Exception& e) {
+    return fail(yamlError(e));
+  } catch (const std::exception& e) {
+    return fail(Error::invalid(fmt::format("yaml: {}", e.what())));
+  }
+  return docs;
+}
+
+Result<Json> parseYaml(std::string_view text) {
+  auto docs = parseYamlDocuments(text);
+  if (!docs) return fail(docs.error());
+  if (docs->empty()) return Json();
+  if (docs->size() > 1) return fail(Error::invalid(fmt::format("yaml: expected one document, found {}", docs->size())));
+  return std::move(docs->front());
+}
+
+std::string toYaml(const Json& doc) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  emit(out, doc);
+  std::string text = out.c_str();
+  text.push_back('\n');
+  return text;
+}
+
+std::string toYamlDocuments(const std::vector<Json>& docs) {
+  std::string text;
+  for (std::size_t i = 0; i < docs.size(); ++i) {
+    if (i) text += "---\n";
+    text += toYaml(docs[i]);
+  }
+  return text;
+}
+
+}  // namespace ferry::api
