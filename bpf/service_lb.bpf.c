@@ -80,10 +80,19 @@ static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol
   __u32 slot_index = ticket % count + 1;
   key.backend_slot = (__u16)slot_index;
   slot = bpf_map_lookup_elem(&lb4_services, &key);
-  if (!slot) return -ECONNREFUSED;
-  __u32 backend_id = slot->backend_id;
-  backend = bpf_map_lookup_elem(&lb4_backends, &backend_id);
-  if (!backend) return -ECONNREFUSED;
+  __u32 backend_id = slot ? slot->backend_id : 0;
+  backend = slot ? bpf_map_lookup_elem(&lb4_backends, &backend_id) : 0;
+  if (!backend) {
+    /* A shrink raced with us (count read before the tail slot or its backend
+     * went away): slot 1 is the last to go, so it is valid while count > 0. */
+    slot_index = 1;
+    key.backend_slot = 1;
+    slot = bpf_map_lookup_elem(&lb4_services, &key);
+    if (!slot) return -ECONNREFUSED;
+    backend_id = slot->backend_id;
+    backend = bpf_map_lookup_elem(&lb4_backends, &backend_id);
+    if (!backend) return -ECONNREFUSED;
+  }
 
   if (affinity) {
     struct lb_affinity_value fresh = {};

@@ -1,0 +1,507 @@
+#include "proxy/bpf_service_maps.h"
+
+#include "api/log.h"
+#include "lb_maps.h"
+#include "service_lb.skel.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/magic.h>
+#include <netinet/in.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+
+// The C++ side uses the structs of bpf/lb_maps.h directly; these pin the ABI
+// (a test also compares each field offset with the object's BTF).
+static_assert(sizeof(lb4_key) == 12);
+static_assert(sizeof(lb4_service) == 20);
+static_assert(sizeof(lb4_backend) == 8);
+static_assert(sizeof(lb_affinity_key) == 16);
+static_assert(sizeof(lb_affinity_value) == 16);
+static_assert(sizeof(lb4_reverse_nat_key) == 16);
+static_assert(sizeof(lb4_reverse_nat_value) == 8);
+static_assert(sizeof(lb4_select_args) == 32);
+
+namespace ferry::proxy {
+
+namespace {
+
+constexpr const char* kBpffsRoot = "/sys/fs/bpf";
+
+int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  char buf[1024];
+  vsnprintf(buf, sizeof buf, format, args);
+  std::string line(buf);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  if (level == LIBBPF_WARN) log::warn("libbpf: {}", line);
+  else log::debug("libbpf: {}", line);
+  return 0;
+}
+
+Status ensureBpffs(const std::string& dir) {
+  if (dir.rfind(kBpffsRoot, 0) == 0) {
+    struct statfs fs {};
+    if (statfs(kBpffsRoot, &fs) != 0) return failErrno(std::string("statfs ") + kBpffsRoot);
+    if (fs.f_type != BPF_FS_MAGIC) {
+      if (mount("bpf", kBpffsRoot, "bpf", 0, "mode=0700") != 0) return failErrno(std::string("mount bpffs at ") + kBpffsRoot);
+      log::info("mounted bpffs at {}", kBpffsRoot);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(ec.value(), "create " + dir + ": " + ec.message());
+  return {};
+}
+
+Result<uint8_t> protocolNumber(const std::string& protocol) {
+  if (protocol == "TCP") return IPPROTO_TCP;
+  if (protocol == "UDP") return IPPROTO_UDP;
+  return fail(EINVAL, "protocol: " + protocol + " is not TCP or UDP");
+}
+
+std::string protocolName(uint8_t p) { return p == IPPROTO_TCP ? "TCP" : p == IPPROTO_UDP ? "UDP" : std::to_string(p); }
+
+Result<uint32_t> parseIPv4(const std::string& text, const char* field) {
+  in_addr a{};
+  if (inet_pton(AF_INET, text.c_str(), &a) != 1) return fail(EINVAL, fmt::format("{}: {} is not an IPv4 address", field, text));
+  return a.s_addr;
+}
+
+std::string ipv4Text(uint32_t networkOrder) {
+  char buf[INET_ADDRSTRLEN];
+  in_addr a{networkOrder};
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+Result<lb4_key> keyOf(const FrontendKey& f, uint16_t slot) {
+  lb4_key key{};
+  auto address = parseIPv4(f.address, "frontend address");
+  if (!address) return fail(address.error());
+  auto protocol = protocolNumber(f.protocol);
+  if (!protocol) return fail(protocol.error());
+  if (f.port <= 0 || f.port > 65535) return fail(EINVAL, fmt::format("frontend port: {} out of range", f.port));
+  key.address = *address;
+  key.port = htons(static_cast<uint16_t>(f.port));
+  key.backend_slot = slot;
+  key.protocol = *protocol;
+  return key;
+}
+
+template <class Key, class Value>
+std::vector<std::pair<Key, Value>> dumpMap(int fd) {
+  std::vector<std::pair<Key, Value>> out;
+  Key key{}, next{};
+  const Key* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    Value v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.emplace_back(next, v);
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+// Reverse translation first, so no socket is ever translated without it.
+struct ProgramSlot {
+  const char* name;
+  bpf_program* (*get)(service_lb*);
+};
+const ProgramSlot kPrograms[] = {
+    {"recvmsg4", [](service_lb* s) { return s->progs.ferry_recvmsg4; }},
+    {"getpeername4", [](service_lb* s) { return s->progs.ferry_getpeername4; }},
+    {"recvmsg6", [](service_lb* s) { return s->progs.ferry_recvmsg6; }},
+    {"getpeername6", [](service_lb* s) { return s->progs.ferry_getpeername6; }},
+    {"connect4", [](service_lb* s) { return s->progs.ferry_connect4; }},
+    {"sendmsg4", [](service_lb* s) { return s->progs.ferry_sendmsg4; }},
+    {"connect6", [](service_lb* s) { return s->progs.ferry_connect6; }},
+    {"sendmsg6", [](service_lb* s) { return s->progs.ferry_sendmsg6; }},
+};
+
+std::vector<bpf_map*> pinnedMaps(service_lb* s) {
+  return {s->maps.lb4_services, s->maps.lb4_backends, s->maps.lb_rr_counters, s->maps.lb_affinity,
+          s->maps.lb4_reverse_nat};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BpfServiceMaps>> BpfServiceMaps::open(const std::string& bpffsDir, const std::string& cgroupV2Path) {
+  static std::once_flag printOnce;
+  std::call_once(printOnce, [] { libbpf_set_print(libbpfPrint); });
+  if (bpffsDir.empty()) return fail(EINVAL, "bpffsDir: empty");
+  if (cgroupV2Path.empty()) return fail(EINVAL, "cgroupV2Path: empty");
+  if (auto st = ensureBpffs(bpffsDir); !st) return fail(st.error());
+
+  std::unique_ptr<BpfServiceMaps> m(new BpfServiceMaps());
+  m->dir_ = bpffsDir;
+  m->skel_ = service_lb__open();
+  if (!m->skel_) return failErrno("open BPF object service_lb");
+  // The selection test program is for BPF_PROG_TEST_RUN in tests only.
+  bpf_program__set_autoload(m->skel_->progs.lb4_select_test, false);
+  for (bpf_map* map : pinnedMaps(m->skel_)) {
+    std::string path = bpffsDir + "/" + bpf_map__name(map);
+    if (bpf_map__set_pin_path(map, path.c_str()) != 0) return failErrno("pin path " + path);
+  }
+  // Load reuses maps already pinned (an agent restart) or creates and pins them.
+  if (service_lb__load(m->skel_) != 0)
+    return failErrno("load BPF programs service_lb (maps pinned in " + bpffsDir + " may have another layout)");
+
+  int cgroupFd = ::open(cgroupV2Path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cgroupFd < 0) return failErrno("open cgroup " + cgroupV2Path);
+  for (const ProgramSlot& p : kPrograms) {
+    bpf_program* prog = p.get(m->skel_);
+    std::string path = bpffsDir + "/link_" + p.name;
+    bpf_link* link = nullptr;
+    if (access(path.c_str(), F_OK) == 0) {
+      // Take over the pinned link and swap in the freshly loaded program: one
+      // atomic replacement, the hook is never empty.
+      link = bpf_link__open(path.c_str());
+      if (!link) {
+        int err = errno;
+        close(cgroupFd);
+        return failErrno("open pinned link " + path, err);
+      }
+      if (bpf_link__update_program(link, prog) != 0) {
+        int err = errno;
+        bpf_link__destroy(link);
+        close(cgroupFd);
+        return failErrno("update pinned link " + path, err);
+      }
+    } else {
+      link = bpf_program__attach_cgroup(prog, cgroupFd);
+      if (!link) {
+        int err = errno;
+        close(cgroupFd);
+        return failErrno(fmt::format("attach {} to cgroup {}", p.name, cgroupV2Path), err);
+      }
+      if (bpf_link__pin(link, path.c_str()) != 0) {
+        int err = errno;
+        bpf_link__destroy(link);
+        close(cgroupFd);
+        return failErrno("pin link " + path, err);
+      }
+    }
+    m->links_.emplace_back(path, link);
+  }
+  close(cgroupFd);
+  if (auto st = m->adoptMaps(); !st) return fail(st.error().wrap("adopt pinned maps"));
+  return m;
+}
+
+BpfServiceMaps::~BpfServiceMaps() {
+  // Closing a pinned link's descriptor keeps it attached.
+  for (auto& [_, link] : links_) bpf_link__destroy(link);
+  if (skel_) service_lb__destroy(skel_);
+}
+
+Status BpfServiceMaps::adoptMaps() {
+  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
+  int backendsFd = bpf_map__fd(skel_->maps.lb4_backends);
+  for (auto& [id, backend] : dumpMap<uint32_t, lb4_backend>(backendsFd)) {
+    BackendAddr addr{backend.address, backend.port, backend.protocol};
+    backendIds_[addr] = id;
+    backendById_[id] = addr;
+    backendRefs_[id] = 0;
+    nextBackendId_ = std::max(nextBackendId_, id + 1);
+  }
+  std::map<std::tuple<uint32_t, uint16_t, uint8_t, uint16_t>, lb4_service> entries;
+  for (auto& [key, value] : dumpMap<lb4_key, lb4_service>(servicesFd))
+    entries[{key.address, key.port, key.protocol, key.backend_slot}] = value;
+  std::vector<lb4_key> leftovers;
+  for (auto& [k, value] : entries) {
+    auto [address, port, protocol, slot] = k;
+    if (slot != 0) continue;
+    FrontendKey f{ipv4Text(address), ntohs(port), protocolName(protocol)};
+    Programmed p;
+    p.serviceId = value.service_id;
+    p.flags = value.flags;
+    p.affinityTimeoutSec = value.affinity_timeout_sec;
+    for (uint32_t i = 1; i <= value.count; ++i) {
+      auto it = entries.find({address, port, protocol, static_cast<uint16_t>(i)});
+      uint32_t id = it == entries.end() ? 0 : it->second.backend_id;
+      p.slots.push_back(id);
+      if (backendRefs_.count(id)) backendRefs_[id]++;
+    }
+    nextServiceId_ = std::max(nextServiceId_, p.serviceId + 1);
+    frontends_[f] = std::move(p);
+  }
+  // Slots past a frontend's count, or without a frontend: an interrupted update.
+  for (auto& [k, value] : entries) {
+    auto [address, port, protocol, slot] = k;
+    if (slot == 0) continue;
+    auto head = entries.find({address, port, protocol, 0});
+    if (head == entries.end() || slot > head->second.count) {
+      lb4_key key{};
+      key.address = address;
+      key.port = port;
+      key.protocol = protocol;
+      key.backend_slot = slot;
+      bpf_map_delete_elem(servicesFd, &key);
+    }
+  }
+  log::info("proxy: adopted {} frontends and {} backends from {}", frontends_.size(), backendById_.size(), dir_);
+  return {};
+}
+
+Result<uint32_t> BpfServiceMaps::acquireBackend(const BackendAddr& addr) {
+  if (auto it = backendIds_.find(addr); it != backendIds_.end()) {
+    backendRefs_[it->second]++;
+    return it->second;
+  }
+  uint32_t id;
+  if (!freeBackendIds_.empty()) {
+    id = freeBackendIds_.back();
+    freeBackendIds_.pop_back();
+  } else {
+    if (nextBackendId_ >= LB_MAX_BACKENDS) return fail(ENOSPC, "backend ids exhausted");
+    id = nextBackendId_++;
+  }
+  lb4_backend value{};
+  value.address = std::get<0>(addr);
+  value.port = std::get<1>(addr);
+  value.protocol = std::get<2>(addr);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_backends), &id, &value, BPF_ANY) != 0)
+    return failErrno("write backend " + ipv4Text(value.address));
+  backendIds_[addr] = id;
+  backendById_[id] = addr;
+  backendRefs_[id] = 1;
+  return id;
+}
+
+void BpfServiceMaps::releaseBackend(uint32_t id) {
+  auto it = backendRefs_.find(id);
+  if (it == backendRefs_.end()) return;
+  if (it->second > 0) it->second--;
+  if (it->second == 0) pendingBackendRelease_.push_back(id);
+}
+
+Status BpfServiceMaps::collectBackends() {
+  for (auto& [id, refs] : backendRefs_)
+    if (refs == 0) pendingBackendRelease_.push_back(id);
+  std::sort(pendingBackendRelease_.begin(), pendingBackendRelease_.end());
+  pendingBackendRelease_.erase(std::unique(pendingBackendRelease_.begin(), pendingBackendRelease_.end()),
+                               pendingBackendRelease_.end());
+  int fd = bpf_map__fd(skel_->maps.lb4_backends);
+  for (uint32_t id : pendingBackendRelease_) {
+    auto refs = backendRefs_.find(id);
+    if (refs == backendRefs_.end() || refs->second != 0) continue;  // taken again meanwhile
+    if (bpf_map_delete_elem(fd, &id) != 0 && errno != ENOENT) return failErrno(fmt::format("delete backend {}", id));
+    backendIds_.erase(backendById_[id]);
+    backendById_.erase(id);
+    backendRefs_.erase(refs);
+    freeBackendIds_.push_back(id);
+  }
+  pendingBackendRelease_.clear();
+  return {};
+}
+
+Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState& state) {
+  auto key0 = keyOf(frontend, 0);
+  if (!key0) return fail(key0.error());
+  const std::string where = fmt::format("frontend {}:{}/{}", frontend.address, frontend.port, frontend.protocol);
+  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
+
+  auto existing = frontends_.find(frontend);
+  const bool isNew = existing == frontends_.end();
+  Programmed before = isNew ? Programmed{} : existing->second;
+
+  // 1. Backends first: every id a slot will name exists before the slot does.
+  std::vector<uint32_t> wanted;
+  std::set<uint32_t> wantedSet;
+  for (const std::string& text : state.backends) {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) return fail(EINVAL, where + ": backend " + text + ": want addr:port");
+    auto address = parseIPv4(text.substr(0, colon), "backend address");
+    if (!address) return fail(address.error().wrap(where));
+    int port = std::atoi(text.c_str() + colon + 1);
+    if (port <= 0 || port > 65535) return fail(EINVAL, where + ": backend " + text + ": port out of range");
+    auto id = acquireBackend({*address, htons(static_cast<uint16_t>(port)), key0->protocol});
+    if (!id) return fail(id.error().wrap(where));
+    if (wantedSet.insert(*id).second) wanted.push_back(*id);
+    else releaseBackend(*id);  // duplicate entry
+  }
+
+  // Stable slots: a backend that stays keeps its slot; new ones fill holes,
+  // remaining holes are closed by moving the last slot in.
+  constexpr uint32_t kHole = 0;
+  std::vector<uint32_t> slots = before.slots;
+  std::set<uint32_t> present;
+  for (uint32_t& id : slots) {
+    if (!wantedSet.count(id) || present.count(id)) id = kHole;
+    else present.insert(id);
+  }
+  std::vector<uint32_t> additions;
+  for (uint32_t id : wanted)
+    if (!present.count(id)) additions.push_back(id);
+  size_t next = 0;
+  for (uint32_t& id : slots)
+    if (id == kHole && next < additions.size()) id = additions[next++];
+  while (next < additions.size()) slots.push_back(additions[next++]);
+  for (size_t i = 0; i < slots.size();) {
+    if (slots[i] != kHole) {
+      ++i;
+      continue;
+    }
+    while (!slots.empty() && slots.back() == kHole) slots.pop_back();
+    if (i < slots.size()) {
+      slots[i] = slots.back();
+      slots.pop_back();
+    }
+  }
+
+  Programmed after = before;
+  if (isNew) {
+    uint32_t id;
+    if (!freeServiceIds_.empty()) {
+      id = freeServiceIds_.back();
+      freeServiceIds_.pop_back();
+    } else {
+      if (nextServiceId_ >= LB_MAX_SERVICE_IDS) return fail(ENOSPC, where + ": service ids exhausted");
+      id = nextServiceId_++;
+    }
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_rr_counters), &id, &zero, BPF_ANY) != 0)
+      return failErrno(where + ": reset round-robin counter");
+    after.serviceId = id;
+  }
+  after.flags = state.clientIPAffinity ? LB_SERVICE_CLIENT_IP_AFFINITY : 0;
+  after.affinityTimeoutSec = state.clientIPAffinity ? static_cast<uint32_t>(std::max(0, state.affinityTimeoutSeconds)) : 0;
+  after.slots = slots;
+
+  // 2. Slots, before the count that exposes them.
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (i < before.slots.size() && before.slots[i] == slots[i]) continue;
+    lb4_key key = *key0;
+    key.backend_slot = static_cast<uint16_t>(i + 1);
+    lb4_service value{};
+    value.backend_id = slots[i];
+    value.service_id = after.serviceId;
+    if (bpf_map_update_elem(servicesFd, &key, &value, BPF_ANY) != 0) return failErrno(fmt::format("{}: write slot {}", where, i + 1));
+  }
+  // 3. The service entry.
+  if (isNew || after.flags != before.flags || after.affinityTimeoutSec != before.affinityTimeoutSec ||
+      slots.size() != before.slots.size()) {
+    lb4_service value{};
+    value.count = static_cast<uint32_t>(slots.size());
+    value.service_id = after.serviceId;
+    value.affinity_timeout_sec = after.affinityTimeoutSec;
+    value.flags = after.flags;
+    if (bpf_map_update_elem(servicesFd, &*key0, &value, BPF_ANY) != 0) return failErrno(where + ": write service entry");
+  }
+  frontends_[frontend] = after;
+  // 4. Slots no longer counted, then backends nothing names any more.
+  for (size_t i = slots.size(); i < before.slots.size(); ++i) {
+    lb4_key key = *key0;
+    key.backend_slot = static_cast<uint16_t>(i + 1);
+    if (bpf_map_delete_elem(servicesFd, &key) != 0 && errno != ENOENT) return failErrno(fmt::format("{}: delete slot {}", where, i + 1));
+  }
+  for (uint32_t id : before.slots) releaseBackend(id);
+  return collectBackends();
+}
+
+Status BpfServiceMaps::remove(const FrontendKey& frontend) {
+  auto it = frontends_.find(frontend);
+  if (it == frontends_.end()) return {};
+  auto key0 = keyOf(frontend, 0);
+  if (!key0) return fail(key0.error());
+  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
+  const std::string where = fmt::format("frontend {}:{}/{}", frontend.address, frontend.port, frontend.protocol);
+  // Reverse order: the entry goes first, so no connect sees a partial Service.
+  if (bpf_map_delete_elem(servicesFd, &*key0) != 0 && errno != ENOENT) return failErrno(where + ": delete service entry");
+  for (size_t i = 0; i < it->second.slots.size(); ++i) {
+    lb4_key key = *key0;
+    key.backend_slot = static_cast<uint16_t>(i + 1);
+    if (bpf_map_delete_elem(servicesFd, &key) != 0 && errno != ENOENT) return failErrno(fmt::format("{}: delete slot {}", where, i + 1));
+  }
+  for (uint32_t id : it->second.slots) releaseBackend(id);
+  freeServiceIds_.push_back(it->second.serviceId);
+  frontends_.erase(it);
+  return collectBackends();
+}
+
+std::vector<FrontendKey> BpfServiceMaps::frontends() const {
+  std::vector<FrontendKey> out;
+  for (const auto& [key, _] : frontends_) out.push_back(key);
+  return out;
+}
+
+Result<ProgrammedState> BpfServiceMaps::read() const {
+  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
+  int backendsFd = bpf_map__fd(skel_->maps.lb4_backends);
+  ProgrammedState out;
+  for (auto& [key, value] : dumpMap<lb4_key, lb4_service>(servicesFd)) {
+    if (key.backend_slot != 0) continue;
+    FrontendState s;
+    s.clientIPAffinity = value.flags & LB_SERVICE_CLIENT_IP_AFFINITY;
+    s.affinityTimeoutSeconds = static_cast<int>(value.affinity_timeout_sec);
+    for (uint32_t i = 1; i <= value.count; ++i) {
+      lb4_key slotKey = key;
+      slotKey.backend_slot = static_cast<uint16_t>(i);
+      lb4_service slot{};
+      lb4_backend backend{};
+      if (bpf_map_lookup_elem(servicesFd, &slotKey, &slot) != 0) {
+        s.backends.push_back("<missing slot>");
+        continue;
+      }
+      if (bpf_map_lookup_elem(backendsFd, &slot.backend_id, &backend) != 0) {
+        s.backends.push_back("<missing backend>");
+        continue;
+      }
+      s.backends.push_back(fmt::format("{}:{}", ipv4Text(backend.address), ntohs(backend.port)));
+    }
+    std::sort(s.backends.begin(), s.backends.end());
+    out[{ipv4Text(key.address), ntohs(key.port), protocolName(key.protocol)}] = std::move(s);
+  }
+  return out;
+}
+
+Result<uint64_t> BpfServiceMaps::mapMemoryBytes() const {
+  uint64_t total = 0;
+  for (bpf_map* map : pinnedMaps(skel_)) {
+    std::ifstream info(fmt::format("/proc/self/fdinfo/{}", bpf_map__fd(map)));
+    std::string field;
+    uint64_t value = 0;
+    while (info >> field) {
+      if (field == "memlock:") {
+        info >> value;
+        total += value;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+Status BpfServiceMaps::uninstall() {
+  Status result;
+  for (auto& [path, link] : links_) {
+    bpf_link__unpin(link);
+    bpf_link__destroy(link);  // the last reference: detaches
+  }
+  links_.clear();
+  for (bpf_map* map : pinnedMaps(skel_)) {
+    if (bpf_map__unpin(map, nullptr) != 0 && errno != ENOENT && result)
+      result = failErrno(std::string("unpin map ") + bpf_map__name(map));
+  }
+  service_lb__destroy(skel_);
+  skel_ = nullptr;
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  frontends_.clear();
+  return result;
+}
+
+}  // namespace ferry::proxy

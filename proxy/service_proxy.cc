@@ -1,0 +1,198 @@
+#include "proxy/service_proxy.h"
+
+#include "api/log.h"
+#include "proxy/bpf_service_maps.h"
+#include "proxy/nft_ruleset.h"
+#include "proxy/service_table.h"
+
+#include <fmt/format.h>
+
+#include <set>
+
+namespace ferry::proxy {
+
+struct ServiceProxy::Impl {
+  ProxyConfig config;
+  bool ebpf = true;
+  ServiceTable table;
+  std::unique_ptr<BpfServiceMaps> maps;        // ebpf mode
+  std::unique_ptr<NftablesClient> nft;
+  std::map<std::string, std::set<FrontendKey>> ownedFrontends;  // ebpf: by Service key
+  std::string lastRuleset;                     // skip identical re-renders
+  ProgrammedState nftProgrammed;               // nftables mode: the state last written
+
+  explicit Impl(const ProxyConfig& c) : config(c), table(c.nodeName) {}
+
+  NftServiceOptions nftOptions() const {
+    return NftServiceOptions{config.nftTable, config.nodeIP, config.clusterCIDR, !ebpf};
+  }
+
+  // nftables carries every Service in nftables mode; in ebpf mode only the
+  // NodePort entries for traffic from other hosts.
+  Status syncNftables(bool force = false) {
+    std::vector<ServicePortPlan> plans = table.planAll();
+    std::string text = renderServiceRuleset(plans, nftOptions());
+    if (!force && text == lastRuleset) return {};
+    if (auto st = nft->run(text); !st) return fail(st.error().wrap("program nft table " + config.nftTable));
+    lastRuleset = std::move(text);
+    if (!ebpf) {
+      nftProgrammed.clear();
+      for (const auto& p : plans)
+        for (auto& [k, v] : frontendsOf(p, config.nodeIP)) nftProgrammed[k] = v;
+    }
+    return {};
+  }
+
+  bool hasNodePorts(const std::vector<ServicePortPlan>& plans) const {
+    for (const auto& p : plans)
+      if (p.nodePort > 0) return true;
+    return false;
+  }
+
+  // Brings one Service's frontends in the maps to the desired state.
+  Status reconcileService(const std::string& key, bool hadNodePorts) {
+    std::vector<ServicePortPlan> plans = table.plan(key);
+    if (!ebpf) return syncNftables();
+    std::map<FrontendKey, FrontendState> desired;
+    for (const auto& p : plans) desired.merge(frontendsOf(p, config.nodeIP));
+    std::set<FrontendKey>& owned = ownedFrontends[key];
+    for (const auto& [frontend, state] : desired) {
+      if (auto st = maps->program(frontend, state); !st) return fail(st.error().wrap("service " + key));
+      owned.insert(frontend);
+    }
+    for (auto it = owned.begin(); it != owned.end();) {
+      if (desired.count(*it)) {
+        ++it;
+        continue;
+      }
+      if (auto st = maps->remove(*it); !st) return fail(st.error().wrap("service " + key));
+      it = owned.erase(it);
+    }
+    if (owned.empty()) ownedFrontends.erase(key);
+    if (hadNodePorts || hasNodePorts(plans)) return syncNftables();
+    return {};
+  }
+
+  Status resyncAll() {
+    if (!ebpf) return syncNftables(true);
+    std::map<FrontendKey, std::pair<std::string, FrontendState>> desired;
+    for (const auto& p : table.planAll())
+      for (auto& [k, v] : frontendsOf(p, config.nodeIP)) desired[k] = {p.serviceKey, v};
+    ownedFrontends.clear();
+    for (const auto& [frontend, entry] : desired) {
+      if (auto st = maps->program(frontend, entry.second); !st) return fail(st.error().wrap("resync service " + entry.first));
+      ownedFrontends[entry.first].insert(frontend);
+    }
+    for (const FrontendKey& f : maps->frontends()) {
+      if (desired.count(f)) continue;
+      if (auto st = maps->remove(f); !st) return fail(st.error().wrap("resync: remove stale frontend"));
+    }
+    if (auto st = maps->collectBackends(); !st) return fail(st.error().wrap("resync"));
+    return syncNftables(true);
+  }
+};
+
+ServiceProxy::ServiceProxy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ServiceProxy::~ServiceProxy() = default;
+
+Result<std::unique_ptr<ServiceProxy>> ServiceProxy::start(const ProxyConfig& config) {
+  if (config.mode != "ebpf" && config.mode != "nftables")
+    return fail(EINVAL, "proxy mode: " + config.mode + " is not ebpf or nftables");
+  auto impl = std::make_unique<Impl>(config);
+  impl->ebpf = config.mode == "ebpf";
+  auto nft = NftablesClient::open();
+  if (!nft) return fail(nft.error().wrap("start proxy"));
+  impl->nft = std::move(*nft);
+  if (impl->ebpf) {
+    auto maps = BpfServiceMaps::open(config.bpffsDir, config.cgroupV2Path);
+    if (!maps) return fail(maps.error().wrap("start proxy"));
+    impl->maps = std::move(*maps);
+  }
+  log::info("proxy: started in {} mode", config.mode);
+  return std::unique_ptr<ServiceProxy>(new ServiceProxy(std::move(impl)));
+}
+
+Status ServiceProxy::upsertService(const api::Service& service) {
+  std::string key = ServiceTable::keyOf(service.ns, service.name);
+  bool hadNodePorts = impl_->hasNodePorts(impl_->table.plan(key));
+  impl_->table.upsertService(service);
+  return impl_->reconcileService(key, hadNodePorts);
+}
+
+Status ServiceProxy::deleteService(const std::string& ns, const std::string& name) {
+  std::string key = ServiceTable::keyOf(ns, name);
+  bool hadNodePorts = impl_->hasNodePorts(impl_->table.plan(key));
+  impl_->table.deleteService(key);
+  return impl_->reconcileService(key, hadNodePorts);
+}
+
+Status ServiceProxy::upsertEndpointSlice(const api::EndpointSlice& slice) {
+  if (slice.serviceName.empty()) return fail(EINVAL, "endpointslice " + slice.ns + "/" + slice.name + ": label kubernetes.io/service-name: missing");
+  std::string key = ServiceTable::keyOf(slice.ns, slice.serviceName);
+  bool hadNodePorts = impl_->hasNodePorts(impl_->table.plan(key));
+  std::string previous = impl_->table.upsertEndpointSlice(slice);
+  if (!previous.empty() && previous != key)
+    if (auto st = impl_->reconcileService(previous, true); !st) return st;
+  return impl_->reconcileService(key, hadNodePorts);
+}
+
+Status ServiceProxy::deleteEndpointSlice(const std::string& ns, const std::string& name) {
+  std::string key = impl_->table.deleteEndpointSlice(ns, name);
+  if (key.empty()) return {};
+  return impl_->reconcileService(key, true);
+}
+
+Status ServiceProxy::setLocalOverride(const std::string& ns, const std::string& name, std::vector<OverrideBackend> backends) {
+  std::string key = ServiceTable::keyOf(ns, name);
+  for (const auto& b : backends) {
+    if (b.port <= 0 || b.port > 65535) return fail(EINVAL, fmt::format("override {}: port {} out of range", key, b.port));
+    if (b.address.empty()) return fail(EINVAL, "override " + key + ": address: empty");
+  }
+  bool hadNodePorts = impl_->hasNodePorts(impl_->table.plan(key));
+  impl_->table.setOverride(key, std::move(backends));
+  return impl_->reconcileService(key, hadNodePorts);
+}
+
+Status ServiceProxy::clearLocalOverride(const std::string& ns, const std::string& name) {
+  std::string key = ServiceTable::keyOf(ns, name);
+  impl_->table.clearOverride(key);
+  return impl_->reconcileService(key, true);
+}
+
+Status ServiceProxy::resync(const std::vector<api::Service>& services, const std::vector<api::EndpointSlice>& slices) {
+  impl_->table.replaceAll(services, slices);
+  return impl_->resyncAll();
+}
+
+Status ServiceProxy::ensureMasquerade() {
+  if (impl_->config.clusterCIDR.empty()) return fail(EINVAL, "masquerade: clusterCIDR: empty");
+  if (auto st = impl_->nft->run(renderMasqueradeTable(impl_->config.nftNatTable, impl_->config.clusterCIDR)); !st)
+    return fail(st.error().wrap("masquerade table " + impl_->config.nftNatTable));
+  return {};
+}
+
+Result<ProgrammedState> ServiceProxy::programmedState() const {
+  if (impl_->ebpf) return impl_->maps->read();
+  return impl_->nftProgrammed;
+}
+
+ProgrammedState ServiceProxy::desiredState() const {
+  ProgrammedState out;
+  for (const auto& p : impl_->table.planAll())
+    for (auto& [k, v] : frontendsOf(p, impl_->config.nodeIP)) out[k] = v;
+  return out;
+}
+
+Status ServiceProxy::uninstall() {
+  Status result;
+  if (impl_->maps) {
+    result = impl_->maps->uninstall();
+    impl_->maps.reset();
+  }
+  for (const std::string& table : {impl_->config.nftTable, impl_->config.nftNatTable}) {
+    if (auto st = impl_->nft->run(renderDeleteTable(table)); !st && result) result = fail(st.error().wrap("uninstall"));
+  }
+  return result;
+}
+
+}  // namespace ferry::proxy
