@@ -182,7 +182,9 @@ std::vector<std::string> Cluster::agentCommonFlags(int i) const {
           "--node-ip", "10.250.0." + std::to_string(10 + i),
           "--cgroup-root", "ferry-e2e-" + id_ + "-n" + std::to_string(i),
           "--run-dir", dir + "/run",
-          "--bpffs-dir", "/sys/fs/bpf/ferry-e2e-" + id_ + "-n" + std::to_string(i)};
+          "--bpffs-dir", "/sys/fs/bpf/ferry-e2e-" + id_ + "-n" + std::to_string(i),
+          // Never the machine's resolver: an address inside the node's own namespace.
+          "--dns-upstream", "127.0.0.1:5353"};
 }
 
 namespace {

@@ -60,6 +60,8 @@ class Cluster {
 
   std::string nodeName(int index) const;
   std::string nodeNamespace(int index) const;
+  // The node's --cgroup-root (relative to each hierarchy's mount point).
+  std::string cgroupRoot(int index) const { return "ferry-e2e-" + id_ + "-n" + std::to_string(index); }
   std::string dataDir() const { return workDir_ + "/server"; }
   std::string workDir() const { return workDir_; }
   std::string serverLog() const;
