@@ -25,6 +25,9 @@ struct Ipv4Cidr {
 std::string ipv4ToString(uint32_t address);            // host byte order
 Result<uint32_t> parseIpv4(const std::string& text);   // host byte order
 
+// Writes <path>.tmp and renames it over `path`.
+Status writeFileAtomically(const std::string& path, const std::string& content);
+
 class Ipam {
  public:
   // The gateway is the first address of the CIDR; the network and broadcast addresses
@@ -50,7 +53,7 @@ class Ipam {
   // naming the field.
   static Result<Ipam> deserialize(const std::string& text);
 
-  // File persistence: write to <path>.tmp, fsync, rename.
+  // File persistence: write to <path>.tmp, rename (see writeFileAtomically).
   Status saveTo(const std::string& path) const;
   // Loads `path`, or returns an empty Ipam for `podCidr` when the file does not exist.
   // EINVAL if the file belongs to another CIDR.
