@@ -51,7 +51,9 @@ struct ContainerSpec {
   std::vector<gid_t> supplementalGroups;
 
   // Pod namespaces to join (paths of pinned namespaces, e.g. /run/ferry/netns/<pod>).
-  // Empty: the container gets a fresh one of its own (UTS then takes `hostname`).
+  // Empty netnsPath: the agent's network namespace (hostNetwork). Empty ipcnsPath: a
+  // private IPC namespace. Empty utsnsPath: a new UTS namespace named `hostname`, or the
+  // agent's when `hostname` is empty too.
   std::string netnsPath;
   std::string ipcnsPath;
   std::string utsnsPath;
@@ -89,6 +91,9 @@ struct ExitStatus {
   Timestamp finishedAt;
 };
 
+struct ExecOptions;
+class ExecProcess;
+
 struct ExecResult {
   int exitCode = -1;
   std::string output;  // stdout then stderr (interleaved as read), capped at 1 MiB
@@ -110,6 +115,8 @@ class Container {
   // Runs argv inside the container's namespaces and cgroups (probes, preStop hooks),
   // capturing output; killed at `timeout`.
   virtual Result<ExecResult> exec(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) = 0;
+  // Starts a process inside the container with streams (kubectl exec).
+  virtual Result<std::unique_ptr<ExecProcess>> startProcess(const ExecOptions& options) = 0;
   virtual std::string logPath() const = 0;
   // After exit: deletes the state dir. The upper dir is removed too unless `keepUpper`.
   virtual Status remove(bool keepUpper = false) = 0;

@@ -40,8 +40,7 @@ class ExecProcess {
   Result<int> wait();
 
  private:
-  friend Result<std::unique_ptr<ExecProcess>> startExec(pid_t, const std::vector<std::string>&,
-                                                         const std::function<Status(pid_t)>&, const ExecOptions&);
+  friend Result<std::unique_ptr<ExecProcess>> startExec(pid_t, const ContainerSpec&, const ExecOptions&);
   ExecProcess() = default;
   pid_t pid_ = -1;
   int pidfd_ = -1;
@@ -52,15 +51,13 @@ class ExecProcess {
 };
 
 // Starts `options.argv` in the namespaces of the container whose first process is
-// `containerPid`; `containerEnv` is its spec env; `joinCgroups` moves the new process
-// into the container's cgroups before it execs (may be empty).
-Result<std::unique_ptr<ExecProcess>> startExec(pid_t containerPid, const std::vector<std::string>& containerEnv,
-                                               const std::function<Status(pid_t)>& joinCgroups,
-                                               const ExecOptions& options);
+// `containerPid` and that was started from `spec`: its env, working dir, user,
+// capabilities and seccomp apply; spec.joinCgroups moves the new process into the
+// container's cgroups before it execs (may be empty).
+Result<std::unique_ptr<ExecProcess>> startExec(pid_t containerPid, const ContainerSpec& spec, const ExecOptions& options);
 
 // Convenience: runs to completion collecting output, killing it at `timeout`.
-Result<ExecResult> runExec(pid_t containerPid, const std::vector<std::string>& containerEnv,
-                           const std::function<Status(pid_t)>& joinCgroups, const std::vector<std::string>& argv,
+Result<ExecResult> runExec(pid_t containerPid, const ContainerSpec& spec, const std::vector<std::string>& argv,
                            std::chrono::milliseconds timeout);
 
 }  // namespace ferry::runtime

@@ -50,14 +50,20 @@ struct PodSandboxInfo {
   std::string hostIP;
 };
 
+// Why an image could not be had: reason is the kubelet's (InvalidImageName,
+// ErrImageNeverPull, ErrImagePull); the worker turns repeated ErrImagePull into
+// ImagePullBackOff with the same back-off as crashing containers.
+struct ImagePullFailure {
+  std::string reason;
+  std::string message;
+};
+
 struct PodDeps {
   // Wall clock; tests inject a fake one.
   std::function<Timestamp()> now;
-  // Image pull per policy (Always|IfNotPresent|Never). A failure's Error.message becomes
-  // the waiting message; Error.code ENOENT with policy Never gives ErrImageNeverPull,
-  // EINVAL gives InvalidImageName, anything else ErrImagePull / ImagePullBackOff.
-  std::function<Result<ImageInfo>(const std::string& image, const std::string& pullPolicy,
-                                  const api::Json& imagePullSecrets)>
+  // Image pull per policy (Always|IfNotPresent|Never).
+  std::function<std::expected<ImageInfo, ImagePullFailure>(const std::string& image, const std::string& pullPolicy,
+                                                            const api::Json& imagePullSecrets)>
       ensureImage;
   std::function<Result<std::unique_ptr<Container>>(const ContainerSpec&)> startContainer;
   // Re-adoption (adopt()): containers in the runtime's state, and attaching to one.

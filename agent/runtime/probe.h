@@ -21,8 +21,8 @@ struct ProbeOutcome {
 ProbeOutcome probeTcp(const std::string& netnsPath, const std::string& host, int port,
                       std::chrono::milliseconds timeout);
 
-// HTTP GET (plain HTTP; for scheme HTTPS the TLS handshake is not verified, as the
-// kubelet does not); success for status 200..399.
+// HTTP GET; success for status 200..399. Scheme HTTPS is not supported yet (fails with
+// a message saying so).
 ProbeOutcome probeHttpGet(const std::string& netnsPath, const std::string& scheme, const std::string& host, int port,
                           const std::string& path, const std::vector<std::pair<std::string, std::string>>& headers,
                           std::chrono::milliseconds timeout);

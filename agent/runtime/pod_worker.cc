@@ -1,0 +1,1 @@
+#include "agent/runtime/pod_worker.h"
