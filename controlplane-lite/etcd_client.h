@@ -1,0 +1,57 @@
+// Unary calls to etcd v3 through its JSON gRPC gateway (`POST /v3/kv/range`
+// etc., keys and values base64), over libcurl. libcurl rather than Beast: the
+// gateway is plain HTTP/1.1 with streaming responses for watches, and curl_multi
+// serves a thousand watch streams from one thread with keep-alive and timeouts
+// handled for us.
+//
+// Failover: requests go to one endpoint at a time; when it cannot be reached
+// the client moves to the next one listed. Only connection failures are
+// retried elsewhere: a request that may have reached etcd is never sent twice
+// (a repeated create would report EEXIST for the client's own write).
+#pragma once
+
+#include "api/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ferry::cp {
+
+std::string base64Encode(const std::string& bytes);
+Result<std::string> base64Decode(const std::string& text);
+
+class EtcdClient {
+ public:
+  // `endpoints`: "host:port" each, tried in order.
+  static Result<std::unique_ptr<EtcdClient>> connect(const std::vector<std::string>& endpoints);
+  ~EtcdClient();
+
+  // POSTs `request` to `path` ("/v3/kv/range") and returns the response body.
+  // Gateway errors become Error codes: OutOfRange (compacted) → ERANGE, others EIO.
+  Result<nlohmann::json> call(const std::string& path, const nlohmann::json& request);
+
+  // The base URL requests currently go to ("http://host:port").
+  std::string currentEndpoint() const;
+  // Moves on to the next endpoint when `endpoint` is still the current one.
+  void endpointFailed(const std::string& endpoint);
+
+ private:
+  EtcdClient() = default;
+  void* takeHandle();
+  void returnHandle(void* handle);
+
+  std::vector<std::string> endpoints_;
+  std::atomic<std::size_t> current_{0};
+  std::mutex handlesMutex_;
+  std::vector<void*> idleHandles_;  // CURL easy handles, kept for their open connections
+};
+
+// etcd's JSON encodes int64 as strings and omits zero values.
+std::int64_t etcdInt(const nlohmann::json& object, const char* field);
+
+}  // namespace ferry::cp

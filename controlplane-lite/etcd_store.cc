@@ -1,0 +1,462 @@
+#include "controlplane-lite/etcd_store.h"
+
+#include "api/log.h"
+#include "controlplane-lite/etcd_client.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace ferry::cp {
+namespace {
+
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// etcd's range_end for "every key starting with prefix": "\0" means "to the end".
+std::string rangeEndOf(std::string prefix) {
+  while (!prefix.empty()) {
+    auto last = static_cast<unsigned char>(prefix.back());
+    if (last < 0xff) {
+      prefix.back() = static_cast<char>(last + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');
+}
+
+Result<KeyValue> decodeKeyValue(const Json& kv) {
+  KeyValue out;
+  auto key = base64Decode(kv.value("key", std::string()));
+  auto value = base64Decode(kv.value("value", std::string()));
+  if (!key || !value) return fail(EIO, "etcd: a key or value is not valid base64");
+  out.key = std::move(*key);
+  out.value = std::move(*value);
+  out.createRevision = etcdInt(kv, "create_revision");
+  out.modRevision = etcdInt(kv, "mod_revision");
+  return out;
+}
+
+Json compareCreateRevision(const std::string& key, const char* result, std::int64_t revision) {
+  return {{"key", base64Encode(key)}, {"target", "CREATE"}, {"result", result},
+          {"create_revision", std::to_string(revision)}};
+}
+
+Json compareModRevision(const std::string& key, std::int64_t revision) {
+  return {{"key", base64Encode(key)}, {"target", "MOD"}, {"result", "EQUAL"},
+          {"mod_revision", std::to_string(revision)}};
+}
+
+Json rangeRequest(const std::string& key) { return {{"request_range", {{"key", base64Encode(key)}}}}; }
+
+// One /v3/watch stream.
+struct WatchStream {
+  std::string prefix;
+  std::function<void(const StoreEvent&)> sink;
+  std::int64_t nextRevision = 0;  // where the stream (re)starts
+  // Loop thread only:
+  CURL* easy = nullptr;
+  std::string requestBody;
+  std::string buffer;
+  std::string endpoint;
+  bool ended = false;  // compacted or failed for good: no reconnect
+  bool sawResponse = false;
+  int failures = 0;
+  Clock::time_point retryAt{};
+  // Set when the handle goes away; the sink is never called afterwards.
+  std::atomic<bool> cancelled{false};
+  std::mutex callMutex;
+};
+
+}  // namespace
+
+struct EtcdStore::Impl {
+  std::unique_ptr<EtcdClient> client;
+
+  // The watch loop: one thread drives every stream with curl_multi.
+  CURLM* multi = nullptr;
+  std::thread loop;
+  std::thread::id loopId;
+  std::mutex mutex;
+  std::vector<std::shared_ptr<WatchStream>> toAdd;
+  std::vector<std::shared_ptr<WatchStream>> toRemove;
+  bool stopping = false;
+  std::map<CURL*, std::shared_ptr<WatchStream>> active;
+  std::vector<std::shared_ptr<WatchStream>> waiting;  // to reconnect at retryAt
+
+  ~Impl() {
+    shutdown();
+    if (multi) curl_multi_cleanup(multi);
+  }
+
+  // Stops the loop and closes every stream; watch handles that outlive the store are inert.
+  void shutdown() {
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      stopping = true;
+    }
+    if (multi) curl_multi_wakeup(multi);
+    if (loop.joinable() && std::this_thread::get_id() != loop.get_id()) loop.join();
+    for (auto& [easy, stream] : active) {
+      stream->cancelled = true;
+      curl_multi_remove_handle(multi, easy);
+      curl_easy_cleanup(easy);
+      stream->easy = nullptr;
+    }
+    active.clear();
+    waiting.clear();
+  }
+
+  // ---- unary
+
+  Result<Json> txn(const Json& compare, const Json& success, const Json& failure) {
+    Json request{{"compare", Json::array({compare})}, {"success", Json::array({success})}};
+    if (!failure.is_null()) request["failure"] = Json::array({failure});
+    return client->call("/v3/kv/txn", request);
+  }
+
+  // After a failed conditional write: ENOENT when the key is missing, else ECANCELED.
+  Error refusal(const Json& response, const std::string& verb, const std::string& key, std::int64_t expected) {
+    auto responses = response.find("responses");
+    if (responses != response.end()) {
+      for (const auto& part : *responses) {
+        auto range = part.find("response_range");
+        if (range == part.end()) continue;
+        auto kvs = range->find("kvs");
+        if (kvs == range->end() || kvs->empty()) continue;
+        return Error{ECANCELED, fmt::format("{} {}: revision is {}, not {}", verb, key,
+                                            etcdInt((*kvs)[0], "mod_revision"), expected)};
+      }
+    }
+    return Error{ENOENT, verb + " " + key + ": not found"};
+  }
+
+  Result<std::int64_t> conditionalWrite(const char* verb, const std::string& key, std::int64_t expected,
+                                        Json operation) {
+    Json compare = expected != 0 ? compareModRevision(key, expected) : compareCreateRevision(key, "GREATER", 0);
+    auto response = txn(compare, operation, rangeRequest(key));
+    if (!response) return fail(response.error().wrap(std::string(verb) + " " + key));
+    if (!response->value("succeeded", false)) return fail(refusal(*response, verb, key, expected));
+    return etcdInt((*response)["header"], "revision");
+  }
+
+  // ---- watches
+
+  void startStream(WatchStream& stream) {
+    stream.endpoint = client->currentEndpoint();
+    Json create{{"key", base64Encode(stream.prefix.empty() ? std::string(1, '\0') : stream.prefix)},
+                {"range_end", base64Encode(rangeEndOf(stream.prefix))},
+                {"start_revision", std::to_string(stream.nextRevision)},
+                {"prev_kv", true}};
+    stream.requestBody = Json{{"create_request", create}}.dump();
+    stream.buffer.clear();
+    stream.sawResponse = false;
+    CURL* easy = curl_easy_init();
+    std::string url = stream.endpoint + "/v3/watch";
+    curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, stream.requestBody.data());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(stream.requestBody.size()));
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Impl::onData);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &stream);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    stream.easy = easy;
+    curl_multi_add_handle(multi, easy);
+  }
+
+  static std::size_t onData(char* data, std::size_t size, std::size_t count, void* user) {
+    auto& stream = *static_cast<WatchStream*>(user);
+    stream.buffer.append(data, size * count);
+    std::size_t start = 0;
+    while (true) {
+      auto end = stream.buffer.find('\n', start);
+      if (end == std::string::npos) break;
+      Json message = Json::parse(stream.buffer.begin() + start, stream.buffer.begin() + end, nullptr, false);
+      start = end + 1;
+      if (message.is_discarded()) continue;
+      if (!handleMessage(stream, message)) return 0;  // ends the transfer
+    }
+    stream.buffer.erase(0, start);
+    return size * count;
+  }
+
+  static void callSink(WatchStream& stream, const StoreEvent& event) {
+    std::lock_guard call(stream.callMutex);
+    if (stream.cancelled) return;
+    try {
+      stream.sink(event);
+    } catch (const std::exception& e) {
+      log::error("etcd watch {}: sink threw: {}", stream.prefix, e.what());
+    }
+  }
+
+  static void endWith(WatchStream& stream, std::string reason) {
+    StoreEvent end;
+    end.type = StoreEvent::Type::Error;
+    end.kv.key = stream.prefix;
+    end.kv.value = std::move(reason);
+    callSink(stream, end);
+    stream.ended = true;
+  }
+
+  // false: stop this stream.
+  static bool handleMessage(WatchStream& stream, const Json& message) {
+    if (message.contains("error")) {
+      const Json& error = message["error"];
+      std::string text = error.is_object() ? error.value("message", error.dump()) : error.dump();
+      log::warn("etcd watch {}: {}", stream.prefix, text);
+      return false;  // reconnects
+    }
+    auto found = message.find("result");
+    if (found == message.end()) return true;
+    const Json& result = *found;
+    stream.sawResponse = true;
+    stream.failures = 0;
+    if (std::int64_t compacted = etcdInt(result, "compact_revision"); compacted > 0) {
+      endWith(stream, fmt::format("watch {} from revision {}: history before revision {} is compacted",
+                                  stream.prefix, stream.nextRevision - 1, compacted));
+      return false;
+    }
+    if (result.value("canceled", false)) {
+      endWith(stream, "watch " + stream.prefix + ": canceled by etcd: " + result.value("cancel_reason", std::string()));
+      return false;
+    }
+    for (const auto& item : result.value("events", Json::array())) {
+      StoreEvent event;
+      auto kv = decodeKeyValue(item.value("kv", Json::object()));
+      if (!kv) continue;
+      event.kv = std::move(*kv);
+      if (item.value("type", std::string("PUT")) == "DELETE") {
+        event.type = StoreEvent::Type::Delete;
+        if (item.contains("prev_kv")) {
+          if (auto prev = decodeKeyValue(item["prev_kv"])) {
+            event.kv.value = std::move(prev->value);
+            event.kv.createRevision = prev->createRevision;
+          }
+        }
+      } else {
+        event.created = event.kv.createRevision == event.kv.modRevision;
+      }
+      stream.nextRevision = event.kv.modRevision + 1;
+      callSink(stream, event);
+      if (stream.cancelled) return false;
+    }
+    return true;
+  }
+
+  void finishTransfer(CURL* easy, CURLcode rc) {
+    auto it = active.find(easy);
+    if (it == active.end()) return;
+    auto stream = it->second;
+    active.erase(it);
+    curl_multi_remove_handle(multi, easy);
+    curl_easy_cleanup(easy);
+    stream->easy = nullptr;
+    if (stream->cancelled || stream->ended) return;
+    // Broken stream: reconnect from the next revision, to another endpoint if this one is down.
+    if (!stream->sawResponse) {
+      client->endpointFailed(stream->endpoint);
+      ++stream->failures;
+    }
+    auto backoff = std::chrono::milliseconds(std::min(2000, 100 << std::min(stream->failures, 5)));
+    stream->retryAt = Clock::now() + backoff;
+    log::debug("etcd watch {}: stream ended ({}), reconnecting from revision {}", stream->prefix,
+               curl_easy_strerror(rc), stream->nextRevision);
+    waiting.push_back(stream);
+  }
+
+  void runLoop() {
+    while (true) {
+      std::vector<std::shared_ptr<WatchStream>> adds, removes;
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+        adds.swap(toAdd);
+        removes.swap(toRemove);
+      }
+      for (auto& stream : removes) {
+        std::erase(waiting, stream);
+        if (stream->easy) {
+          active.erase(stream->easy);
+          curl_multi_remove_handle(multi, stream->easy);
+          curl_easy_cleanup(stream->easy);
+          stream->easy = nullptr;
+        }
+      }
+      auto now = Clock::now();
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if ((*it)->retryAt <= now) {
+          adds.push_back(*it);
+          it = waiting.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (auto& stream : adds) {
+        if (stream->cancelled) continue;
+        startStream(*stream);
+        active[stream->easy] = stream;
+      }
+      int running = 0;
+      curl_multi_perform(multi, &running);
+      int queued = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+        if (msg->msg == CURLMSG_DONE) finishTransfer(msg->easy_handle, msg->data.result);
+      }
+      int timeoutMs = waiting.empty() ? 1000 : 100;
+      curl_multi_poll(multi, nullptr, 0, timeoutMs, nullptr);
+    }
+  }
+
+  class Handle final : public StoreWatch {
+   public:
+    Handle(std::shared_ptr<Impl> impl, std::shared_ptr<WatchStream> stream)
+        : impl_(std::move(impl)), stream_(std::move(stream)) {}
+    ~Handle() override {
+      if (std::this_thread::get_id() == impl_->loopId) {
+        stream_->cancelled = true;  // from a sink: the loop holds callMutex
+      } else {
+        std::lock_guard call(stream_->callMutex);
+        stream_->cancelled = true;
+      }
+      {
+        std::lock_guard lock(impl_->mutex);
+        if (impl_->stopping) return;
+        impl_->toRemove.push_back(stream_);
+      }
+      curl_multi_wakeup(impl_->multi);
+    }
+
+   private:
+    std::shared_ptr<Impl> impl_;
+    std::shared_ptr<WatchStream> stream_;
+  };
+};
+
+EtcdStore::EtcdStore(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+EtcdStore::~EtcdStore() { impl_->shutdown(); }
+
+Result<std::unique_ptr<EtcdStore>> EtcdStore::open(const std::vector<std::string>& endpoints) {
+  auto client = EtcdClient::connect(endpoints);
+  if (!client) return fail(client.error());
+  auto impl = std::make_shared<Impl>();
+  impl->client = std::move(*client);
+  // Fail now rather than at the first request when nothing answers.
+  auto probe = impl->client->call("/v3/kv/range", Json{{"key", base64Encode("/")}, {"count_only", true}});
+  if (!probe) return fail(probe.error().wrap("etcd store"));
+  impl->multi = curl_multi_init();
+  if (!impl->multi) return fail(ENOMEM, "etcd store: curl_multi_init failed");
+  Impl* raw = impl.get();
+  impl->loop = std::thread([raw] { raw->runLoop(); });
+  impl->loopId = impl->loop.get_id();
+  return std::unique_ptr<EtcdStore>(new EtcdStore(std::move(impl)));
+}
+
+Result<std::int64_t> EtcdStore::create(const std::string& key, const std::string& value) {
+  if (key.empty()) return fail(EINVAL, "create: empty key");
+  auto response = impl_->txn(compareCreateRevision(key, "EQUAL", 0),
+                             Json{{"request_put", {{"key", base64Encode(key)}, {"value", base64Encode(value)}}}},
+                             nullptr);
+  if (!response) return fail(response.error().wrap("create " + key));
+  if (!response->value("succeeded", false)) return fail(EEXIST, "create " + key + ": already exists");
+  return etcdInt((*response)["header"], "revision");
+}
+
+Result<std::int64_t> EtcdStore::update(const std::string& key, const std::string& value,
+                                       std::int64_t expectedRevision) {
+  if (key.empty()) return fail(EINVAL, "update: empty key");
+  return impl_->conditionalWrite(
+      "update", key, expectedRevision,
+      Json{{"request_put", {{"key", base64Encode(key)}, {"value", base64Encode(value)}}}});
+}
+
+Result<std::int64_t> EtcdStore::remove(const std::string& key, std::int64_t expectedRevision) {
+  if (key.empty()) return fail(EINVAL, "delete: empty key");
+  return impl_->conditionalWrite("delete", key, expectedRevision,
+                                 Json{{"request_delete_range", {{"key", base64Encode(key)}}}});
+}
+
+Result<KeyValue> EtcdStore::get(const std::string& key) {
+  auto response = impl_->client->call("/v3/kv/range", Json{{"key", base64Encode(key)}});
+  if (!response) return fail(response.error().wrap("get " + key));
+  auto kvs = response->find("kvs");
+  if (kvs == response->end() || kvs->empty()) return fail(ENOENT, "get " + key + ": not found");
+  auto kv = decodeKeyValue((*kvs)[0]);
+  if (!kv) return fail(kv.error().wrap("get " + key));
+  return kv;
+}
+
+Result<ListPage> EtcdStore::list(const std::string& prefix, const std::string& startAfter, std::int64_t limit) {
+  // The smallest key after startAfter is startAfter + "\0".
+  std::string from = startAfter.empty() || startAfter < prefix ? prefix : startAfter + std::string(1, '\0');
+  if (from.empty()) from = std::string(1, '\0');
+  Json request{{"key", base64Encode(from)}, {"range_end", base64Encode(rangeEndOf(prefix))}};
+  if (limit > 0) request["limit"] = std::to_string(limit);
+  auto response = impl_->client->call("/v3/kv/range", request);
+  if (!response) return fail(response.error().wrap("list " + prefix));
+  ListPage page;
+  page.revision = etcdInt((*response)["header"], "revision");
+  page.more = response->value("more", false);
+  for (const auto& item : response->value("kvs", Json::array())) {
+    auto kv = decodeKeyValue(item);
+    if (!kv) return fail(kv.error().wrap("list " + prefix));
+    page.items.push_back(std::move(*kv));
+  }
+  return page;
+}
+
+Result<std::unique_ptr<StoreWatch>> EtcdStore::watch(const std::string& prefix, std::int64_t afterRevision,
+                                                     std::function<void(const StoreEvent&)> sink) {
+  afterRevision = std::max<std::int64_t>(afterRevision, 0);
+  auto current = currentRevision();
+  if (!current) return fail(current.error().wrap("watch " + prefix));
+  if (afterRevision + 1 <= *current) {
+    // A read at the first revision the watch needs fails the same way the watch would.
+    Json probe{{"key", base64Encode("/")}, {"count_only", true}, {"revision", std::to_string(afterRevision + 1)}};
+    auto response = impl_->client->call("/v3/kv/range", probe);
+    if (!response && response.error().code == ERANGE) {
+      return fail(ERANGE, fmt::format("watch {} from revision {}: history is compacted", prefix, afterRevision));
+    }
+    if (!response) return fail(response.error().wrap("watch " + prefix));
+  }
+  auto stream = std::make_shared<WatchStream>();
+  stream->prefix = prefix;
+  stream->sink = std::move(sink);
+  stream->nextRevision = afterRevision + 1;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->toAdd.push_back(stream);
+  }
+  curl_multi_wakeup(impl_->multi);
+  return std::make_unique<Impl::Handle>(impl_, std::move(stream));
+}
+
+Result<std::int64_t> EtcdStore::currentRevision() {
+  auto response = impl_->client->call("/v3/kv/range", Json{{"key", base64Encode("/")}, {"count_only", true}});
+  if (!response) return fail(response.error().wrap("current revision"));
+  return etcdInt((*response)["header"], "revision");
+}
+
+Status EtcdStore::compact(std::int64_t revision) {
+  auto current = currentRevision();
+  if (!current) return fail(current.error());
+  std::int64_t target = std::min(revision + 1, *current);
+  auto response = impl_->client->call("/v3/kv/compaction", Json{{"revision", std::to_string(target)}, {"physical", true}});
+  // ERANGE: already compacted that far.
+  if (!response && response.error().code != ERANGE) return fail(response.error().wrap("compact"));
+  return {};
+}
+
+}  // namespace ferry::cp
