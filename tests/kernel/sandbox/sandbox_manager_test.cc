@@ -1,0 +1,297 @@
+// Kernel tier: pod sandboxes on a "node" that is a network namespace made by the test,
+// with a cgroup root of the test's own. Nothing outside those is touched.
+#include "agent/sandbox/sandbox_manager.h"
+#include "netns/namespace_pins.h"
+#include "netns/node_network.h"
+#include "tests/kernel/cgroup/test_process.h"
+#include "tests/kernel/netns/test_network.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace ferry::agent {
+namespace {
+
+int countNsfsMountsUnder(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  int count = 0;
+  while (std::getline(in, line)) {
+    if (line.find(" " + dir + "/") != std::string::npos && line.find(" nsfs ") != std::string::npos) ++count;
+  }
+  return count;
+}
+
+class SandboxManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
+    dir_ = ferry::testing::makeScratchDir("ferry-sandbox-test");
+    ASSERT_FALSE(dir_.empty());
+    nodeNs_ = dir_ + "/node-netns";
+    ASSERT_TRUE(netns::createPinnedNamespaces({.net = nodeNs_}));
+    config_.runDir = dir_ + "/run";
+    config_.dataDir = dir_ + "/data";
+    config_.cgroupRoot = "ferry-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}() % 100000);
+    config_.nodeNetnsPath = nodeNs_;
+    config_.podCIDR = "10.42.0.0/24";
+    openManager();
+  }
+  void openManager() {
+    auto manager = SandboxManager::open(config_);
+    ASSERT_TRUE(manager) << manager.error().message;
+    manager_ = std::move(*manager);
+  }
+  void TearDown() override {
+    if (manager_) {
+      for (const PodSandbox& s : manager_->list()) EXPECT_TRUE(manager_->remove(s.uid));
+      EXPECT_TRUE(manager_->cgroups().destroy());
+      manager_.reset();
+    }
+    if (!nodeNs_.empty()) (void)netns::removePinnedNamespace(nodeNs_);
+    if (!dir_.empty()) {
+      EXPECT_EQ(countNsfsMountsUnder(dir_), 0);
+      std::filesystem::remove_all(dir_);
+    }
+  }
+  PodSandbox create(const std::string& uid, cgroup::QosClass qos = cgroup::QosClass::BestEffort,
+                    cgroup::Limits limits = {}) {
+    auto sandbox = manager_->create({.uid = uid, .name = "pod-" + uid, .namespace_ = "default", .qos = qos,
+                                     .limits = limits});
+    EXPECT_TRUE(sandbox) << (sandbox ? "" : sandbox.error().message);
+    return sandbox ? *sandbox : PodSandbox{};
+  }
+
+  std::string dir_, nodeNs_;
+  SandboxManagerConfig config_;
+  std::unique_ptr<SandboxManager> manager_;
+};
+
+TEST_F(SandboxManagerTest, TwentyPodsReachEachOtherAndLeaveNothingBehind) {
+  auto node = netns::NodeNetwork::open(nodeNs_);
+  ASSERT_TRUE(node);
+  auto linksBefore = (*node)->listLinks();
+  auto addressesBefore = (*node)->listAddresses();
+  auto routesBefore = (*node)->listRoutes();
+  ASSERT_TRUE(linksBefore && addressesBefore && routesBefore);
+
+  constexpr int kPods = 20;
+  std::vector<PodSandbox> pods;
+  std::set<std::string> ips;
+  for (int i = 0; i < kPods; ++i) {
+    pods.push_back(create("uid-" + std::to_string(i)));
+    ASSERT_FALSE(pods.back().podIP.empty());
+    EXPECT_TRUE(ips.insert(pods.back().podIP).second) << "duplicate " << pods.back().podIP;
+    EXPECT_EQ(pods.back().gateway, "10.42.0.1");
+  }
+  // Creating again returns the same sandbox.
+  auto again = manager_->create({.uid = "uid-3"});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->podIP, pods[3].podIP);
+
+  std::vector<std::unique_ptr<ferry::testing::TcpEchoServer>> servers;
+  for (const PodSandbox& pod : pods) {
+    servers.push_back(std::make_unique<ferry::testing::TcpEchoServer>());
+    ASSERT_TRUE(servers.back()->start(pod.netnsPath, pod.podIP, 8080));
+  }
+  int reached = 0;
+  for (const PodSandbox& from : pods) {
+    for (const PodSandbox& to : pods) {
+      if (from.uid == to.uid) continue;
+      auto reply = ferry::testing::tcpRoundTrip(from.netnsPath, to.podIP, 8080, from.uid);
+      ASSERT_TRUE(reply) << from.podIP << " -> " << to.podIP << ": " << reply.error().message;
+      EXPECT_EQ(*reply, from.uid);
+      ++reached;
+    }
+  }
+  EXPECT_EQ(reached, kPods * (kPods - 1));
+  for (auto& server : servers) server->stop();
+
+  // The pod's UTS namespace carries its hostname.
+  std::string hostname;
+  std::thread([&] {
+    int fd = ::open(pods[0].utsnsPath.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && ::setns(fd, CLONE_NEWUTS) == 0) {
+      char buf[65] = {};
+      ::gethostname(buf, 64);
+      hostname = buf;
+    }
+    if (fd >= 0) ::close(fd);
+  }).join();
+  EXPECT_EQ(hostname, "pod-uid-0");
+
+  for (const PodSandbox& pod : pods) ASSERT_TRUE(manager_->remove(pod.uid));
+  EXPECT_TRUE(manager_->remove("uid-0")) << "removing twice is fine";
+  EXPECT_TRUE(manager_->list().empty());
+
+  // Count what is left: links, addresses, routes in the node; pins; cgroups; IPAM entries.
+  auto linksAfter = (*node)->listLinks();
+  auto addressesAfter = (*node)->listAddresses();
+  auto routesAfter = (*node)->listRoutes();
+  ASSERT_TRUE(linksAfter && addressesAfter && routesAfter);
+  std::vector<std::string> expectedLinks = *linksBefore;
+  EXPECT_EQ(*linksAfter, expectedLinks);
+  EXPECT_EQ(addressesAfter->size(), addressesBefore->size());
+  EXPECT_EQ(routesAfter->size(), routesBefore->size());
+  EXPECT_EQ(countNsfsMountsUnder(dir_ + "/run"), 0);
+  for (const char* kind : {"netns", "ipcns", "utsns"}) {
+    EXPECT_TRUE(std::filesystem::is_empty(config_.runDir + "/" + kind)) << kind;
+  }
+  auto uids = manager_->cgroups().listPodUids();
+  ASSERT_TRUE(uids);
+  EXPECT_TRUE(uids->empty());
+  std::ifstream state(config_.dataDir + "/sandboxes.json");
+  std::stringstream text;
+  text << state.rdbuf();
+  EXPECT_NE(text.str().find("\"allocations\": {}"), std::string::npos) << text.str();
+}
+
+TEST_F(SandboxManagerTest, TwoProcessesOfOnePodTalkOverLocalhost) {
+  PodSandbox pod = create("uid-local", cgroup::QosClass::Burstable, {.memoryLimitBytes = 256 << 20});
+  auto serverCgroup = manager_->cgroups().createContainer(pod.cgroupPath, "server", {});
+  auto clientCgroup = manager_->cgroups().createContainer(pod.cgroupPath, "client", {});
+  ASSERT_TRUE(serverCgroup && clientCgroup);
+  int netFd = ::open(pod.netnsPath.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(netFd, 0);
+  // Separate processes, as two containers would be: each enters the pod's netns itself.
+  ferry::testing::ParkedChild server([netFd] {
+    if (::setns(netFd, CLONE_NEWNET) != 0) ::_exit(10);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(9000);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1) != 0) ::_exit(11);
+    int conn = ::accept(fd, nullptr, nullptr);
+    char buf[16];
+    ssize_t n = ::read(conn, buf, sizeof buf);
+    if (n != 4 || std::memcmp(buf, "ping", 4) != 0) ::_exit(12);
+    (void)!::write(conn, "pong", 4);
+    ::_exit(0);
+  });
+  ferry::testing::ParkedChild client([netFd] {
+    if (::setns(netFd, CLONE_NEWNET) != 0) ::_exit(20);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(9000);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int attempt = 0; attempt < 500; ++attempt) {
+      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        (void)!::write(fd, "ping", 4);
+        char buf[16];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        ::_exit(n == 4 && std::memcmp(buf, "pong", 4) == 0 ? 0 : 21);
+      }
+      ::close(fd);
+      ::usleep(10000);
+    }
+    ::_exit(22);
+  });
+  ::close(netFd);
+  ASSERT_TRUE(manager_->cgroups().attach(*serverCgroup, server.pid()));
+  ASSERT_TRUE(manager_->cgroups().attach(*clientCgroup, client.pid()));
+  server.release();
+  client.release();
+  int clientStatus = client.wait();
+  int serverStatus = server.wait();
+  EXPECT_TRUE(WIFEXITED(clientStatus) && WEXITSTATUS(clientStatus) == 0) << clientStatus;
+  EXPECT_TRUE(WIFEXITED(serverStatus) && WEXITSTATUS(serverStatus) == 0) << serverStatus;
+  ASSERT_TRUE(manager_->remove(pod.uid));
+}
+
+TEST_F(SandboxManagerTest, ContainerOverItsMemoryLimitIsOomKilled) {
+  cgroup::Limits limits{.memoryLimitBytes = 64 << 20};
+  PodSandbox pod = create("uid-oom", cgroup::QosClass::Guaranteed, limits);
+  auto container = manager_->cgroups().createContainer(pod.cgroupPath, "hog", limits);
+  ASSERT_TRUE(container);
+  auto before = manager_->cgroups().stats(*container);
+  ASSERT_TRUE(before);
+  ferry::testing::ParkedChild hog([] {
+    size_t size = 200u << 20;
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) ::_exit(3);
+    std::memset(p, 0x5a, size);
+    ::_exit(0);
+  });
+  ASSERT_TRUE(manager_->cgroups().attach(*container, hog.pid()));
+  hog.release();
+  int status = hog.wait();
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  auto after = manager_->cgroups().stats(*container);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->oomKills, before->oomKills + 1) << "OOMKilled is told from the cgroup's counter";
+}
+
+TEST_F(SandboxManagerTest, RestartKeepsCompleteSandboxesAndSweepsBrokenOnes) {
+  PodSandbox a = create("uid-a"), b = create("uid-b"), c = create("uid-c");
+  manager_.reset();  // the agent stops; its sandboxes stay
+  // Something broke while the agent was down: b lost its veth.
+  {
+    auto node = netns::NodeNetwork::open(nodeNs_);
+    ASSERT_TRUE(node);
+    ASSERT_TRUE((*node)->removePodLink(b.hostVeth));
+  }
+  openManager();
+  auto kept = manager_->list();
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(manager_->find("uid-a")->podIP, a.podIP);
+  EXPECT_EQ(manager_->find("uid-c")->podIP, c.podIP);
+  EXPECT_FALSE(manager_->find("uid-b"));
+  EXPECT_FALSE(std::filesystem::exists(b.netnsPath));
+  // New pods never get a kept pod's address.
+  for (int i = 0; i < 10; ++i) {
+    PodSandbox fresh = create("uid-new-" + std::to_string(i));
+    EXPECT_NE(fresh.podIP, a.podIP);
+    EXPECT_NE(fresh.podIP, c.podIP);
+  }
+  ferry::testing::TcpEchoServer server;
+  ASSERT_TRUE(server.start(a.netnsPath, a.podIP, 8081));
+  auto reply = ferry::testing::tcpRoundTrip(c.netnsPath, a.podIP, 8081, "still here");
+  ASSERT_TRUE(reply) << reply.error().message;
+}
+
+TEST_F(SandboxManagerTest, PeerRoutesFollowTheNodeList) {
+  ASSERT_TRUE(manager_->setPeerRoutes({{"10.42.1.0/24", "10.42.0.250"}, {"10.42.2.0/24", "10.42.0.251"}}));
+  ASSERT_TRUE(manager_->setPeerRoutes({{"10.42.2.0/24", "10.42.0.252"}}));
+  auto node = netns::NodeNetwork::open(nodeNs_);
+  ASSERT_TRUE(node);
+  auto routes = (*node)->listRoutes();
+  ASSERT_TRUE(routes);
+  int owned = 0;
+  for (const netns::RouteEntry& r : *routes) {
+    if (!r.ownedByFerry) continue;
+    ++owned;
+    EXPECT_EQ(r.destination, "10.42.2.0/24");
+    EXPECT_EQ(r.via, "10.42.0.252");
+  }
+  EXPECT_EQ(owned, 1);
+  ASSERT_TRUE(manager_->setPeerRoutes({}));
+  routes = (*node)->listRoutes();
+  for (const netns::RouteEntry& r : *routes) EXPECT_FALSE(r.ownedByFerry);
+  EXPECT_FALSE(manager_->setPeerRoutes({{"10.42.3.1/24", "10.42.0.9"}})) << "host bits in podCIDR";
+}
+
+TEST_F(SandboxManagerTest, BadInputNamesTheField) {
+  auto bad = manager_->create({.uid = "../etc"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("uid"), std::string::npos);
+  SandboxManagerConfig config = config_;
+  config.podCIDR = "10.42.0.1/24";
+  auto other = SandboxManager::open(config);
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message.find("podCIDR"), std::string::npos) << other.error().message;
+}
+
+}  // namespace
+}  // namespace ferry::agent
