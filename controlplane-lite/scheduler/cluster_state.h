@@ -1,0 +1,80 @@
+// The scheduler's picture of the cluster: every node with what its pods already
+// request, and the placement decision for one pod against that picture
+// (filters, then scores). Pure logic, no API access; not thread-safe (the
+// Scheduler serializes access).
+#pragma once
+
+#include "api/object.h"
+#include "controlplane-lite/scheduler/pod_resources.h"
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ferry::cp {
+
+struct Taint {
+  std::string key, value, effect;
+};
+
+struct PlacedPod {
+  ResourceList requests;
+  ResourceList scoringRequests;  // requests with Kubernetes' non-zero defaults for scoring
+  std::vector<std::string> hostPorts;  // "protocol/ip/port"
+  int ownerId = -1;                    // interned controller uid, -1: standalone
+};
+
+struct NodeInfo {
+  std::string name;
+  api::Json labels = api::Json::object();
+  std::vector<Taint> taints;  // including the implicit not-ready/unreachable taint
+  bool unschedulable = false;
+  ResourceList allocatable;
+  ResourceList requested;
+  ResourceList scoringRequested;
+  std::unordered_map<std::string, PlacedPod> pods;  // by pod key
+  std::unordered_map<int, int> ownerCounts;
+  std::set<std::string> usedHostPorts;
+};
+
+struct PlacementResult {
+  std::string nodeName;  // empty: unschedulable
+  std::string message;   // "0/3 nodes are available: ..." when unschedulable
+};
+
+class ClusterState {
+ public:
+  void upsertNode(const api::Json& node);
+  void removeNode(const std::string& name);
+  // Accounts a pod on `nodeName` (replacing an earlier placement of the same key).
+  void placePod(const std::string& podKey, const api::Json& pod, const std::string& nodeName);
+  void removePod(const std::string& podKey);
+  // Node the pod is accounted on, or "".
+  std::string nodeOfPod(const std::string& podKey) const;
+
+  // Chooses a node for `pod`. Deterministic for a given state.
+  PlacementResult schedule(const api::Json& pod);
+
+  std::size_t nodeCount() const { return nodes_.size(); }
+  const NodeInfo* node(const std::string& name) const;
+
+ private:
+  int internOwner(const std::string& uid);
+  // Empty when the node passes every filter, else the reasons it failed the first failing filter.
+  std::vector<std::string> filter(const NodeInfo& node, const api::Json& pod, const PlacedPod& placed) const;
+  std::size_t nodesToFind() const;
+
+  std::vector<NodeInfo> nodes_;  // sorted by name
+  std::unordered_map<std::string, std::size_t> nodeIndex_;
+  std::unordered_map<std::string, std::string> podNode_;
+  std::unordered_map<std::string, int> ownerIds_;
+  std::size_t nextStartIndex_ = 0;
+};
+
+// Helpers shared with tests.
+bool tolerates(const api::Json& tolerations, const Taint& taint);
+bool nodeMatchesPodAffinity(const api::Json& pod, const std::string& nodeName, const api::Json& nodeLabels);
+
+}  // namespace ferry::cp
