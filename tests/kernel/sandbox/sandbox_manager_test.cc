@@ -39,7 +39,13 @@ class SandboxManagerTest : public ::testing::Test {
     ASSERT_TRUE(netns::createPinnedNamespaces({.net = nodeNs_}));
     config_.runDir = dir_ + "/run";
     config_.dataDir = dir_ + "/data";
-    config_.cgroupRoot = "ferry-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}() % 100000);
+    // The test owns ferry-test-<random>; the agent's root is below it, so a root that a
+    // restarted manager found already there (and so never removes) still goes at the end.
+    std::string testRoot = "ferry-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}() % 100000);
+    auto testTree = cgroup::CgroupTree::open(testRoot);
+    ASSERT_TRUE(testTree) << testTree.error().message;
+    testCgroups_ = std::move(*testTree);
+    config_.cgroupRoot = testRoot + "/node";
     config_.nodeNetnsPath = nodeNs_;
     config_.podCIDR = "10.42.0.0/24";
     openManager();
@@ -55,6 +61,7 @@ class SandboxManagerTest : public ::testing::Test {
       EXPECT_TRUE(manager_->cgroups().destroy());
       manager_.reset();
     }
+    if (testCgroups_) EXPECT_TRUE(testCgroups_->destroy());
     if (!nodeNs_.empty()) (void)netns::removePinnedNamespace(nodeNs_);
     if (!dir_.empty()) {
       EXPECT_EQ(countNsfsMountsUnder(dir_), 0);
@@ -72,6 +79,7 @@ class SandboxManagerTest : public ::testing::Test {
   std::string dir_, nodeNs_;
   SandboxManagerConfig config_;
   std::unique_ptr<SandboxManager> manager_;
+  std::unique_ptr<cgroup::CgroupTree> testCgroups_;
 };
 
 TEST_F(SandboxManagerTest, TwentyPodsReachEachOtherAndLeaveNothingBehind) {
