@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nftables/libnftables.h>
 
+#include <algorithm>
 #include <cctype>
 
 namespace ferry::proxy {
@@ -19,21 +20,34 @@ std::string lower(std::string s) {
 // Chain names from stable parts, so a re-render names the same Service the same way.
 std::string portId(const ServicePortPlan& p) { return fmt::format("{}/{}/{}", p.serviceKey, lower(p.protocol), p.port); }
 
-// Round-robin over endpoint chains with `numgen inc`, kube-proxy style.
-void renderBalancer(std::string& out, const std::string& chain, const std::string& endpointPrefix,
+std::string endpointName(const std::string& prefix, const Backend& b) {
+  return prefix + b.address + "/" + std::to_string(b.port);
+}
+
+// Round-robin over endpoint chains with `numgen inc`, kube-proxy style. With
+// ClientIP affinity a client address found in an endpoint's set goes straight
+// back to that endpoint (the set entry times out timeoutSeconds after last use).
+void renderBalancer(std::string& out, const std::string& chain, const std::string& id, const ServicePortPlan& p,
                     const std::vector<Backend>& backends, const std::string& preamble) {
   out += fmt::format("  chain {} {{\n", chain);
   if (!preamble.empty()) out += "    " + preamble + "\n";
+  if (p.clientIPAffinity) {
+    for (const Backend& b : backends)
+      out += fmt::format("    ip saddr @{} goto {}\n", endpointName("aff-" + id + "/", b), endpointName("ep-" + id + "/", b));
+  }
   out += fmt::format("    numgen inc mod {} vmap {{ ", backends.size());
   for (size_t i = 0; i < backends.size(); ++i)
-    out += fmt::format("{}{} : goto {}{}", i ? ", " : "", i, endpointPrefix, backends[i].address + "/" + std::to_string(backends[i].port));
+    out += fmt::format("{}{} : goto {}", i ? ", " : "", i, endpointName("ep-" + id + "/", backends[i]));
   out += " }\n  }\n";
 }
 
-void renderEndpoint(std::string& out, const std::string& name, const std::string& protocol, const Backend& b) {
-  out += fmt::format(
-      "  chain {} {{\n    ip saddr {} jump mark-for-masquerade\n    meta l4proto {} dnat to {}:{}\n  }}\n", name,
-      b.address, lower(protocol), b.address, b.port);
+void renderEndpoint(std::string& out, const std::string& id, const ServicePortPlan& p, const Backend& b) {
+  out += fmt::format("  chain {} {{\n    ip saddr {} jump mark-for-masquerade\n", endpointName("ep-" + id + "/", b), b.address);
+  if (p.clientIPAffinity) out += fmt::format("    update @{} {{ ip saddr }}\n", endpointName("aff-" + id + "/", b));
+  out += fmt::format("    meta l4proto {} dnat to {}:{}\n  }}\n", lower(p.protocol), b.address, b.port);
+  if (p.clientIPAffinity)
+    out += fmt::format("  set {} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {}s\n  }}\n",
+                       endpointName("aff-" + id + "/", b), std::max(1, p.affinityTimeoutSeconds));
 }
 
 }  // namespace
@@ -48,7 +62,6 @@ std::string renderServiceRuleset(const std::vector<ServicePortPlan>& plans, cons
   for (const ServicePortPlan& p : plans) {
     std::string id = portId(p);
     std::string proto = lower(p.protocol);
-    std::string epPrefix = "ep-" + id + "/";
     std::vector<Backend> endpoints = p.allBackends;  // every chain any frontend may jump to
     if (o.clusterIPs) {
       std::string key = fmt::format("{} . {} . {}", p.clusterIP, proto, p.port);
@@ -56,7 +69,7 @@ std::string renderServiceRuleset(const std::vector<ServicePortPlan>& plans, cons
         refusedElements.push_back(key + " : goto reject-chain");
       } else {
         std::string masq = o.clusterCIDR.empty() ? "" : fmt::format("ip saddr != {} jump mark-for-masquerade", o.clusterCIDR);
-        renderBalancer(chains, "svc-" + id, epPrefix, p.internalBackends, masq);
+        renderBalancer(chains, "svc-" + id, id, p, p.internalBackends, masq);
         serviceElements.push_back(key + " : goto svc-" + id);
       }
     }
@@ -67,13 +80,13 @@ std::string renderServiceRuleset(const std::vector<ServicePortPlan>& plans, cons
       } else {
         // Cluster policy: masquerade so replies come back through this node.
         // Local policy: keep the client address; only local endpoints.
-        renderBalancer(chains, "ext-" + id, epPrefix, p.externalBackends,
+        renderBalancer(chains, "ext-" + id, id, p, p.externalBackends,
                        p.externalPolicyLocal ? "" : "jump mark-for-masquerade");
         serviceElements.push_back(key + " : goto ext-" + id);
       }
     }
     if (!p.internalBackends.empty() || !p.externalBackends.empty()) {
-      for (const Backend& b : endpoints) renderEndpoint(chains, epPrefix + b.address + "/" + std::to_string(b.port), p.protocol, b);
+      for (const Backend& b : endpoints) renderEndpoint(chains, id, p, b);
     }
   }
 

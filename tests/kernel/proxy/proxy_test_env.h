@@ -1,0 +1,97 @@
+// A node for proxy kernel tests: a network namespace with three backends
+// (TCP and UDP echo servers on 10.244.0.11-13 on its loopback), a peer
+// namespace on a veth (the "other node"), and a cgroup v2 subtree whose
+// processes' sockets the proxy's programs see. Everything is removed at the end.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <memory>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <thread>
+
+namespace ferry::proxy::testing {
+
+inline constexpr const char* kNodeIP = "192.168.77.1";
+inline constexpr const char* kPeerIP = "192.168.77.2";
+inline constexpr const char* kBackends[] = {"10.244.0.11", "10.244.0.12", "10.244.0.13", "10.244.0.14"};
+inline constexpr int kBackendPort = 8080;
+
+// Runs tasks on one thread that has entered a network namespace (setns is per thread).
+class NetnsWorker {
+ public:
+  explicit NetnsWorker(const std::string& netnsPath);
+  ~NetnsWorker();
+  void run(const std::function<void()>& task);
+
+ private:
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::queue<std::function<void()>> tasks_;
+  bool stop_ = false;
+  bool entered_ = false;
+};
+
+// Summary of what a client process saw.
+struct ClientResult {
+  std::map<std::string, int> byBackend;  // reply payload (backend address) -> count
+  std::map<int, int> errors;             // errno -> count
+  int wrongPeer = 0;                     // replies/peer names that were not the Service address
+  int total() const;
+};
+
+struct ClientJob {
+  enum Kind { TcpConnect, UdpSendto, UdpConnected } kind = TcpConnect;
+  std::string address;
+  int port = 0;
+  int count = 0;           // connections to make; 0: loop until stop()
+  bool checkPeer = false;  // getpeername / recvfrom source must be address:port
+};
+
+class ClientProcess {
+ public:
+  ClientProcess(const std::string& cgroupDir, const std::string& netnsPath, ClientJob job);
+  ~ClientProcess();
+  void stop();              // ends a loop job
+  ClientResult wait();      // waits for the child and parses its summary
+
+ private:
+  int pid_ = -1;
+  int resultFd_ = -1;
+  int stopFd_ = -1;
+};
+
+class ProxyTestEnv {
+ public:
+  // Returns "" when ready, else the reason the test must skip.
+  std::string setUp();
+  void tearDown();
+
+  std::string nodeNetns() const { return "/run/netns/" + node_; }
+  std::string peerNetns() const { return "/run/netns/" + peer_; }
+  std::string cgroupDir() const { return cgroup_; }
+  std::string bpffsDir() const { return "/sys/fs/bpf/ferry-test-" + suffix_; }
+  std::string suffix() const { return suffix_; }
+  NetnsWorker& nodeWorker() { return *worker_; }
+
+  ClientResult runClient(const ClientJob& job, bool inPeer = false);
+
+ private:
+  std::string suffix_, node_, peer_, cgroup_;
+  std::unique_ptr<NetnsWorker> worker_;
+  std::thread servers_;
+  std::atomic<bool> stopServers_{false};
+  int serverStopFd_ = -1;
+};
+
+int sh(const std::string& command);
+
+}  // namespace ferry::proxy::testing
