@@ -187,6 +187,12 @@ Result<std::unique_ptr<ExecProcess>> startExec(pid_t containerPid, const Contain
   }
   if (entering == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // Our copies of the caller's ends would keep the streams open (no EOF on stdin).
+    if (proc->stdin_ >= 0 && proc->stdin_ != proc->stdout_) close(proc->stdin_);
+    if (proc->stdout_ >= 0) close(proc->stdout_);
+    if (proc->stderr_ >= 0) close(proc->stderr_);
+    close(sync[1]);
+    close(report[0]);
     char go;
     if (read(sync[0], &go, 1) != 1) _exit(125);
     if (setns(targetPidfd, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID) < 0) {
@@ -202,6 +208,7 @@ Result<std::unique_ptr<ExecProcess>> startExec(pid_t containerPid, const Contain
       int devNull = childIn < 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
       if (dup2(childIn >= 0 ? childIn : devNull, 0) < 0 || dup2(childOut, 1) < 0 || dup2(childErr, 2) < 0) _exit(126);
       if (chdir(cwd.c_str()) < 0 && chdir("/") < 0) _exit(126);
+      detail::resetSignals();
       const char* step = "";
       if (int e = detail::applyHardening(*hardening, &step)) {
         writeString(2, "exec: ", step, ": ");

@@ -32,6 +32,10 @@ struct Hardening {
 };
 Result<Hardening> prepareHardening(const ContainerSpec& spec);
 
+// Signal dispositions and mask back to defaults: ignored signals survive exec, and a
+// shell cannot trap a signal that was ignored when it started.
+void resetSignals();
+
 // In the child, just before exec: bounding set, seccomp, user, capabilities,
 // no_new_privs. Returns 0 or an errno, and the step that failed in *step.
 int applyHardening(const Hardening& h, const char** step);

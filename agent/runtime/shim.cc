@@ -215,6 +215,7 @@ constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", 
 
   std::string exe = lookPath(spec.argv[0], spec.env);
 
+  detail::resetSignals();
   const char* step = "";
   if (int err = detail::applyHardening(plan.hardening, &step)) childFail(plan, step, err);
 
