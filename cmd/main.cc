@@ -1,5 +1,6 @@
 // `ferry`: one binary, subcommands (k3s-like). See ARCHITECTURE.md.
 #include "agent/agent.h"
+#include "agent/runtime/shim.h"
 #include "api/log.h"
 #include "cmd/options.h"
 #include "cmd/subcommands.h"
@@ -126,6 +127,9 @@ int runAgentCommand(const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Hidden: the per-container supervisor the agent re-executes (agent/runtime/shim.h).
+  if (argc >= 2 && std::string(argv[1]) == ferry::runtime::kShimSubcommand)
+    return ferry::runtime::runContainerShim(argc - 2, argv + 2);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     fmt::print("{}", kUsage);
