@@ -56,8 +56,9 @@ EtcdProcess::~EtcdProcess() {
 }
 
 bool EtcdProcess::start() {
-  clientPort_ = freeLoopbackPort();
-  peerPort_ = freeLoopbackPort();
+  // A restart keeps the ports (and the data dir): clients reconnect to the same address.
+  if (clientPort_ == 0) clientPort_ = freeLoopbackPort();
+  if (peerPort_ == 0) peerPort_ = freeLoopbackPort();
   std::string client = "http://127.0.0.1:" + std::to_string(clientPort_);
   std::string peer = "http://127.0.0.1:" + std::to_string(peerPort_);
   std::string data = (dir_ / "data").string();

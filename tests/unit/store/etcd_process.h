@@ -18,6 +18,7 @@ class EtcdProcess {
   EtcdProcess(const EtcdProcess&) = delete;
 
   // Starts etcd and waits until it answers; false (with `error()`) when it does not.
+  // After stop(), start() brings it back on the same ports with the same data.
   bool start();
   void stop();
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(clientPort_); }
