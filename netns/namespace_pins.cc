@@ -94,6 +94,46 @@ Status removePinnedNamespace(const std::string& pinPath) {
   return {};
 }
 
+NamespacePins podNamespacePins(const std::string& podDir) {
+  return {.net = podDir + "/net", .ipc = podDir + "/ipc", .uts = podDir + "/uts"};
+}
+
+Result<NamespacePins> createPodNamespaces(const std::string& podDir, const std::string& hostname) {
+  std::error_code ec;
+  std::filesystem::create_directories(podDir, ec);
+  if (ec) return fail(ec.value(), "create pod namespace directory " + podDir + ": " + ec.message());
+  if (::mount(podDir.c_str(), podDir.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    int err = errno;
+    ::rmdir(podDir.c_str());
+    return failErrno("bind mount " + podDir + " on itself", err);
+  }
+  // Private: pins made inside must not propagate into other mount namespaces.
+  if (::mount(nullptr, podDir.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
+    int err = errno;
+    (void)removePodNamespaces(podDir);
+    return failErrno("make " + podDir + " a private mount", err);
+  }
+  NamespacePins pins = podNamespacePins(podDir);
+  if (Status s = createPinnedNamespaces(pins, hostname); !s) {
+    (void)removePodNamespaces(podDir);
+    return fail(s.error());
+  }
+  return pins;
+}
+
+Status removePodNamespaces(const std::string& podDir) {
+  // A lazy unmount takes the directory's mount and the pins inside it in one step.
+  if (::umount2(podDir.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+    return failErrno("unmount pod namespaces " + podDir);
+  }
+  NamespacePins pins = podNamespacePins(podDir);
+  for (const std::string& pin : {pins.net, pins.ipc, pins.uts}) {
+    if (Status s = removePinnedNamespace(pin); !s) return s;  // pins made outside the group mount
+  }
+  if (::rmdir(podDir.c_str()) != 0 && errno != ENOENT) return failErrno("remove " + podDir);
+  return {};
+}
+
 bool isPinnedNamespace(const std::string& pinPath) {
   struct statfs fs {};
   return ::statfs(pinPath.c_str(), &fs) == 0 && static_cast<long>(fs.f_type) == kNsfsMagic;

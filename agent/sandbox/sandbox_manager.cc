@@ -67,7 +67,7 @@ struct SandboxManager::Impl {
   std::set<std::string> peerRoutes;
 
   std::string statePath() const { return config.dataDir + "/" + kStateFile; }
-  std::string pin(const char* kind, const std::string& uid) const { return config.runDir + "/" + kind + "/" + uid; }
+  std::string podDir(const std::string& uid) const { return config.runDir + "/pods/" + uid; }
 
   PodSandbox describe(const std::string& uid, uint32_t address) const {
     PodSandbox s;
@@ -75,9 +75,10 @@ struct SandboxManager::Impl {
     s.podIP = ipv4ToString(address);
     s.prefixLength = cidr.prefixLength;
     s.gateway = ipv4ToString(ipam.gateway());
-    s.netnsPath = pin("netns", uid);
-    s.ipcnsPath = pin("ipcns", uid);
-    s.utsnsPath = pin("utsns", uid);
+    netns::NamespacePins pins = netns::podNamespacePins(podDir(uid));
+    s.netnsPath = pins.net;
+    s.ipcnsPath = pins.ipc;
+    s.utsnsPath = pins.uts;
     s.hostVeth = hostVethName(uid);
     return s;
   }
@@ -128,7 +129,10 @@ struct SandboxManager::Impl {
   }
 
   // Removes every piece a sandbox for `uid` may have, whether or not it is complete.
-  Status teardown(const std::string& uid, const std::optional<cgroup::QosClass>& qos) {
+  // Deleting a veth waits for the kernel (~25 ms here); when the pod's netns is
+  // unpinned with nothing else in it, the kernel deletes the pair itself in the
+  // background, so `deleteVeth` is only asked for where a netns may live on.
+  Status teardown(const std::string& uid, const std::optional<cgroup::QosClass>& qos, bool deleteVeth) {
     Status first;
     auto note = [&](Status s, const char* what) {
       if (!s && first) first = fail(s.error().wrap(what));
@@ -140,8 +144,8 @@ struct SandboxManager::Impl {
         note(cgroups->remove(cgroup::CgroupTree::podPath(uid, q)), "cgroup");
       }
     }
-    note(network->removePodLink(hostVethName(uid)), "veth");
-    for (const char* kind : {"netns", "ipcns", "utsns"}) note(netns::removePinnedNamespace(pin(kind, uid)), kind);
+    if (deleteVeth) note(network->removePodLink(hostVethName(uid)), "veth");
+    note(netns::removePodNamespaces(podDir(uid)), "namespaces");
     return first;
   }
 
@@ -159,7 +163,7 @@ struct SandboxManager::Impl {
         continue;
       }
       log::warn("sandbox {}: incomplete after restart, removing it", it->first);
-      (void)teardown(it->first, std::nullopt);
+      (void)teardown(it->first, std::nullopt, true);
       ipam.release(it->first);
       it = sandboxes.erase(it);
     }
@@ -171,12 +175,10 @@ struct SandboxManager::Impl {
     for (const std::string& owner : stale) ipam.release(owner);
     // Pins, veths and pod cgroups of no record.
     std::set<std::string> orphans;
-    for (const char* kind : {"netns", "ipcns", "utsns"}) {
-      std::error_code ec;
-      for (const auto& entry : std::filesystem::directory_iterator(config.runDir + "/" + kind, ec)) {
-        std::string uid = entry.path().filename();
-        if (!sandboxes.count(uid)) orphans.insert(uid);
-      }
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(config.runDir + "/pods", ec)) {
+      std::string uid = entry.path().filename();
+      if (!sandboxes.count(uid)) orphans.insert(uid);
     }
     if (auto uids = cgroups->listPodUids()) {
       for (const std::string& uid : *uids) {
@@ -186,7 +188,7 @@ struct SandboxManager::Impl {
     for (const std::string& uid : orphans) {
       if (!checkUid(uid)) continue;
       log::warn("sandbox {}: leftover without a record, removing it", uid);
-      (void)teardown(uid, std::nullopt);
+      (void)teardown(uid, std::nullopt, true);
     }
     std::set<std::string> ownVeths;
     for (const auto& [uid, s] : sandboxes) ownVeths.insert(s.hostVeth);
@@ -249,7 +251,7 @@ Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
   sandbox.qos = spec.qos;
 
   auto undo = [&](Error error) -> std::unexpected<Error> {
-    (void)impl_->teardown(spec.uid, spec.qos);
+    (void)impl_->teardown(spec.uid, spec.qos, true);
     impl_->ipam.release(spec.uid);
     return fail(std::move(error).wrap(context));
   };
@@ -257,16 +259,21 @@ Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
   std::string hostname = spec.hostname.empty() ? spec.name : spec.hostname;
   if (hostname.size() > 63) hostname.resize(63);  // the kubelet truncates the same way
   if (hostname.empty()) hostname = spec.uid.substr(0, 63);
-  if (Status s = netns::createPinnedNamespaces({sandbox.netnsPath, sandbox.ipcnsPath, sandbox.utsnsPath}, hostname); !s) {
-    return undo(s.error());
-  }
+  if (auto pins = netns::createPodNamespaces(impl_->podDir(spec.uid), hostname); !pins) return undo(pins.error());
   netns::PodLinkSpec link{.podNetnsPath = sandbox.netnsPath,
                           .hostIfName = sandbox.hostVeth,
                           .bridgeName = impl_->config.bridgeName,
                           .podAddress = sandbox.podIP + "/" + std::to_string(sandbox.prefixLength),
                           .gateway = sandbox.gateway,
                           .mtu = impl_->config.mtu};
-  if (Status s = impl_->network->createPodLink(link); !s) return undo(s.error());
+  Status linked = impl_->network->createPodLink(link);
+  if (!linked && linked.error().code == EEXIST) {
+    // The veth of an earlier sandbox with this uid whose netns the kernel is still
+    // tearing down (or that something kept alive): delete it now and retry.
+    (void)impl_->network->removePodLink(link.hostIfName);
+    linked = impl_->network->createPodLink(link);
+  }
+  if (!linked) return undo(linked.error());
 
   cgroup::Limits limits = spec.limits;
   if (!limits.pidsMax && impl_->config.podPidsLimit > 0) limits.pidsMax = impl_->config.podPidsLimit;
@@ -287,7 +294,7 @@ Status SandboxManager::remove(const std::string& podUid) {
   std::lock_guard lock(impl_->mutex);
   std::optional<cgroup::QosClass> qos;
   if (auto it = impl_->sandboxes.find(podUid); it != impl_->sandboxes.end()) qos = it->second.qos;
-  Status torn = impl_->teardown(podUid, qos);
+  Status torn = impl_->teardown(podUid, qos, /*deleteVeth=*/false);
   if (!torn) return fail(torn.error().wrap("remove sandbox " + podUid));
   bool known = impl_->sandboxes.erase(podUid) > 0;
   bool released = impl_->ipam.release(podUid);

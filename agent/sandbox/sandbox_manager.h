@@ -19,7 +19,7 @@
 namespace ferry::agent {
 
 struct SandboxManagerConfig {
-  std::string runDir;          // pins under <runDir>/netns, <runDir>/ipcns, <runDir>/utsns
+  std::string runDir;          // pins under <runDir>/pods/<uid>/{net,ipc,uts}
   std::string dataDir;         // IPAM and sandbox records: <dataDir>/sandboxes.json
   std::string cgroupRoot;      // --cgroup-root, e.g. "ferry"
   std::string cgroupMountRoot = "/sys/fs/cgroup";
@@ -68,8 +68,10 @@ class SandboxManager {
   // everything made so far is undone.
   Result<PodSandbox> create(const PodSandboxSpec& spec);
 
-  // Removes the sandbox: kills what is left in its cgroup, deletes veth, unpins the
-  // namespaces, removes the cgroup, releases the IP. A missing sandbox is not an error.
+  // Removes the sandbox: kills what is left in its cgroup, removes the cgroup, unpins
+  // the namespaces, releases the IP. The veth goes with the pod's network namespace,
+  // which the kernel destroys in the background once nothing holds it (so it may be
+  // listed for a few ms after this returns). A missing sandbox is not an error.
   Status remove(const std::string& podUid);
 
   std::vector<PodSandbox> list() const;

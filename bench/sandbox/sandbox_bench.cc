@@ -105,6 +105,7 @@ int benchFerry(int count, std::vector<double>& ms) {
     return -1;
   }
   int failures = 0;
+  double phase[4] = {};
   ferry::cgroup::Limits limits{.memoryLimitBytes = 64 << 20};
   for (int i = 0; i < count; ++i) {
     std::string uid = "bench-" + std::to_string(i);
@@ -112,22 +113,34 @@ int benchFerry(int count, std::vector<double>& ms) {
     auto pod = (*manager)->create({.uid = uid, .name = uid, .namespace_ = "bench",
                                    .qos = ferry::cgroup::QosClass::Burstable, .limits = limits});
     bool ok = static_cast<bool>(pod);
+    auto t1 = Clock::now();
+    auto t2 = t1, t3 = t1;
     if (ok) {
       auto container = (*manager)->cgroups().createContainer(pod->cgroupPath, "main", limits);
       ok = static_cast<bool>(container);
+      t2 = Clock::now();
       if (ok) {
         pid_t pid = startInSandbox(*pod, (*manager)->cgroups().procsFiles(*container));
         int status = 0;
         ::waitpid(pid, &status, 0);
         ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       }
+      t3 = Clock::now();
     } else {
       std::fprintf(stderr, "%s\n", pod.error().message.c_str());
     }
     ok = static_cast<bool>((*manager)->remove(uid)) && ok;
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    auto t4 = Clock::now();
+    auto span = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+    phase[0] += span(t0, t1);
+    phase[1] += span(t1, t2);
+    phase[2] += span(t2, t3);
+    phase[3] += span(t3, t4);
+    ms.push_back(span(t0, t4));
     failures += ok ? 0 : 1;
   }
+  std::printf("ferry phases (mean ms): create sandbox %.2f, container cgroup %.2f, run process %.2f, remove %.2f\n",
+              phase[0] / count, phase[1] / count, phase[2] / count, phase[3] / count);
   (void)(*manager)->cgroups().destroy();
   manager->reset();
   (void)(*benchTree)->destroy();
