@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -247,10 +248,11 @@ runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& po
   std::string ns = api::namespaceOf(pod);
   d.now = [] { return std::chrono::system_clock::now(); };
   d.ensureImage = [this, ns](const std::string& image, const std::string& policyText,
-                             const api::Json& pullSecrets) -> Result<runtime::ImageInfo> {
+                             const api::Json& pullSecrets) -> std::expected<runtime::ImageInfo, runtime::ImagePullFailure> {
+    using Failure = std::unexpected<runtime::ImagePullFailure>;
     auto policy = images::parsePullPolicy(policyText.empty() ? images::pullPolicyName(images::defaultPullPolicy(image))
                                                              : policyText);
-    if (!policy) return fail(EINVAL, policy.error().message);
+    if (!policy) return Failure({"ErrImagePull", policy.error().message});
     images::CredentialSet creds;
     if (pullSecrets.is_array()) {
       for (const auto& ref : pullSecrets) {
@@ -262,12 +264,7 @@ runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& po
       }
     }
     auto img = images_.ensure(image, *policy, creds);
-    if (!img) {
-      int code = img.error().reason == images::ImageFailureReason::InvalidImageName    ? EINVAL
-                 : img.error().reason == images::ImageFailureReason::ErrImageNeverPull ? ENOENT
-                                                                                         : EIO;
-      return fail(code, img.error().error.message);
-    }
+    if (!img) return Failure({images::imageFailureReasonName(img.error().reason), img.error().error.message});
     runtime::ImageInfo info;
     info.layerDirs = img->layerDirs;
     info.entrypoint = img->config.entrypoint;
