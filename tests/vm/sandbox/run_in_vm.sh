@@ -1,0 +1,78 @@
+#!/bin/sh
+# Runs a command as root inside a throwaway qemu guest (Debian's 6.1 kernel, TCG) whose
+# root is the host's / shared read-only over 9p with a tmpfs overlay, and whose only
+# cgroup hierarchy is cgroup v2 at /sys/fs/cgroup with cpu, memory and pids enabled:
+# a pure cgroup-v2 node (see MACHINE.md). The guest has no network device.
+#   run_in_vm.sh WORKDIR COMMAND [ARGS...]    exit status = the command's
+# WORKDIR (created, writable) receives the initramfs, the guest script and `log`.
+set -eu
+WORK=$1
+shift
+KVER=$(ls /lib/modules | sort -V | tail -1)
+KERNEL=/boot/vmlinuz-$KVER
+if ! command -v qemu-system-x86_64 >/dev/null || [ ! -r "$KERNEL" ] || [ ! -x /bin/busybox ]; then
+  echo "SKIP: needs qemu-system-x86_64, $KERNEL and /bin/busybox (scripts/setup installs them)"
+  exit 77
+fi
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+INITRD_DIR=$(mktemp -d /tmp/ferry-vm-initrd-XXXXXX)
+trap 'rm -rf "$INITRD_DIR"' EXIT
+
+# Stage 1 (initramfs): load virtio/9p/overlay, overlay a tmpfs on the host's /, switch root.
+mkdir -p "$INITRD_DIR/bin" "$INITRD_DIR/mods"
+cp /bin/busybox "$INITRD_DIR/bin/busybox"
+MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay"
+for m in $MODULES; do
+  f=$(find "/lib/modules/$KVER/kernel" -name "$m.ko*" | head -1)
+  [ -n "$f" ] && cp "$f" "$INITRD_DIR/mods/"
+done
+cat > "$INITRD_DIR/init" <<INIT
+#!/bin/busybox sh
+B=/bin/busybox
+\$B mkdir -p /proc /sys /dev /lower /upper /newroot
+\$B mount -t proc proc /proc
+\$B mount -t devtmpfs dev /dev
+for m in $MODULES; do [ -e /mods/\$m.ko ] && \$B insmod /mods/\$m.ko; done
+\$B mount -t 9p -o trans=virtio,version=9p2000.L,ro host /lower
+\$B mount -t tmpfs tmpfs /upper
+\$B mkdir -p /upper/u /upper/w
+\$B mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /newroot
+\$B mkdir -p /newroot/ferry-vm
+\$B mount -t 9p -o trans=virtio,version=9p2000.L out /newroot/ferry-vm
+\$B mount --move /dev /newroot/dev
+\$B umount /proc
+exec \$B switch_root /newroot /bin/sh /ferry-vm/guest.sh
+INIT
+chmod +x "$INITRD_DIR/init"
+(cd "$INITRD_DIR" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$WORK/initramfs.cpio.gz")
+
+# Stage 2 (on the overlay root): a pure cgroup-v2 node, then the command.
+{
+  echo '#!/bin/sh'
+  echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t cgroup2 cgroup2 /sys/fs/cgroup'
+  echo 'mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run'
+  echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control'
+  echo 'modprobe veth 2>/dev/null; modprobe bridge 2>/dev/null'
+  echo 'echo "guest: $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"'
+  printf 'cd /tmp && ('
+  for arg in "$@"; do printf "'%s' " "$arg"; done
+  echo ') > /ferry-vm/log 2>&1; echo $? > /ferry-vm/rc'
+  echo 'sync; echo o > /proc/sysrq-trigger; sleep 30'
+} > "$WORK/guest.sh"
+rm -f "$WORK/rc" "$WORK/log"
+
+timeout 900 qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -no-reboot -net none \
+  -kernel "$KERNEL" -initrd "$WORK/initramfs.cpio.gz" \
+  -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
+  -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
+  -device virtio-9p-pci,fsdev=hostroot,mount_tag=host \
+  -fsdev local,id=out,path="$WORK",security_model=none,multidevs=remap \
+  -device virtio-9p-pci,fsdev=out,mount_tag=out > "$WORK/console" 2>&1 || true
+cat "$WORK/log" 2>/dev/null || true
+if [ ! -s "$WORK/rc" ]; then
+  echo "guest did not report a result; console:"
+  tail -30 "$WORK/console"
+  exit 1
+fi
+exit "$(cat "$WORK/rc")"
