@@ -175,6 +175,7 @@ struct WriteOp {
   std::int64_t expectedRevision = 0;  // Compact: the revision to compact to
   Result<std::int64_t> result = fail(EIO, "not run");
   bool done = false;
+  std::condition_variable wake;
 };
 
 struct SqliteStore::Impl {
@@ -184,7 +185,6 @@ struct SqliteStore::Impl {
   // The writer: one connection, used by whichever thread is the group-commit leader.
   std::unique_ptr<Connection> writer;
   std::mutex writeMutex;
-  std::condition_variable writeDone;
   std::vector<WriteOp*> pending;
   bool leaderActive = false;
   std::int64_t revision = 0;  // the leader's view; committed is the readers' view
@@ -196,6 +196,7 @@ struct SqliteStore::Impl {
 
   std::shared_ptr<WatchHub> hub;
   std::unique_ptr<Connection> replayReader;  // used by the hub's delivery thread only
+  std::unique_ptr<Connection> checkpointer;  // used by the maintenance thread only
 
   std::thread compactor;
   std::mutex compactorMutex;
@@ -243,12 +244,14 @@ struct SqliteStore::Impl {
 
   // ---- writes
 
+  // Group commit. Each writer waits on its own condition variable, so a commit
+  // wakes exactly the writers it served plus the one that leads the next batch.
   Result<std::int64_t> submit(WriteOp& op) {
     std::unique_lock lock(writeMutex);
     pending.push_back(&op);
     while (!op.done) {
       if (leaderActive) {
-        writeDone.wait(lock);
+        op.wake.wait(lock);
         continue;
       }
       leaderActive = true;
@@ -261,9 +264,12 @@ struct SqliteStore::Impl {
       // Still under writeMutex: batches reach the hub in commit order.
       if (!events.empty()) committed = events.back().kv.modRevision;
       hub->publish(std::move(events));
-      for (auto* done : batch) done->done = true;
       leaderActive = false;
-      writeDone.notify_all();
+      for (auto* served : batch) {
+        served->done = true;
+        if (served != &op) served->wake.notify_one();
+      }
+      if (!pending.empty()) pending.front()->wake.notify_one();  // the next leader
     }
     return std::move(op.result);
   }
@@ -400,48 +406,66 @@ struct SqliteStore::Impl {
     return readAt;
   }
 
+  // Compacts in steps so that no single transaction holds the writers up for long.
   Status compactTo(std::int64_t wanted) {
+    constexpr std::int64_t kStep = 5000;
     std::int64_t target = std::min(hub->beginCompaction(wanted), committed.load());
-    if (target <= hub->compactedRevision()) {
-      hub->endCompaction(0);
-      return {};
+    std::int64_t done = hub->compactedRevision();
+    while (done < target) {
+      WriteOp op;
+      op.kind = WriteOp::Kind::Compact;
+      op.expectedRevision = std::min(target, done + kStep);
+      auto result = submit(op);
+      if (!result) {
+        hub->endCompaction(done);
+        return fail(result.error().wrap("compact"));
+      }
+      done = op.expectedRevision;
     }
-    WriteOp op;
-    op.kind = WriteOp::Kind::Compact;
-    op.expectedRevision = target;
-    auto done = submit(op);
-    hub->endCompaction(done ? target : 0);
-    if (!done) return fail(done.error().wrap("compact"));
+    hub->endCompaction(done);
     return {};
   }
 
+  // Background work, off the commit path: WAL checkpoints (the writer's own
+  // autocheckpoint would stall a whole batch of writers) and history compaction.
   // Records (time, revision) samples so that the age bound needs no timestamp column.
-  void runCompactor() {
+  void runMaintenance() {
     std::deque<std::pair<std::chrono::steady_clock::time_point, std::int64_t>> samples;
+    auto nextCompaction = std::chrono::steady_clock::now() + options.compactionInterval;
+    std::int64_t checkpointedAt = -1;
     std::unique_lock lock(compactorMutex);
     while (!stopping) {
-      compactorWake.wait_for(lock, options.compactionInterval, [&] { return stopping; });
+      compactorWake.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping; });
       if (stopping) break;
       lock.unlock();
-      auto now = std::chrono::steady_clock::now();
-      std::int64_t current = committed.load();
-      samples.emplace_back(now, current);
-      // The newest revision that is older than historyAge.
-      std::int64_t agedOut = 0;
-      while (!samples.empty() && now - samples.front().first >= options.historyAge) {
-        agedOut = samples.front().second;
-        samples.pop_front();
+      if (std::int64_t current = committed.load(); current != checkpointedAt) {
+        // PASSIVE: copies what it can without blocking the writer or readers.
+        if (auto ok = checkpointer->exec("PRAGMA wal_checkpoint(PASSIVE)"); !ok) {
+          log::warn("sqlite store {}: checkpoint: {}", path, ok.error().message);
+        }
+        checkpointedAt = current;
       }
-      if (agedOut > 0) samples.emplace_front(now - options.historyAge, agedOut);
-      std::int64_t target = std::min(agedOut, current - options.historyRevisions);
-      if (target > hub->compactedRevision()) {
-        if (auto ok = compactTo(target); !ok) log::warn("sqlite store {}: {}", path, ok.error().message);
+      auto now = std::chrono::steady_clock::now();
+      if (now >= nextCompaction) {
+        nextCompaction = now + options.compactionInterval;
+        std::int64_t current = committed.load();
+        samples.emplace_back(now, current);
+        // The newest revision that is older than historyAge.
+        std::int64_t agedOut = 0;
+        while (!samples.empty() && now - samples.front().first >= options.historyAge) {
+          agedOut = samples.front().second;
+          samples.pop_front();
+        }
+        if (agedOut > 0) samples.emplace_front(now - options.historyAge, agedOut);
+        std::int64_t target = std::min(agedOut, current - options.historyRevisions);
+        if (target > hub->compactedRevision()) {
+          if (auto ok = compactTo(target); !ok) log::warn("sqlite store {}: {}", path, ok.error().message);
+        }
       }
       lock.lock();
     }
   }
 };
-
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -462,8 +486,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, 
   auto writer = Connection::open(path);
   if (!writer) return fail(writer.error().wrap("sqlite store"));
   impl->writer = std::move(*writer);
+  // Checkpoints run on the maintenance thread; the writer's autocheckpoint only
+  // remains as a bound on the WAL should that thread fall behind.
   std::string pragmas = fmt::format(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=OFF;",
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA wal_autocheckpoint=20000; "
+      "PRAGMA journal_size_limit=67108864;",
       options.fsyncEveryCommit ? "FULL" : "NORMAL");
   if (auto ok = impl->writer->exec(pragmas); !ok) return fail(ok.error().wrap("sqlite store " + path));
   if (auto ok = impl->writer->exec(kSchema); !ok) return fail(ok.error().wrap("sqlite store " + path + ": schema"));
@@ -482,6 +509,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, 
   auto replayReader = impl->openReader();
   if (!replayReader) return fail(replayReader.error().wrap("sqlite store " + path));
   impl->replayReader = std::move(*replayReader);
+  auto checkpointer = Connection::open(path);
+  if (!checkpointer) return fail(checkpointer.error().wrap("sqlite store " + path));
+  impl->checkpointer = std::move(*checkpointer);
+  if (auto ok = impl->checkpointer->exec(fmt::format("PRAGMA synchronous={}", options.fsyncEveryCommit ? "FULL" : "NORMAL"));
+      !ok) {
+    return fail(ok.error().wrap("sqlite store " + path));
+  }
 
   Impl* raw = impl.get();
   impl->hub = std::make_shared<WatchHub>(
@@ -490,7 +524,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, 
       },
       impl->revision, compacted);
   impl->hub->start();
-  impl->compactor = std::thread([raw] { raw->runCompactor(); });
+  impl->compactor = std::thread([raw] { raw->runMaintenance(); });
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
