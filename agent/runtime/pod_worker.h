@@ -152,7 +152,15 @@ class PodWorker {
 
  private:
   void syncLocked(Timestamp now, Timestamp& next);
-  void notifyIfChanged();
+  void handleExit(ContainerState& cs, const ExitStatus& exit, Timestamp now, const std::string& restartPolicy);
+  void finishExit(ContainerState& cs, Timestamp now, const std::string& restartPolicy);
+  void startContainer(ContainerState& cs, Timestamp now, const std::string& restartPolicy);
+  void beginStop(ContainerState& cs, Timestamp killAt, Timestamp now, const std::string& reason);
+  ProbeOutcome runHandler(ContainerState& cs, const api::Json& handler, std::chrono::milliseconds timeout);
+  ProbeOutcome runProbe(ContainerState& cs, ProbeState& probe);
+  Status preparePodFiles();
+  Result<std::vector<BindMount>> mountsFor(ContainerState& cs, const std::string& attemptDir);
+  void updateConditions(Timestamp now);
   api::Json statusLocked() const;
 
   mutable std::mutex mutex_;
@@ -168,6 +176,7 @@ class PodWorker {
   std::optional<std::int64_t> graceOverride_;
   Timestamp terminationDeadline_{};
   std::map<std::string, std::pair<bool, std::string>> conditionTimes_;  // type → (status, lastTransitionTime)
+  api::Json scheduledCondition_;  // kept as the scheduler wrote it
   std::function<void(const api::Json&)> onChange_;
   api::Json lastReported_;
   std::thread thread_;
