@@ -291,6 +291,10 @@ void BpfServiceMaps::releaseBackend(uint32_t id) {
 Status BpfServiceMaps::collectBackends() {
   for (auto& [id, refs] : backendRefs_)
     if (refs == 0) pendingBackendRelease_.push_back(id);
+  return deletePendingBackends();
+}
+
+Status BpfServiceMaps::deletePendingBackends() {
   std::sort(pendingBackendRelease_.begin(), pendingBackendRelease_.end());
   pendingBackendRelease_.erase(std::unique(pendingBackendRelease_.begin(), pendingBackendRelease_.end()),
                                pendingBackendRelease_.end());
@@ -409,7 +413,7 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
     if (bpf_map_delete_elem(servicesFd, &key) != 0 && errno != ENOENT) return failErrno(fmt::format("{}: delete slot {}", where, i + 1));
   }
   for (uint32_t id : before.slots) releaseBackend(id);
-  return collectBackends();
+  return deletePendingBackends();
 }
 
 Status BpfServiceMaps::remove(const FrontendKey& frontend) {
@@ -429,7 +433,7 @@ Status BpfServiceMaps::remove(const FrontendKey& frontend) {
   for (uint32_t id : it->second.slots) releaseBackend(id);
   freeServiceIds_.push_back(it->second.serviceId);
   frontends_.erase(it);
-  return collectBackends();
+  return deletePendingBackends();
 }
 
 std::vector<FrontendKey> BpfServiceMaps::frontends() const {

@@ -33,7 +33,7 @@ class BpfServiceMaps {
   // stays keeps its slot (so ClientIP affinity to it survives).
   Status program(const FrontendKey& frontend, const FrontendState& state);
   Status remove(const FrontendKey& frontend);
-  // Deletes backends no frontend refers to any more.
+  // Deletes every backend no frontend refers to any more (after adoption).
   Status collectBackends();
 
   std::vector<FrontendKey> frontends() const;
@@ -57,6 +57,7 @@ class BpfServiceMaps {
   Status adoptMaps();
   Result<uint32_t> acquireBackend(const BackendAddr& addr);
   void releaseBackend(uint32_t id);
+  Status deletePendingBackends();
 
   std::string dir_;
   service_lb* skel_ = nullptr;

@@ -24,30 +24,39 @@ std::string endpointName(const std::string& prefix, const Backend& b) {
   return prefix + b.address + "/" + std::to_string(b.port);
 }
 
+// The timeout is part of the name: a new timeout makes a new set, and the
+// rules naming it change with it (a set cannot be replaced while referenced).
+std::string affinitySet(const std::string& id, const ServicePortPlan& p, const Backend& b) {
+  return endpointName("aff-" + id + "/", b) + "/" + std::to_string(std::max(1, p.affinityTimeoutSeconds));
+}
+
 // Round-robin over endpoint chains with `numgen inc`, kube-proxy style. With
 // ClientIP affinity a client address found in an endpoint's set goes straight
 // back to that endpoint (the set entry times out timeoutSeconds after last use).
-void renderBalancer(std::string& out, const std::string& chain, const std::string& id, const ServicePortPlan& p,
-                    const std::vector<Backend>& backends, const std::string& preamble) {
-  out += fmt::format("  chain {} {{\n", chain);
-  if (!preamble.empty()) out += "    " + preamble + "\n";
+std::vector<std::string> balancerRules(const std::string& id, const ServicePortPlan& p,
+                                       const std::vector<Backend>& backends, const std::string& preamble) {
+  std::vector<std::string> rules;
+  if (!preamble.empty()) rules.push_back(preamble);
   if (p.clientIPAffinity) {
     for (const Backend& b : backends)
-      out += fmt::format("    ip saddr @{} goto {}\n", endpointName("aff-" + id + "/", b), endpointName("ep-" + id + "/", b));
+      rules.push_back(fmt::format("ip saddr @{} goto {}", affinitySet(id, p, b), endpointName("ep-" + id + "/", b)));
   }
-  out += fmt::format("    numgen inc mod {} vmap {{ ", backends.size());
+  std::string vmap = fmt::format("numgen inc mod {} vmap {{ ", backends.size());
   for (size_t i = 0; i < backends.size(); ++i)
-    out += fmt::format("{}{} : goto {}", i ? ", " : "", i, endpointName("ep-" + id + "/", backends[i]));
-  out += " }\n  }\n";
+    vmap += fmt::format("{}{} : goto {}", i ? ", " : "", i, endpointName("ep-" + id + "/", backends[i]));
+  rules.push_back(vmap + " }");
+  return rules;
 }
 
-void renderEndpoint(std::string& out, const std::string& id, const ServicePortPlan& p, const Backend& b) {
-  out += fmt::format("  chain {} {{\n    ip saddr {} jump mark-for-masquerade\n", endpointName("ep-" + id + "/", b), b.address);
-  if (p.clientIPAffinity) out += fmt::format("    update @{} {{ ip saddr }}\n", endpointName("aff-" + id + "/", b));
-  out += fmt::format("    meta l4proto {} dnat to {}:{}\n  }}\n", lower(p.protocol), b.address, b.port);
-  if (p.clientIPAffinity)
-    out += fmt::format("  set {} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {}s\n  }}\n",
-                       endpointName("aff-" + id + "/", b), std::max(1, p.affinityTimeoutSeconds));
+void addEndpoint(NftFragment& f, const std::string& id, const ServicePortPlan& p, const Backend& b) {
+  std::vector<std::string> rules{fmt::format("ip saddr {} jump mark-for-masquerade", b.address)};
+  if (p.clientIPAffinity) {
+    std::string set = affinitySet(id, p, b);
+    rules.push_back(fmt::format("update @{} {{ ip saddr }}", set));
+    f.sets[set] = fmt::format("type ipv4_addr; flags dynamic,timeout; timeout {}s;", std::max(1, p.affinityTimeoutSeconds));
+  }
+  rules.push_back(fmt::format("meta l4proto {} dnat to {}:{}", lower(p.protocol), b.address, b.port));
+  f.chains[endpointName("ep-" + id + "/", b)] = std::move(rules);
 }
 
 }  // namespace
@@ -56,38 +65,54 @@ std::string renderDeleteTable(const std::string& table) {
   return fmt::format("add table ip {0}\ndelete table ip {0}\n", table);
 }
 
-std::string renderServiceRuleset(const std::vector<ServicePortPlan>& plans, const NftServiceOptions& o) {
-  std::string chains;
-  std::vector<std::string> serviceElements, refusedElements;
+NftFragment renderServiceFragment(const std::vector<ServicePortPlan>& plans, const NftServiceOptions& o) {
+  NftFragment f;
   for (const ServicePortPlan& p : plans) {
     std::string id = portId(p);
     std::string proto = lower(p.protocol);
-    std::vector<Backend> endpoints = p.allBackends;  // every chain any frontend may jump to
+    bool used = false;
     if (o.clusterIPs) {
       std::string key = fmt::format("{} . {} . {}", p.clusterIP, proto, p.port);
       if (p.internalBackends.empty()) {
-        refusedElements.push_back(key + " : goto reject-chain");
+        f.refusedElements[key] = "goto reject-chain";
       } else {
         std::string masq = o.clusterCIDR.empty() ? "" : fmt::format("ip saddr != {} jump mark-for-masquerade", o.clusterCIDR);
-        renderBalancer(chains, "svc-" + id, id, p, p.internalBackends, masq);
-        serviceElements.push_back(key + " : goto svc-" + id);
+        f.chains["svc-" + id] = balancerRules(id, p, p.internalBackends, masq);
+        f.serviceElements[key] = "goto svc-" + id;
+        used = true;
       }
     }
     if (p.nodePort > 0 && !o.nodeIP.empty()) {
       std::string key = fmt::format("{} . {} . {}", o.nodeIP, proto, p.nodePort);
       if (p.externalBackends.empty()) {
-        refusedElements.push_back(key + " : goto reject-chain");
+        f.refusedElements[key] = "goto reject-chain";
       } else {
         // Cluster policy: masquerade so replies come back through this node.
         // Local policy: keep the client address; only local endpoints.
-        renderBalancer(chains, "ext-" + id, id, p, p.externalBackends,
-                       p.externalPolicyLocal ? "" : "jump mark-for-masquerade");
-        serviceElements.push_back(key + " : goto ext-" + id);
+        f.chains["ext-" + id] = balancerRules(id, p, p.externalBackends, p.externalPolicyLocal ? "" : "jump mark-for-masquerade");
+        f.serviceElements[key] = "goto ext-" + id;
+        used = true;
       }
     }
-    if (!p.internalBackends.empty() || !p.externalBackends.empty()) {
-      for (const Backend& b : endpoints) renderEndpoint(chains, id, p, b);
+    if (used) {
+      for (const Backend& b : p.allBackends) addEndpoint(f, id, p, b);
     }
+  }
+  return f;
+}
+
+std::string renderServiceRuleset(const std::map<std::string, NftFragment>& fragments, const NftServiceOptions& o) {
+  std::string sets, chains;
+  std::vector<std::string> serviceElements, refusedElements;
+  for (const auto& [_, f] : fragments) {
+    for (const auto& [name, body] : f.sets) sets += fmt::format("  set {} {{ {} }}\n", name, body);
+    for (const auto& [name, rules] : f.chains) {
+      chains += fmt::format("  chain {} {{\n", name);
+      for (const auto& r : rules) chains += "    " + r + "\n";
+      chains += "  }\n";
+    }
+    for (const auto& [key, verdict] : f.serviceElements) serviceElements.push_back(key + " : " + verdict);
+    for (const auto& [key, verdict] : f.refusedElements) refusedElements.push_back(key + " : " + verdict);
   }
 
   auto elements = [](const std::vector<std::string>& v) {
@@ -121,8 +146,56 @@ std::string renderServiceRuleset(const std::vector<ServicePortPlan>& plans, cons
       "  chain nat-postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n"
       "    meta mark & {0} == 0 return\n    meta mark set meta mark xor {0}\n    masquerade fully-random\n  }}\n",
       kMasqueradeMark);
+  out += sets;
   out += chains;
   out += "}\n";
+  return out;
+}
+
+std::string renderFragmentUpdate(const std::string& t, const NftFragment& before, const NftFragment& after) {
+  // Order inside the one transaction: new chains exist before anything jumps
+  // to them; references (rules, elements) go before what they name is deleted.
+  std::string out;
+  for (const auto& [name, _] : after.chains)
+    if (!before.chains.count(name)) out += fmt::format("add chain ip {} {}\n", t, name);
+  for (const auto& [name, rules] : after.chains) {
+    auto old = before.chains.find(name);
+    if (old != before.chains.end() && old->second == rules) continue;
+    if (old != before.chains.end()) out += fmt::format("flush chain ip {} {}\n", t, name);
+  }
+  for (const auto& [name, _] : before.chains)
+    if (!after.chains.count(name)) out += fmt::format("flush chain ip {} {}\n", t, name);
+  auto elementDeletes = [&](const char* map, const auto& b, const auto& a) {
+    for (const auto& [key, verdict] : b) {
+      auto now = a.find(key);
+      if (now == a.end() || now->second != verdict) out += fmt::format("delete element ip {} {} {{ {} }}\n", t, map, key);
+    }
+  };
+  elementDeletes("services", before.serviceElements, after.serviceElements);
+  elementDeletes("no-endpoint-services", before.refusedElements, after.refusedElements);
+  for (const auto& [name, _] : before.chains)
+    if (!after.chains.count(name)) out += fmt::format("delete chain ip {} {}\n", t, name);
+  for (const auto& [name, body] : before.sets) {
+    auto now = after.sets.find(name);
+    if (now == after.sets.end() || now->second != body) out += fmt::format("delete set ip {} {}\n", t, name);
+  }
+  for (const auto& [name, body] : after.sets) {
+    auto old = before.sets.find(name);
+    if (old == before.sets.end() || old->second != body) out += fmt::format("add set ip {} {} {{ {} }}\n", t, name, body);
+  }
+  for (const auto& [name, rules] : after.chains) {
+    auto old = before.chains.find(name);
+    if (old != before.chains.end() && old->second == rules) continue;
+    for (const auto& r : rules) out += fmt::format("add rule ip {} {} {}\n", t, name, r);
+  }
+  auto elementAdds = [&](const char* map, const auto& b, const auto& a) {
+    for (const auto& [key, verdict] : a) {
+      auto old = b.find(key);
+      if (old == b.end() || old->second != verdict) out += fmt::format("add element ip {} {} {{ {} : {} }}\n", t, map, key, verdict);
+    }
+  };
+  elementAdds("services", before.serviceElements, after.serviceElements);
+  elementAdds("no-endpoint-services", before.refusedElements, after.refusedElements);
   return out;
 }
 

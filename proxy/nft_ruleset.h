@@ -1,11 +1,17 @@
 // nftables text for the proxy: the Service ruleset (kube-proxy-nftables style)
 // and the pod egress masquerade table. Rendering is pure (unit-tested);
 // NftablesClient is the only code in Ferry that talks to nftables.
+//
+// Each Service renders to a fragment (its chains, affinity sets and map
+// elements). A full sync replaces the whole table in one transaction; a change
+// of one Service is the diff of its fragment, also one transaction, so its
+// cost does not grow with the number of Services.
 #pragma once
 
 #include "api/error.h"
 #include "proxy/service_table.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,8 +30,21 @@ struct NftServiceOptions {
   bool clusterIPs = true;
 };
 
+struct NftFragment {
+  std::map<std::string, std::vector<std::string>> chains;  // chain name -> rules
+  std::map<std::string, std::string> sets;                  // set name -> declaration body
+  std::map<std::string, std::string> serviceElements;       // "addr . proto . port" -> verdict
+  std::map<std::string, std::string> refusedElements;       // same, Services without endpoints
+  bool empty() const { return chains.empty() && sets.empty() && serviceElements.empty() && refusedElements.empty(); }
+};
+
+// What one Service (all its ports) contributes.
+NftFragment renderServiceFragment(const std::vector<ServicePortPlan>& plans, const NftServiceOptions& options);
 // A whole-table replacement in one transaction (add; delete; define).
-std::string renderServiceRuleset(const std::vector<ServicePortPlan>& plans, const NftServiceOptions& options);
+std::string renderServiceRuleset(const std::map<std::string, NftFragment>& fragments, const NftServiceOptions& options);
+// Commands turning `before` into `after` in an existing table; "" if equal.
+std::string renderFragmentUpdate(const std::string& table, const NftFragment& before, const NftFragment& after);
+
 std::string renderMasqueradeTable(const std::string& table, const std::string& clusterCIDR);
 std::string renderDeleteTable(const std::string& table);
 

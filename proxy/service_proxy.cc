@@ -18,8 +18,10 @@ struct ServiceProxy::Impl {
   std::unique_ptr<BpfServiceMaps> maps;        // ebpf mode
   std::unique_ptr<NftablesClient> nft;
   std::map<std::string, std::set<FrontendKey>> ownedFrontends;  // ebpf: by Service key
-  std::string lastRuleset;                     // skip identical re-renders
-  ProgrammedState nftProgrammed;               // nftables mode: the state last written
+  // nftables state as last written: per Service, its fragment and frontends.
+  bool nftTableWritten = false;
+  std::map<std::string, NftFragment> nftFragments;
+  std::map<std::string, std::map<FrontendKey, FrontendState>> nftFrontends;
 
   explicit Impl(const ProxyConfig& c) : config(c), table(c.nodeName) {}
 
@@ -28,18 +30,42 @@ struct ServiceProxy::Impl {
   }
 
   // nftables carries every Service in nftables mode; in ebpf mode only the
-  // NodePort entries for traffic from other hosts.
-  Status syncNftables(bool force = false) {
-    std::vector<ServicePortPlan> plans = table.planAll();
-    std::string text = renderServiceRuleset(plans, nftOptions());
-    if (!force && text == lastRuleset) return {};
-    if (auto st = nft->run(text); !st) return fail(st.error().wrap("program nft table " + config.nftTable));
-    lastRuleset = std::move(text);
-    if (!ebpf) {
-      nftProgrammed.clear();
-      for (const auto& p : plans)
-        for (auto& [k, v] : frontendsOf(p, config.nodeIP)) nftProgrammed[k] = v;
+  // NodePort entries for traffic from other hosts. A full sync replaces the
+  // table in one transaction.
+  Status syncNftables() {
+    std::map<std::string, NftFragment> fragments;
+    std::map<std::string, std::map<FrontendKey, FrontendState>> frontends;
+    for (const std::string& key : table.serviceKeys()) {
+      std::vector<ServicePortPlan> plans = table.plan(key);
+      NftFragment f = renderServiceFragment(plans, nftOptions());
+      if (!f.empty()) fragments[key] = std::move(f);
+      for (const auto& p : plans) frontends[key].merge(frontendsOf(p, config.nodeIP));
     }
+    if (auto st = nft->run(renderServiceRuleset(fragments, nftOptions())); !st)
+      return fail(st.error().wrap("program nft table " + config.nftTable));
+    nftTableWritten = true;
+    nftFragments = std::move(fragments);
+    nftFrontends = std::move(frontends);
+    return {};
+  }
+
+  // One Service's change as the diff of its fragment: cost independent of the
+  // number of Services.
+  Status updateNftables(const std::string& key, const std::vector<ServicePortPlan>& plans) {
+    if (!nftTableWritten) return syncNftables();
+    NftFragment after = renderServiceFragment(plans, nftOptions());
+    auto it = nftFragments.find(key);
+    static const NftFragment kEmpty;
+    std::string commands = renderFragmentUpdate(config.nftTable, it == nftFragments.end() ? kEmpty : it->second, after);
+    if (!commands.empty()) {
+      if (auto st = nft->run(commands); !st) return fail(st.error().wrap("update nft table " + config.nftTable + " for " + key));
+    }
+    if (after.empty()) nftFragments.erase(key);
+    else nftFragments[key] = std::move(after);
+    std::map<FrontendKey, FrontendState> frontends;
+    for (const auto& p : plans) frontends.merge(frontendsOf(p, config.nodeIP));
+    if (frontends.empty()) nftFrontends.erase(key);
+    else nftFrontends[key] = std::move(frontends);
     return {};
   }
 
@@ -52,7 +78,7 @@ struct ServiceProxy::Impl {
   // Brings one Service's frontends in the maps to the desired state.
   Status reconcileService(const std::string& key, bool hadNodePorts) {
     std::vector<ServicePortPlan> plans = table.plan(key);
-    if (!ebpf) return syncNftables();
+    if (!ebpf) return updateNftables(key, plans);
     std::map<FrontendKey, FrontendState> desired;
     for (const auto& p : plans) desired.merge(frontendsOf(p, config.nodeIP));
     std::set<FrontendKey>& owned = ownedFrontends[key];
@@ -69,12 +95,12 @@ struct ServiceProxy::Impl {
       it = owned.erase(it);
     }
     if (owned.empty()) ownedFrontends.erase(key);
-    if (hadNodePorts || hasNodePorts(plans)) return syncNftables();
+    if (hadNodePorts || hasNodePorts(plans)) return updateNftables(key, plans);
     return {};
   }
 
   Status resyncAll() {
-    if (!ebpf) return syncNftables(true);
+    if (!ebpf) return syncNftables();
     std::map<FrontendKey, std::pair<std::string, FrontendState>> desired;
     for (const auto& p : table.planAll())
       for (auto& [k, v] : frontendsOf(p, config.nodeIP)) desired[k] = {p.serviceKey, v};
@@ -88,7 +114,7 @@ struct ServiceProxy::Impl {
       if (auto st = maps->remove(f); !st) return fail(st.error().wrap("resync: remove stale frontend"));
     }
     if (auto st = maps->collectBackends(); !st) return fail(st.error().wrap("resync"));
-    return syncNftables(true);
+    return syncNftables();
   }
 };
 
@@ -173,7 +199,10 @@ Status ServiceProxy::ensureMasquerade() {
 
 Result<ProgrammedState> ServiceProxy::programmedState() const {
   if (impl_->ebpf) return impl_->maps->read();
-  return impl_->nftProgrammed;
+  ProgrammedState out;
+  for (const auto& [_, frontends] : impl_->nftFrontends)
+    for (const auto& [k, v] : frontends) out[k] = v;
+  return out;
 }
 
 ProgrammedState ServiceProxy::desiredState() const {
@@ -181,6 +210,11 @@ ProgrammedState ServiceProxy::desiredState() const {
   for (const auto& p : impl_->table.planAll())
     for (auto& [k, v] : frontendsOf(p, impl_->config.nodeIP)) out[k] = v;
   return out;
+}
+
+Result<uint64_t> ServiceProxy::mapMemoryBytes() const {
+  if (!impl_->maps) return 0;
+  return impl_->maps->mapMemoryBytes();
 }
 
 Status ServiceProxy::uninstall() {

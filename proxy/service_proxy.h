@@ -67,7 +67,7 @@ struct FrontendKey {
 struct FrontendState {
   bool clientIPAffinity = false;
   int affinityTimeoutSeconds = 0;
-  std::vector<std::string> backends;  // "addr:port", in slot order
+  std::vector<std::string> backends;  // "addr:port", sorted
   bool operator==(const FrontendState&) const = default;
 };
 using ProgrammedState = std::map<FrontendKey, FrontendState>;
@@ -106,6 +106,9 @@ class ServiceProxy {
   // state last written), and what it should hold for the current desired state.
   Result<ProgrammedState> programmedState() const;
   ProgrammedState desiredState() const;
+
+  // Kernel memory of the BPF maps (ebpf mode; 0 in nftables mode).
+  Result<uint64_t> mapMemoryBytes() const;
 
   // Removes pins, links, maps and nft tables this proxy owns (purge, tests).
   Status uninstall();

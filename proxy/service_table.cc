@@ -29,15 +29,20 @@ void ServiceTable::deleteService(const std::string& key) { services_.erase(key);
 std::string ServiceTable::upsertEndpointSlice(const api::EndpointSlice& slice) {
   std::string key = keyOf(slice.ns, slice.name);
   std::string previousService;
-  if (auto it = slices_.find(key); it != slices_.end()) previousService = it->second.serviceName;
+  if (auto it = slices_.find(key); it != slices_.end()) {
+    previousService = it->second.serviceName;
+    slicesByService_[keyOf(slice.ns, previousService)].erase(key);
+  }
   slices_[key] = slice;
-  return slice.serviceName.empty() ? keyOf(slice.ns, previousService) : keyOf(slice.ns, slice.serviceName);
+  slicesByService_[keyOf(slice.ns, slice.serviceName)].insert(key);
+  return previousService.empty() ? "" : keyOf(slice.ns, previousService);
 }
 
 std::string ServiceTable::deleteEndpointSlice(const std::string& ns, const std::string& name) {
   auto it = slices_.find(keyOf(ns, name));
   if (it == slices_.end()) return "";
   std::string service = keyOf(ns, it->second.serviceName);
+  slicesByService_[service].erase(it->first);
   slices_.erase(it);
   return service;
 }
@@ -52,6 +57,7 @@ void ServiceTable::replaceAll(const std::vector<api::Service>& services,
                               const std::vector<api::EndpointSlice>& slices) {
   services_.clear();
   slices_.clear();
+  slicesByService_.clear();
   for (const auto& s : services) upsertService(s);
   for (const auto& s : slices) upsertEndpointSlice(s);
 }
@@ -99,8 +105,11 @@ std::vector<ServicePortPlan> ServiceTable::plan(const std::string& serviceKey) c
       bool ready, servingTerminating, local;
     };
     std::vector<Candidate> candidates;
-    for (const auto& [_, slice] : slices_) {
-      if (slice.ns != svc.ns || slice.serviceName != svc.name || slice.addressType != "IPv4") continue;
+    static const std::set<std::string> kNone;
+    auto owned = slicesByService_.find(serviceKey);
+    for (const std::string& sliceKey : owned == slicesByService_.end() ? kNone : owned->second) {
+      const api::EndpointSlice& slice = slices_.at(sliceKey);
+      if (slice.addressType != "IPv4") continue;
       int port = 0;
       for (const api::EndpointPort& ep : slice.ports) {
         if (ep.name == sp.name && ep.protocol == sp.protocol) port = ep.port;

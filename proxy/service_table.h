@@ -7,6 +7,7 @@
 #include "proxy/service_proxy.h"
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,7 @@ class ServiceTable {
 
   void upsertService(const api::Service& service);
   void deleteService(const std::string& key);
-  // Returns the key (ns/name) of the Service the slice belongs to ("" if none known).
+  // Returns the key (ns/name) of the Service the slice belonged to before ("" if new).
   std::string upsertEndpointSlice(const api::EndpointSlice& slice);
   std::string deleteEndpointSlice(const std::string& ns, const std::string& name);
   void setOverride(const std::string& key, std::vector<OverrideBackend> backends);
@@ -63,6 +64,7 @@ class ServiceTable {
   std::string nodeName_;
   std::map<std::string, api::Service> services_;             // by ns/name
   std::map<std::string, api::EndpointSlice> slices_;         // by ns/slice-name
+  std::map<std::string, std::set<std::string>> slicesByService_;  // ns/service -> slice keys
   std::map<std::string, std::vector<OverrideBackend>> overrides_;  // by ns/name
 };
 

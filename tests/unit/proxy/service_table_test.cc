@@ -130,7 +130,13 @@ TEST(NftRuleset, NftablesModeBalancesWithNumgenAndRefusesEmptyServices) {
   t.upsertEndpointSlice(slice("web-1", "web",
                               {endpoint("10.244.0.11", true, true, false, "node-a"),
                                endpoint("10.244.0.12", true, true, false, "node-a")}));
-  std::string text = renderServiceRuleset(t.planAll(), {"ferry", "192.168.1.5", "10.244.0.0/16", true});
+  auto fragments = [&](bool clusterIPs) {
+    std::map<std::string, NftFragment> out;
+    for (const auto& key : t.serviceKeys())
+      out[key] = renderServiceFragment(t.plan(key), {"ferry", "192.168.1.5", "10.244.0.0/16", clusterIPs});
+    return out;
+  };
+  std::string text = renderServiceRuleset(fragments(true), {"ferry", "192.168.1.5", "10.244.0.0/16", true});
   EXPECT_NE(text.find("numgen inc mod 2 vmap"), std::string::npos);
   EXPECT_NE(text.find("10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/80"), std::string::npos);
   EXPECT_NE(text.find("192.168.1.5 . tcp . 30080 : goto ext-default/web/tcp/80"), std::string::npos);
@@ -139,10 +145,37 @@ TEST(NftRuleset, NftablesModeBalancesWithNumgenAndRefusesEmptyServices) {
   EXPECT_NE(text.find("hook output priority -100"), std::string::npos);
 
   // ebpf mode: only what arrives from other hosts on a NodePort.
-  std::string ebpf = renderServiceRuleset(t.planAll(), {"ferry", "192.168.1.5", "10.244.0.0/16", false});
+  std::string ebpf = renderServiceRuleset(fragments(false), {"ferry", "192.168.1.5", "10.244.0.0/16", false});
   EXPECT_EQ(ebpf.find("10.96.0.10 . tcp"), std::string::npos);
   EXPECT_EQ(ebpf.find("hook output"), std::string::npos);
   EXPECT_NE(ebpf.find("192.168.1.5 . tcp . 30080"), std::string::npos);
+}
+
+TEST(NftRuleset, OneEndpointChangeTouchesOnlyThatServiceInOrder) {
+  ServiceTable t("node-a");
+  t.upsertService(service("web", "10.96.0.10"));
+  t.upsertEndpointSlice(slice("web-1", "web",
+                              {endpoint("10.244.0.11", true, true, false, "node-a"),
+                               endpoint("10.244.0.12", true, true, false, "node-a")}));
+  NftServiceOptions o{"ferry", "", "", true};
+  NftFragment before = renderServiceFragment(t.plan("default/web"), o);
+  EXPECT_EQ(renderFragmentUpdate("ferry", before, before), "");
+  t.upsertEndpointSlice(slice("web-1", "web",
+                              {endpoint("10.244.0.11", true, true, false, "node-a"),
+                               endpoint("10.244.0.13", true, true, false, "node-a")}));
+  std::string update = renderFragmentUpdate("ferry", before, renderServiceFragment(t.plan("default/web"), o));
+  size_t addChain = update.find("add chain ip ferry ep-default/web/tcp/80/10.244.0.13/8080");
+  size_t flush = update.find("flush chain ip ferry svc-default/web/tcp/80");
+  size_t del = update.find("delete chain ip ferry ep-default/web/tcp/80/10.244.0.12/8080");
+  size_t rule = update.find("add rule ip ferry svc-default/web/tcp/80 numgen inc mod 2");
+  ASSERT_NE(addChain, std::string::npos) << update;
+  ASSERT_NE(flush, std::string::npos) << update;
+  ASSERT_NE(del, std::string::npos) << update;
+  ASSERT_NE(rule, std::string::npos) << update;
+  EXPECT_LT(flush, del) << "references go before what they name";
+  EXPECT_LT(addChain, rule) << "a chain exists before a rule jumps to it";
+  EXPECT_EQ(update.find("10.244.0.11/8080 {"), std::string::npos) << "unchanged endpoint chains are left alone";
+  EXPECT_EQ(update.find("element"), std::string::npos) << "the map entry still names the same chain";
 }
 
 TEST(NftRuleset, MasqueradeLeavesPodToPodTrafficAlone) {

@@ -1,0 +1,199 @@
+// bench/proxy: Service proxy cost at 10 .. 100,000 Services, ebpf vs nftables
+// mode vs connecting to the backend directly. Run as root:
+//   build/bench/proxy/bench_proxy [--sizes=10,1000,10000,100000] [--seconds=2] [--nft-max=100000]
+// Prints a Markdown table for bench/RESULTS.md.
+#include "proxy/service_proxy.h"
+#include "tests/kernel/proxy/proxy_test_env.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+using namespace ferry;
+using namespace ferry::proxy;
+using namespace ferry::proxy::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string addressAt(uint32_t base, uint32_t offset) {
+  in_addr a{htonl(base + offset)};
+  char buf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+constexpr uint32_t kServiceBase = (10u << 24) | (96u << 16);  // 10.96.0.0
+constexpr uint32_t kPodBase = (10u << 24) | (128u << 16);     // 10.128.0.0 (unreachable filler backends)
+
+api::Service serviceNo(int i) {
+  api::Service s;
+  s.ns = "bench";
+  s.name = fmt::format("svc-{}", i);
+  s.clusterIP = addressAt(kServiceBase, static_cast<uint32_t>(i + 1));
+  s.ports.push_back({"http", "TCP", 80, {false, kBackendPort, ""}, 0});
+  return s;
+}
+
+// Service 0 is the measured one (backends that answer); the others get three
+// distinct filler backends each, so maps and rulesets grow like a real cluster.
+api::EndpointSlice sliceNo(int i, int endpoints = 3) {
+  api::EndpointSlice e;
+  e.ns = "bench";
+  e.name = fmt::format("svc-{}-abc", i);
+  e.serviceName = fmt::format("svc-{}", i);
+  e.ports = {{"http", "TCP", kBackendPort}};
+  for (int j = 0; j < endpoints; ++j) {
+    std::string address = i == 0 ? kBackends[j] : addressAt(kPodBase, static_cast<uint32_t>(3 * i + j));
+    e.endpoints.push_back({{address}, true, true, false, "node-a", "", ""});
+  }
+  return e;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+struct Row {
+  std::string mode;
+  int services = 0;
+  double syncSeconds = 0;
+  double changeP50Ms = 0, changeP99Ms = 0;
+  int changes = 0;
+  double rate = 0, directRate = 0;
+  uint64_t mapBytes = 0;
+  int failures = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int> sizes = {10, 1000, 10000, 100000};
+  double seconds = 2;
+  int nftMax = 100000;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--sizes=", 0) == 0) {
+      sizes.clear();
+      std::string list = a.substr(8);
+      size_t pos = 0;
+      while (pos < list.size()) {
+        size_t comma = list.find(',', pos);
+        sizes.push_back(std::stoi(list.substr(pos, comma - pos)));
+        pos = comma == std::string::npos ? list.size() : comma + 1;
+      }
+    } else if (a.rfind("--seconds=", 0) == 0) {
+      seconds = std::stod(a.substr(10));
+    } else if (a.rfind("--nft-max=", 0) == 0) {
+      nftMax = std::stoi(a.substr(10));
+    }
+  }
+  spdlog::set_level(spdlog::level::warn);
+  ProxyTestEnv env;
+  if (std::string reason = env.setUp(); !reason.empty()) {
+    std::cerr << "cannot run: " << reason << "\n";
+    return 2;
+  }
+  auto connectRate = [&](const std::string& address, int port, int& failures) {
+    ClientProcess client(env.cgroupDir(), env.nodeNetns(), {ClientJob::TcpConnect, address, port, 0, false});
+    auto start = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    client.stop();
+    ClientResult r = client.wait();
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    for (auto& [_, n] : r.errors) failures += n;
+    return static_cast<double>(r.total()) / elapsed;
+  };
+
+  std::vector<Row> rows;
+  for (std::string mode : {"ebpf", "nftables"}) {
+    std::unique_ptr<ServiceProxy> proxy;
+    ProxyConfig config;
+    config.mode = mode;
+    config.cgroupV2Path = env.cgroupDir();
+    config.bpffsDir = env.bpffsDir();
+    config.nodeIP = kNodeIP;
+    config.clusterCIDR = "10.244.0.0/16";
+    config.serviceCIDR = "10.96.0.0/12";
+    config.nodeName = "node-a";
+    bool ok = true;
+    env.nodeWorker().run([&] {
+      auto p = ServiceProxy::start(config);
+      if (!p) {
+        std::cerr << "start " << mode << ": " << p.error().message << "\n";
+        ok = false;
+        return;
+      }
+      proxy = std::move(*p);
+    });
+    if (!ok) return 1;
+    for (int n : sizes) {
+      if (mode == "nftables" && n > nftMax) continue;
+      Row row;
+      row.mode = mode;
+      row.services = n;
+      std::vector<api::Service> services;
+      std::vector<api::EndpointSlice> slices;
+      for (int i = 0; i < n; ++i) {
+        services.push_back(serviceNo(i));
+        slices.push_back(sliceNo(i));
+      }
+      env.nodeWorker().run([&] {
+        auto t0 = Clock::now();
+        auto st = proxy->resync(services, slices);
+        row.syncSeconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (!st) {
+          std::cerr << mode << " resync " << n << ": " << st.error().message << "\n";
+          ok = false;
+        }
+      });
+      if (!ok) break;
+      // One endpoint change of one Service (the last one), alternating 3 <-> 2 endpoints.
+      int changes = mode == "ebpf" ? 200 : std::max(3, std::min(50, 20000 / std::max(1, n)));
+      std::vector<double> ms;
+      env.nodeWorker().run([&] {
+        for (int k = 0; k < changes; ++k) {
+          auto slice = sliceNo(n - 1, k % 2 ? 3 : 2);
+          auto t0 = Clock::now();
+          auto st = proxy->upsertEndpointSlice(slice);
+          ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+          if (!st) std::cerr << "change: " << st.error().message << "\n";
+        }
+        auto bytes = proxy->mapMemoryBytes();
+        row.mapBytes = bytes ? *bytes : 0;
+      });
+      row.changes = changes;
+      row.changeP50Ms = percentile(ms, 0.5);
+      row.changeP99Ms = percentile(ms, 0.99);
+      row.rate = connectRate(addressAt(kServiceBase, 1), 80, row.failures);
+      row.directRate = connectRate(kBackends[0], kBackendPort, row.failures);
+      std::cerr << fmt::format("{} {}: sync {:.3f}s change p99 {:.3f}ms rate {:.0f}/s direct {:.0f}/s\n", mode, n,
+                               row.syncSeconds, row.changeP99Ms, row.rate, row.directRate);
+      rows.push_back(row);
+    }
+    env.nodeWorker().run([&] {
+      if (auto st = proxy->uninstall(); !st) std::cerr << "uninstall: " << st.error().message << "\n";
+      proxy.reset();
+    });
+  }
+  env.tearDown();
+
+  std::cout << "| mode | Services | full sync | one endpoint change p50 / p99 (n) | connects/s via ClusterIP | connects/s direct | ratio | map memory | failed connects |\n";
+  std::cout << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const Row& r : rows) {
+    std::cout << fmt::format("| {} | {} | {:.3f} s | {:.3f} / {:.3f} ms ({}) | {:.0f} | {:.0f} | {:.3f} | {} | {} |\n", r.mode,
+                             r.services, r.syncSeconds, r.changeP50Ms, r.changeP99Ms, r.changes, r.rate, r.directRate,
+                             r.directRate > 0 ? r.rate / r.directRate : 0,
+                             r.mode == "ebpf" ? fmt::format("{:.1f} MiB", static_cast<double>(r.mapBytes) / 1048576.0) : "n/a",
+                             r.failures);
+  }
+  return 0;
+}
