@@ -2,6 +2,13 @@
 
 #include "api/log.h"
 #include "controlplane-lite/controllers/controller_context.h"
+#include "controlplane-lite/controllers/deployment_controller.h"
+#include "controlplane-lite/controllers/endpointslice_controller.h"
+#include "controlplane-lite/controllers/garbage_collector.h"
+#include "controlplane-lite/controllers/hpa_controller.h"
+#include "controlplane-lite/controllers/node_lifecycle_controller.h"
+#include "controlplane-lite/controllers/pod_metrics_source.h"
+#include "controlplane-lite/controllers/replicaset_controller.h"
 #include "controlplane-lite/scheduler/scheduler.h"
 
 #include <vector>
@@ -13,8 +20,19 @@ namespace {
 class RunningControlLoops : public ControlLoops {
  public:
   RunningControlLoops(ObjectClient& client, const ServerConfig& config)
-      : informers_(client), events_(client, "controller-manager"), context_{client, informers_, events_, config} {
+      : informers_(client),
+        events_(client, "controller-manager"),
+        context_{client, informers_, events_, config},
+        metrics_(client) {
     loops_.push_back(std::make_unique<Scheduler>(context_));
+    loops_.push_back(std::make_unique<ReplicaSetController>(context_));
+    loops_.push_back(std::make_unique<DeploymentController>(context_));
+    loops_.push_back(std::make_unique<EndpointSliceController>(context_));
+    loops_.push_back(std::make_unique<NodeLifecycleController>(context_));
+    loops_.push_back(std::make_unique<GarbageCollector>(context_));
+    // Kubernetes syncs HPAs every 15 s; a short stabilization window (tests) asks for quicker passes.
+    auto hpaPeriod = config.hpaDownscaleStabilizationSeconds < 60 ? std::chrono::seconds(1) : std::chrono::seconds(15);
+    loops_.push_back(std::make_unique<HpaController>(context_, metrics_, hpaPeriod));
     events_.start();
     informers_.start();
     if (!informers_.waitForSync(std::chrono::seconds(60))) log::warn("control loops: informers not synced after 60s");
@@ -31,6 +49,7 @@ class RunningControlLoops : public ControlLoops {
   InformerSet informers_;
   EventRecorder events_;
   ControllerContext context_;
+  ApiPodMetricsSource metrics_;
   std::vector<std::unique_ptr<ControlLoop>> loops_;
 };
 

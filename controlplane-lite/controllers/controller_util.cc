@@ -84,11 +84,11 @@ const api::Json* findCondition(const api::Json& conditions, const std::string& t
 }
 
 api::Json conditionOf(const api::Json& object, const std::string& type) {
-  if (!object.contains("status") || !object["status"].is_object()) return nullptr;
+  if (!object.is_object() || !object.contains("status") || !object["status"].is_object()) return api::Json::object();
   const api::Json& status = object["status"];
-  if (!status.contains("conditions")) return nullptr;
+  if (!status.contains("conditions")) return api::Json::object();
   const api::Json* c = findCondition(status["conditions"], type);
-  return c ? *c : api::Json();
+  return c ? *c : api::Json::object();
 }
 
 bool setCondition(api::Json& conditions, const std::string& type, const std::string& status,

@@ -30,7 +30,7 @@ bool podIsAvailable(const api::Json& pod, int minReadySeconds, std::int64_t now)
 // Status conditions ({type, status, reason, message, lastTransitionTime, ...}).
 const api::Json* findCondition(const api::Json& conditions, const std::string& type);
 const api::Json* findCondition(api::Json&& conditions, const std::string& type) = delete;  // would dangle
-// The condition `type` of object.status.conditions (a copy), or null.
+// The condition `type` of object.status.conditions (a copy), or an empty object.
 api::Json conditionOf(const api::Json& object, const std::string& type);
 // Sets or replaces the condition; lastTransitionTime changes only when status does.
 // Returns true when anything changed. `updateTimeField` (e.g. lastUpdateTime) is

@@ -137,7 +137,9 @@ Result<api::Json> FakeObjectClient::update(const std::string& resource, const ap
   object["metadata"]["resourceVersion"] = std::to_string(++revision_);
   if (api::isTerminating(object)) {
     auto finalizers = api::at<api::Json>(object, {"metadata", "finalizers"}, api::Json::array());
-    if (finalizers.empty()) {
+    // A bound pod still waits for its kubelet (finishPodDeletions).
+    bool waitsForKubelet = resource == "pods" && !api::at<std::string>(object, {"spec", "nodeName"}).empty();
+    if (finalizers.empty() && !waitsForKubelet) {
       bucket.erase(it);
       emitLocked(resource, "DELETED", object);
       return object;
@@ -262,9 +264,10 @@ Result<api::Json> FakeObjectClient::mutate(const std::string& resource, const st
 void FakeObjectClient::finishPodDeletions() {
   std::lock_guard lock(mu_);
   std::vector<std::string> keys;
-  for (const auto& [key, pod] : objects_["pods"])
-    if (api::isTerminating(pod) && api::at<api::Json>(pod, {"metadata", "finalizers"}, api::Json::array()).empty())
-      keys.push_back(key);
+  for (const auto& [key, pod] : objects_["pods"]) {
+    auto finalizers = api::at<api::Json>(pod, {"metadata", "finalizers"}, api::Json::array());
+    if (api::isTerminating(pod) && (finalizers.empty() || finalizers.is_null())) keys.push_back(key);
+  }
   for (const auto& key : keys) {
     api::Json gone = objects_["pods"][key];
     objects_["pods"].erase(key);
