@@ -197,6 +197,8 @@ Result<CgroupStats> readStatsV2(const TreeLayout& t, const std::string& path) {
   auto usage = readKey(d + "/cpu.stat", "usage_usec");
   if (!usage) return fail(usage.error());
   stats.cpuUsageNs = *usage * 1000;
+  stats.cpuPeriods = readKey(d + "/cpu.stat", "nr_periods").value_or(0);
+  stats.cpuThrottledPeriods = readKey(d + "/cpu.stat", "nr_throttled").value_or(0);
   auto memory = readNumber(d + "/memory.current");
   if (!memory) return fail(memory.error());
   stats.memoryUsageBytes = *memory;
@@ -247,6 +249,8 @@ Result<CgroupStats> readStatsV1(const TreeLayout& t, const std::string& path) {
   auto usage = readNumber(t.dir(t.cpuacctRoot, path) + "/cpuacct.usage");
   if (!usage) return fail(usage.error());
   stats.cpuUsageNs = *usage;
+  stats.cpuPeriods = readKey(t.dir(t.cpuRoot, path) + "/cpu.stat", "nr_periods").value_or(0);
+  stats.cpuThrottledPeriods = readKey(t.dir(t.cpuRoot, path) + "/cpu.stat", "nr_throttled").value_or(0);
   std::string memory = t.dir(t.memoryRoot, path);
   auto current = readNumber(memory + "/memory.usage_in_bytes");
   if (!current) return fail(current.error());
@@ -465,6 +469,9 @@ Status CgroupTree::thaw(const std::string& path) {
 
 Status CgroupTree::killAll(const std::string& path) {
   if (Status s = checkRelative(path, "path"); !s) return s;
+  auto initial = processes(path);
+  if (!initial) return fail(initial.error().wrap("kill cgroup " + path));
+  if (initial->empty()) return {};
   bool usedCgroupKill = false;
   if (!impl_->unifiedRoot.empty()) {
     std::string killFile = impl_->dir(impl_->unifiedRoot, path) + "/cgroup.kill";
@@ -482,7 +489,7 @@ Status CgroupTree::killAll(const std::string& path) {
     if (!usedCgroupKill) {
       for (pid_t pid : *pids) ::kill(pid, SIGKILL);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
 }
 

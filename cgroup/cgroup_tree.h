@@ -33,6 +33,8 @@ struct CgroupStats {
   uint64_t memoryUsageBytes = 0;
   uint64_t memoryWorkingSetBytes = 0;  // usage - inactive_file (as Kubernetes/cAdvisor), >= 0
   uint64_t oomKills = 0;               // kills by the OOM killer in this cgroup and below
+  uint64_t cpuPeriods = 0;             // CFS periods with runnable tasks (cpu.stat nr_periods)
+  uint64_t cpuThrottledPeriods = 0;    // of those, periods that hit the quota (nr_throttled)
 };
 
 class CgroupTree {

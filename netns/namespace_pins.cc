@@ -49,7 +49,16 @@ Status pinCurrentNamespace(const char* nsFile, const std::string& pinPath) {
 
 }  // namespace
 
+namespace {
+Status createPinned(const NamespacePins& pins, const std::string& hostname, const std::function<Status()>& inside);
+}
+
 Status createPinnedNamespaces(const NamespacePins& pins, const std::string& hostname) {
+  return createPinned(pins, hostname, {});
+}
+
+namespace {
+Status createPinned(const NamespacePins& pins, const std::string& hostname, const std::function<Status()>& inside) {
   struct Kind {
     const std::string* path;
     int flag;
@@ -80,9 +89,17 @@ Status createPinnedNamespaces(const NamespacePins& pins, const std::string& host
       }
       pinned.push_back(*kind.path);
     }
+    if (inside) {
+      Status status = inside();
+      if (!status) {
+        for (const std::string& done : pinned) (void)removePinnedNamespace(done);
+        return status;
+      }
+    }
     return {};
   });
 }
+}  // namespace
 
 Status removePinnedNamespace(const std::string& pinPath) {
   if (::umount2(pinPath.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
@@ -98,7 +115,8 @@ NamespacePins podNamespacePins(const std::string& podDir) {
   return {.net = podDir + "/net", .ipc = podDir + "/ipc", .uts = podDir + "/uts"};
 }
 
-Result<NamespacePins> createPodNamespaces(const std::string& podDir, const std::string& hostname) {
+Result<NamespacePins> createPodNamespaces(const std::string& podDir, const std::string& hostname,
+                                          const std::function<Status()>& inside) {
   std::error_code ec;
   std::filesystem::create_directories(podDir, ec);
   if (ec) return fail(ec.value(), "create pod namespace directory " + podDir + ": " + ec.message());
@@ -114,7 +132,7 @@ Result<NamespacePins> createPodNamespaces(const std::string& podDir, const std::
     return failErrno("make " + podDir + " a private mount", err);
   }
   NamespacePins pins = podNamespacePins(podDir);
-  if (Status s = createPinnedNamespaces(pins, hostname); !s) {
+  if (Status s = createPinned(pins, hostname, inside); !s) {
     (void)removePodNamespaces(podDir);
     return fail(s.error());
   }

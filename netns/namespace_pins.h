@@ -33,7 +33,11 @@ bool isPinnedNamespace(const std::string& pinPath);
 // A pod's pins in one directory: <podDir>/net, <podDir>/ipc, <podDir>/uts. The directory
 // is made a (private) mount of its own so that removing the pod is a single lazy unmount:
 // every unmount waits for an RCU grace period (~1-3 ms here), three would triple that.
-Result<NamespacePins> createPodNamespaces(const std::string& podDir, const std::string& hostname);
+// `inside`, if given, runs on the creating thread while it is still in the new namespaces
+// (the pod's network is configured there without another thread hand-off); its failure
+// undoes everything.
+Result<NamespacePins> createPodNamespaces(const std::string& podDir, const std::string& hostname,
+                                          const std::function<Status()>& inside = {});
 // Unmounts the pod directory with everything pinned in it and deletes it. A missing
 // directory is not an error.
 Status removePodNamespaces(const std::string& podDir);

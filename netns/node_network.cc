@@ -216,13 +216,31 @@ Result<std::vector<RouteEntry>> listRoutesOn(nl_sock* sock) {
   return result;
 }
 
+
+// Pod side: lo and eth0 up, the pod address and the default route, in the current netns.
+Status configurePodSide(nl_sock* sock, const PodLinkSpec& spec) {
+  if (Status s = setLinkUp(sock, "lo"); !s) return s;
+  if (Status s = setLinkUp(sock, "eth0"); !s) return s;
+  LinkPtr eth0;
+  int e = rtnl_link_get_kernel(sock, 0, "eth0", eth0.out());
+  if (e < 0) return failNl("find eth0", e);
+  int ifindex = rtnl_link_get_ifindex(eth0.get());
+  if (Status s = addAddress(sock, ifindex, spec.podAddress, "podAddress"); !s) return s;
+  return addRoute(sock, "default", spec.gateway, ifindex, NLM_F_EXCL);
+}
+
 }  // namespace
 
 struct NodeNetwork::Impl {
   std::string netnsPath;
   Socket socket;
+  int netnsFd = -1;  // the node's network namespace, where pod veths send their host end
+  ~Impl() {
+    if (netnsFd >= 0) ::close(netnsFd);
+  }
   nl_sock* sock() const { return socket.get(); }
 };
+
 
 NodeNetwork::NodeNetwork(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NodeNetwork::~NodeNetwork() = default;
@@ -230,6 +248,9 @@ NodeNetwork::~NodeNetwork() = default;
 Result<std::unique_ptr<NodeNetwork>> NodeNetwork::open(const std::string& nodeNetnsPath) {
   auto impl = std::make_unique<Impl>();
   impl->netnsPath = nodeNetnsPath;
+  std::string nsFile = nodeNetnsPath.empty() ? "/proc/thread-self/ns/net" : nodeNetnsPath;
+  impl->netnsFd = ::open(nsFile.c_str(), O_RDONLY | O_CLOEXEC);
+  if (impl->netnsFd < 0) return failErrno("open node network namespace " + nsFile);
   if (nodeNetnsPath.empty()) {
     auto socket = connectRoute();
     if (!socket) return fail(socket.error());
@@ -316,21 +337,54 @@ Status NodeNetwork::createPodLink(const PodLinkSpec& spec) {
   Status podSide = runInNetworkNamespace(spec.podNetnsPath, [&]() -> Status {
     auto socket = connectRoute();
     if (!socket) return fail(socket.error());
-    nl_sock* sock = socket->get();
-    if (Status s = setLinkUp(sock, "lo"); !s) return s;
-    if (Status s = setLinkUp(sock, "eth0"); !s) return s;
-    LinkPtr eth0;
-    int e = rtnl_link_get_kernel(sock, 0, "eth0", eth0.out());
-    if (e < 0) return failNl("find eth0", e);
-    int ifindex = rtnl_link_get_ifindex(eth0.get());
-    if (Status s = addAddress(sock, ifindex, spec.podAddress, "podAddress"); !s) return s;
-    return addRoute(sock, "default", spec.gateway, ifindex, NLM_F_EXCL);
+    return configurePodSide(socket->get(), spec);
   });
   if (!podSide) {
     (void)removePodLink(spec.hostIfName);
     return fail(podSide.error().wrap("configure pod side of " + spec.hostIfName));
   }
   return {};
+}
+
+Result<NamespacePins> NodeNetwork::createPodNamespacesAndLink(const std::string& podDir, const std::string& hostname,
+                                                              const PodLinkSpec& spec) {
+  if (spec.hostIfName.empty() || spec.hostIfName.size() >= IFNAMSIZ) {
+    return fail(EINVAL, "hostIfName: must be 1-15 characters: \"" + spec.hostIfName + "\"");
+  }
+  auto bridgeIndex = linkIndex(spec.bridgeName);
+  if (!bridgeIndex) return fail(bridgeIndex.error().wrap("pod link " + spec.hostIfName));
+
+  auto pins = createPodNamespaces(podDir, hostname, [&]() -> Status {
+    auto socket = connectRoute();
+    if (!socket) return fail(socket.error());
+    // Made from inside the pod: eth0 stays here, the peer goes to the node under its name.
+    LinkPtr veth(rtnl_link_veth_alloc());
+    rtnl_link_set_name(veth.get(), "eth0");
+    rtnl_link_set_mtu(veth.get(), spec.mtu);
+    rtnl_link* peer = rtnl_link_veth_get_peer(veth.get());
+    rtnl_link_set_name(peer, spec.hostIfName.c_str());
+    rtnl_link_set_mtu(peer, spec.mtu);
+    rtnl_link_set_ns_fd(peer, impl_->netnsFd);
+    rtnl_link_put(peer);
+    int err = rtnl_link_add(socket->get(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
+    if (err < 0) return failNl("create veth " + spec.hostIfName, err);
+    return configurePodSide(socket->get(), spec);
+  });
+  if (!pins) return fail(pins.error().wrap("pod network " + spec.hostIfName));
+
+  // The host end, found by name: onto the bridge and up in one request.
+  LinkPtr byName(rtnl_link_alloc());
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_name(change.get(), spec.hostIfName.c_str());
+  rtnl_link_set_master(change.get(), *bridgeIndex);
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  int err = rtnl_link_change(impl_->sock(), byName.get(), change.get(), 0);
+  if (err < 0) {
+    (void)removePodLink(spec.hostIfName);
+    (void)removePodNamespaces(podDir);
+    return failNl("attach " + spec.hostIfName + " to bridge " + spec.bridgeName, err);
+  }
+  return pins;
 }
 
 Status NodeNetwork::removePodLink(const std::string& hostIfName) {

@@ -259,21 +259,20 @@ Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
   std::string hostname = spec.hostname.empty() ? spec.name : spec.hostname;
   if (hostname.size() > 63) hostname.resize(63);  // the kubelet truncates the same way
   if (hostname.empty()) hostname = spec.uid.substr(0, 63);
-  if (auto pins = netns::createPodNamespaces(impl_->podDir(spec.uid), hostname); !pins) return undo(pins.error());
-  netns::PodLinkSpec link{.podNetnsPath = sandbox.netnsPath,
-                          .hostIfName = sandbox.hostVeth,
+  netns::PodLinkSpec link{.hostIfName = sandbox.hostVeth,
                           .bridgeName = impl_->config.bridgeName,
                           .podAddress = sandbox.podIP + "/" + std::to_string(sandbox.prefixLength),
                           .gateway = sandbox.gateway,
                           .mtu = impl_->config.mtu};
-  Status linked = impl_->network->createPodLink(link);
-  if (!linked && linked.error().code == EEXIST) {
+  std::string podDir = impl_->podDir(spec.uid);
+  auto pins = impl_->network->createPodNamespacesAndLink(podDir, hostname, link);
+  if (!pins && pins.error().code == EEXIST) {
     // The veth of an earlier sandbox with this uid whose netns the kernel is still
     // tearing down (or that something kept alive): delete it now and retry.
     (void)impl_->network->removePodLink(link.hostIfName);
-    linked = impl_->network->createPodLink(link);
+    pins = impl_->network->createPodNamespacesAndLink(podDir, hostname, link);
   }
-  if (!linked) return undo(linked.error());
+  if (!pins) return undo(pins.error());
 
   cgroup::Limits limits = spec.limits;
   if (!limits.pidsMax && impl_->config.podPidsLimit > 0) limits.pidsMax = impl_->config.podPidsLimit;

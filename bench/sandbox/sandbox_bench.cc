@@ -86,7 +86,8 @@ int runCommand(const std::vector<std::string>& args) {
 }
 
 int benchFerry(int count, std::vector<double>& ms) {
-  char dirTemplate[] = "/tmp/ferry-bench-sandbox-XXXXXX";
+  // tmpfs, as the agent's /run is on a systemd host (here /run and /tmp are on the disk).
+  char dirTemplate[] = "/dev/shm/ferry-bench-sandbox-XXXXXX";
   std::string dir = ::mkdtemp(dirTemplate);
   std::string nodeNs = dir + "/node";
   if (!ferry::netns::createPinnedNamespaces({.net = nodeNs})) return -1;
@@ -149,6 +150,20 @@ int benchFerry(int count, std::vector<double>& ms) {
   return failures;
 }
 
+// The floor under every runtime: fork + exec of `busybox true` and wait, nothing else.
+void benchBareProcess(int count, std::vector<double>& ms) {
+  for (int i = 0; i < count; ++i) {
+    auto t0 = Clock::now();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/busybox", "busybox", "true", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::waitpid(pid, nullptr, 0);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+}
+
 int benchRuntime(const std::string& runtime, const std::string& bundle, int count, std::vector<double>& ms) {
   std::string state = "/tmp/ferry-bench-" + runtime + "-state-" + std::to_string(::getpid());
   int failures = 0;
@@ -179,6 +194,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "needs root\n");
     return 1;
   }
+  std::vector<double> bareMs;
+  benchBareProcess(count, bareMs);
+  print("bare", bareMs, 0);
   std::vector<double> ferryMs;
   int ferryFailures = benchFerry(count, ferryMs);
   if (ferryFailures < 0) return 1;

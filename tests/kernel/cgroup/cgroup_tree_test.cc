@@ -155,6 +155,16 @@ TEST_F(CgroupTreeTest, CpuLimitThrottlesToQuarterCore) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(start && end);
   double cpus = (end->cpuUsageNs - start->cpuUsageNs) / 1e9 / seconds;
+  uint64_t periods = end->cpuPeriods - start->cpuPeriods;
+  uint64_t throttled = end->cpuThrottledPeriods - start->cpuThrottledPeriods;
+  EXPECT_LE(cpus, 0.30) << "the quota caps usage (measured from the cgroup's own counters)";
+  EXPECT_GT(periods, 0u);
+  if (cpus < 0.20 && throttled * 10 < periods * 8) {
+    ASSERT_TRUE(tree_->killAll(*pod));
+    child.wait();
+    GTEST_SKIP() << "the machine's other load starved the busy loop (" << cpus << " CPU, throttled in only "
+                 << throttled << " of " << periods << " periods): the lower bound cannot be checked here";
+  }
   EXPECT_NEAR(cpus, 0.25, 0.05) << "measured from the cgroup's own counters";
   ASSERT_TRUE(tree_->killAll(*pod));
   child.wait();
