@@ -59,7 +59,7 @@ Result<std::string> readFile(const std::string& path) {
   return s.str();
 }
 
-Status writeFileAtomically(const std::string& path, const std::string& content) {
+Status writeFileAtomically(const std::string& path, const std::string& content, bool durable = true) {
   std::string tmp = path + ".tmp-" + randomSuffix();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return failErrno("create " + tmp);
@@ -75,7 +75,7 @@ Status writeFileAtomically(const std::string& path, const std::string& content) 
     }
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) < 0 || ::close(fd) < 0) {
+  if ((durable && ::fsync(fd) < 0) || ::close(fd) < 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     return failErrno("sync " + tmp, err);
@@ -423,17 +423,10 @@ class ImageStore::Impl {
       repoDigests.insert(repoDigests.begin(), repoDigest);
     rec["repoDigests"] = repoDigests;
     std::string digest = repoDigest.empty() ? "" : repoDigest.substr(repoDigest.find('@') + 1);
-    std::vector<std::string> previous;
-    for (const auto& r : references) {
-      auto& slot = index["references"][r];
-      if (slot.is_object() && slot.value("id", "") != id) previous.push_back(slot.value("id", ""));
-      slot = json{{"id", id}, {"digest", digest}};
-    }
-    // An image that lost its last reference to this one (a retag) is dropped, as Docker
-    // leaves it dangling; its layers go with the next collection.
-    for (const auto& old : previous) dropIfUnreferenced(index, old);
+    // An image whose tag moves here stays, unnamed: a running container may still use its
+    // layers. Image GC, which knows what is in use, removes it later.
+    for (const auto& r : references) index["references"][r] = json{{"id", id}, {"digest", digest}};
     if (auto s = saveIndex(index); !s) return fail(s.error());
-    removeUnusedLayers(index);
     Image image = imageFromRecord(index, id);
     if (!digest.empty()) image.digest = digest;
     return image;
@@ -564,12 +557,16 @@ class ImageStore::Impl {
     return image;
   }
 
+  // Called on every container start: cheap when recent, and not synced to disk (a lost
+  // last-used time only makes GC order slightly less exact).
   void touch(const std::string& id) {
     StoreLock lock(lockPath(), true);
     json index = loadIndex();
     if (!index["images"].contains(id)) return;
-    index["images"][id]["lastUsed"] = nowSeconds();
-    (void)saveIndex(index);
+    std::int64_t now = nowSeconds();
+    if (index["images"][id].value("lastUsed", std::int64_t{0}) + 60 > now) return;
+    index["images"][id]["lastUsed"] = now;
+    (void)writeFileAtomically(indexPath(), index.dump(1), /*durable=*/false);
   }
 
   // --- import ------------------------------------------------------------------------
