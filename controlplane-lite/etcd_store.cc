@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -75,16 +74,6 @@ struct WatchStream {
   // Set when the handle goes away; the sink is never called afterwards.
   std::atomic<bool> cancelled{false};
   std::mutex callMutex;
-  // Set once etcd confirmed the watch (or it ended): watch() returns a live watch.
-  std::mutex readyMutex;
-  std::condition_variable readyChanged;
-  bool ready = false;
-
-  void markReady() {
-    std::lock_guard lock(readyMutex);
-    ready = true;
-    readyChanged.notify_all();
-  }
 };
 
 }  // namespace
@@ -213,7 +202,6 @@ struct EtcdStore::Impl {
   }
 
   static void endWith(WatchStream& stream, std::string reason) {
-    stream.markReady();
     StoreEvent end;
     end.type = StoreEvent::Type::Error;
     end.kv.key = stream.prefix;
@@ -235,7 +223,6 @@ struct EtcdStore::Impl {
     const Json& result = *found;
     stream.sawResponse = true;
     stream.failures = 0;
-    if (result.value("created", false) && !stream.ready) stream.markReady();
     if (std::int64_t compacted = etcdInt(result, "compact_revision"); compacted > 0) {
       endWith(stream, fmt::format("watch {} from revision {}: history before revision {} is compacted",
                                   stream.prefix, stream.nextRevision - 1, compacted));
@@ -453,11 +440,9 @@ Result<std::unique_ptr<StoreWatch>> EtcdStore::watch(const std::string& prefix, 
     impl_->toAdd.push_back(stream);
   }
   curl_multi_wakeup(impl_->multi);
-  {
-    // A bounded wait: when etcd is slow the stream still starts at the right revision.
-    std::unique_lock lock(stream->readyMutex);
-    stream->readyChanged.wait_for(lock, std::chrono::seconds(10), [&] { return stream->ready; });
-  }
+  // No waiting for etcd to confirm the stream: callers often hold a lock their
+  // sinks take, and the loop thread must never wait for them. The stream starts
+  // at afterRevision + 1, so nothing written meanwhile is missed.
   return std::make_unique<Impl::Handle>(impl_, std::move(stream));
 }
 

@@ -30,7 +30,9 @@ struct StoreEvent {
   bool created = false; // Put that created the key
 };
 
-// Stops delivering events when destroyed.
+// Stops delivering events when destroyed. Destruction waits for a sink call of
+// this watch that is running on another thread, so never destroy a watch while
+// holding a lock its sink takes (destroying it from inside its own sink is fine).
 class StoreWatch {
  public:
   virtual ~StoreWatch() = default;

@@ -127,7 +127,8 @@ Result<double> fanOut(Store& store, int watchers) {
       if (!watch) return std::unexpected(watch.error());
       handles.push_back(std::move(*watch));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Let every watch get established (etcd: one HTTP stream each) before the write.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 + 3 * watchers));
     auto t0 = Clock::now();
     if (auto rev = store.create(key, "x"); !rev) return std::unexpected(rev.error());
     std::unique_lock lock(mutex);
