@@ -112,6 +112,24 @@ Status setLinkUp(nl_sock* sock, const std::string& name) {
   return {};
 }
 
+// Hairpin on a bridge port: a frame may leave through the port it came in on. A pod that
+// reaches itself through a Service whose DNAT happens in the bridge path (br_netfilter,
+// nftables proxy mode) needs it, as with the kubelet's hairpin-veth mode.
+Status setHairpin(nl_sock* sock, const std::string& portName) {
+  LinkPtr port;
+  int err = rtnl_link_get_kernel(sock, 0, portName.c_str(), port.out());
+  if (err < 0) return failNl("find bridge port " + portName, err);
+  LinkPtr orig(rtnl_link_alloc());
+  rtnl_link_set_ifindex(orig.get(), rtnl_link_get_ifindex(port.get()));
+  rtnl_link_set_family(orig.get(), AF_BRIDGE);
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_family(change.get(), AF_BRIDGE);
+  rtnl_link_bridge_set_flags(change.get(), RTNL_BRIDGE_HAIRPIN_MODE);
+  err = rtnl_link_change(sock, orig.get(), change.get(), 0);
+  if (err < 0) return failNl("hairpin on bridge port " + portName, err);
+  return {};
+}
+
 Status addAddress(nl_sock* sock, int ifindex, const std::string& cidr, const std::string& field) {
   auto local = parseAddress(cidr, field);
   if (!local) return fail(local.error());
@@ -333,6 +351,10 @@ Status NodeNetwork::createPodLink(const PodLinkSpec& spec) {
   int err = rtnl_link_add(impl_->sock(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
   ::close(podNs);
   if (err < 0) return failNl("create veth " + spec.hostIfName, err);
+  if (Status s = setHairpin(impl_->sock(), spec.hostIfName); !s) {
+    (void)removePodLink(spec.hostIfName);
+    return s;
+  }
 
   Status podSide = runInNetworkNamespace(spec.podNetnsPath, [&]() -> Status {
     auto socket = connectRoute();
@@ -379,10 +401,12 @@ Result<NamespacePins> NodeNetwork::createPodNamespacesAndLink(const std::string&
   rtnl_link_set_master(change.get(), *bridgeIndex);
   rtnl_link_set_flags(change.get(), IFF_UP);
   int err = rtnl_link_change(impl_->sock(), byName.get(), change.get(), 0);
-  if (err < 0) {
+  Status attached = err < 0 ? failNl("attach " + spec.hostIfName + " to bridge " + spec.bridgeName, err)
+                            : setHairpin(impl_->sock(), spec.hostIfName);
+  if (!attached) {
     (void)removePodLink(spec.hostIfName);
     (void)removePodNamespaces(podDir);
-    return failNl("attach " + spec.hostIfName + " to bridge " + spec.bridgeName, err);
+    return fail(attached.error());
   }
   return pins;
 }
@@ -412,6 +436,19 @@ Status NodeNetwork::removeRoute(const std::string& destinationCidr) {
   int err = rtnl_route_delete(impl_->sock(), route.get(), 0);
   if (err < 0 && !isNotFound(err)) return failNl("delete route " + destinationCidr, err);
   return {};
+}
+
+Result<bool> NodeNetwork::hairpinEnabled(const std::string& portName) {
+  // Bridge port flags come back only in an AF_BRIDGE dump.
+  CachePtr cache;
+  int err = rtnl_link_alloc_cache(impl_->sock(), AF_BRIDGE, cache.out());
+  if (err < 0) return failNl("list bridge ports", err);
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* link = reinterpret_cast<rtnl_link*>(obj);
+    const char* name = rtnl_link_get_name(link);
+    if (name && portName == name) return (rtnl_link_bridge_get_flags(link) & RTNL_BRIDGE_HAIRPIN_MODE) != 0;
+  }
+  return fail(ENODEV, "bridge port " + portName + ": not found");
 }
 
 Result<std::vector<std::string>> NodeNetwork::listLinks() { return listLinksOn(impl_->sock()); }

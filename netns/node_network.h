@@ -53,7 +53,7 @@ class NodeNetwork {
 
   // Veth pair: the pod end is created directly inside the pod namespace as `eth0`
   // with the pod address and a default route via the gateway, `lo` is set up there;
-  // the host end joins the bridge and is set up. Fails with EEXIST if the host end
+  // the host end joins the bridge (with hairpin on) and is set up. Fails with EEXIST if the host end
   // already exists (callers remove it first when recovering).
   Status createPodLink(const PodLinkSpec& spec);
 
@@ -79,6 +79,7 @@ class NodeNetwork {
   Result<std::vector<AddressEntry>> listAddresses();              // IPv4, all links
   Result<std::vector<RouteEntry>> listRoutes();                   // IPv4 main table
   Result<int> linkIndex(const std::string& name);                 // ENODEV when missing
+  Result<bool> hairpinEnabled(const std::string& bridgePortName);  // pod veths have it on
 
  private:
   struct Impl;

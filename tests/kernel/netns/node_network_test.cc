@@ -93,6 +93,10 @@ TEST_F(NodeNetworkTest, PodsOnTheBridgeReachEachOtherAndCleanUp) {
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, EEXIST);
 
+  auto hairpin = network_->hairpinEnabled("fvtesta");
+  ASSERT_TRUE(hairpin) << hairpin.error().message;
+  EXPECT_TRUE(*hairpin);
+
   auto podRoutes = listRoutesIn(podA);
   ASSERT_TRUE(podRoutes);
   bool hasDefault = false;

@@ -99,6 +99,9 @@ TEST_F(SandboxManagerTest, TwentyPodsReachEachOtherAndLeaveNothingBehind) {
     EXPECT_TRUE(ips.insert(pods.back().podIP).second) << "duplicate " << pods.back().podIP;
     EXPECT_EQ(pods.back().gateway, "10.42.0.1");
   }
+  auto hairpin = (*node)->hairpinEnabled(pods[0].hostVeth);
+  ASSERT_TRUE(hairpin) << hairpin.error().message;
+  EXPECT_TRUE(*hairpin) << "a pod reaching itself through a Service needs hairpin";
   // Creating again returns the same sandbox.
   auto again = manager_->create({.uid = "uid-3"});
   ASSERT_TRUE(again);
