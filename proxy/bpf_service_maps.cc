@@ -138,6 +138,17 @@ std::vector<bpf_map*> pinnedMaps(service_lb* s) {
 
 }  // namespace
 
+struct BpfServiceMaps::PendingWrites {
+  std::vector<uint32_t> backendIds;
+  std::vector<lb4_backend> backends;
+  std::vector<uint32_t> counterIds;
+  std::vector<lb4_key> slotKeys, entryKeys;
+  std::vector<lb4_service> slots, entries;
+  std::vector<lb4_key> entryDeletes, slotDeletes;
+  std::vector<uint32_t> backendDeletes;
+  std::vector<uint32_t> freedBackendIds, freedServiceIds;
+};
+
 Result<std::unique_ptr<BpfServiceMaps>> BpfServiceMaps::open(const std::string& bpffsDir, const std::string& cgroupV2Path) {
   static std::once_flag printOnce;
   std::call_once(printOnce, [] { libbpf_set_print(libbpfPrint); });
@@ -273,8 +284,7 @@ Result<uint32_t> BpfServiceMaps::acquireBackend(const BackendAddr& addr) {
   value.address = std::get<0>(addr);
   value.port = std::get<1>(addr);
   value.protocol = std::get<2>(addr);
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_backends), &id, &value, BPF_ANY) != 0)
-    return failErrno("write backend " + ipv4Text(value.address));
+  if (auto st = writeBackend(id, value); !st) return fail(st.error());
   backendIds_[addr] = id;
   backendById_[id] = addr;
   backendRefs_[id] = 1;
@@ -298,15 +308,16 @@ Status BpfServiceMaps::deletePendingBackends() {
   std::sort(pendingBackendRelease_.begin(), pendingBackendRelease_.end());
   pendingBackendRelease_.erase(std::unique(pendingBackendRelease_.begin(), pendingBackendRelease_.end()),
                                pendingBackendRelease_.end());
-  int fd = bpf_map__fd(skel_->maps.lb4_backends);
   for (uint32_t id : pendingBackendRelease_) {
     auto refs = backendRefs_.find(id);
     if (refs == backendRefs_.end() || refs->second != 0) continue;  // taken again meanwhile
-    if (bpf_map_delete_elem(fd, &id) != 0 && errno != ENOENT) return failErrno(fmt::format("delete backend {}", id));
+    if (auto st = deleteBackend(id); !st) return st;
     backendIds_.erase(backendById_[id]);
     backendById_.erase(id);
     backendRefs_.erase(refs);
-    freeBackendIds_.push_back(id);
+    // In a batch the delete is still pending: the id is reusable only after it.
+    if (batch_) batch_->freedBackendIds.push_back(id);
+    else freeBackendIds_.push_back(id);
   }
   pendingBackendRelease_.clear();
   return {};
@@ -316,7 +327,6 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
   auto key0 = keyOf(frontend, 0);
   if (!key0) return fail(key0.error());
   const std::string where = fmt::format("frontend {}:{}/{}", frontend.address, frontend.port, frontend.protocol);
-  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
 
   auto existing = frontends_.find(frontend);
   const bool isNew = existing == frontends_.end();
@@ -376,9 +386,7 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
       if (nextServiceId_ >= LB_MAX_SERVICE_IDS) return fail(ENOSPC, where + ": service ids exhausted");
       id = nextServiceId_++;
     }
-    uint32_t zero = 0;
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_rr_counters), &id, &zero, BPF_ANY) != 0)
-      return failErrno(where + ": reset round-robin counter");
+    if (auto st = resetCounter(id); !st) return fail(st.error().wrap(where));
     after.serviceId = id;
   }
   after.flags = state.clientIPAffinity ? LB_SERVICE_CLIENT_IP_AFFINITY : 0;
@@ -393,7 +401,7 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
     lb4_service value{};
     value.backend_id = slots[i];
     value.service_id = after.serviceId;
-    if (bpf_map_update_elem(servicesFd, &key, &value, BPF_ANY) != 0) return failErrno(fmt::format("{}: write slot {}", where, i + 1));
+    if (auto st = writeSlot(key, value); !st) return fail(st.error().wrap(where));
   }
   // 3. The service entry.
   if (isNew || after.flags != before.flags || after.affinityTimeoutSec != before.affinityTimeoutSec ||
@@ -403,14 +411,14 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
     value.service_id = after.serviceId;
     value.affinity_timeout_sec = after.affinityTimeoutSec;
     value.flags = after.flags;
-    if (bpf_map_update_elem(servicesFd, &*key0, &value, BPF_ANY) != 0) return failErrno(where + ": write service entry");
+    if (auto st = writeEntry(*key0, value); !st) return fail(st.error().wrap(where));
   }
   frontends_[frontend] = after;
   // 4. Slots no longer counted, then backends nothing names any more.
   for (size_t i = slots.size(); i < before.slots.size(); ++i) {
     lb4_key key = *key0;
     key.backend_slot = static_cast<uint16_t>(i + 1);
-    if (bpf_map_delete_elem(servicesFd, &key) != 0 && errno != ENOENT) return failErrno(fmt::format("{}: delete slot {}", where, i + 1));
+    if (auto st = deleteSlot(key); !st) return fail(st.error().wrap(where));
   }
   for (uint32_t id : before.slots) releaseBackend(id);
   return deletePendingBackends();
@@ -421,19 +429,139 @@ Status BpfServiceMaps::remove(const FrontendKey& frontend) {
   if (it == frontends_.end()) return {};
   auto key0 = keyOf(frontend, 0);
   if (!key0) return fail(key0.error());
-  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
   const std::string where = fmt::format("frontend {}:{}/{}", frontend.address, frontend.port, frontend.protocol);
   // Reverse order: the entry goes first, so no connect sees a partial Service.
-  if (bpf_map_delete_elem(servicesFd, &*key0) != 0 && errno != ENOENT) return failErrno(where + ": delete service entry");
+  if (auto st = deleteEntry(*key0); !st) return fail(st.error().wrap(where));
   for (size_t i = 0; i < it->second.slots.size(); ++i) {
     lb4_key key = *key0;
     key.backend_slot = static_cast<uint16_t>(i + 1);
-    if (bpf_map_delete_elem(servicesFd, &key) != 0 && errno != ENOENT) return failErrno(fmt::format("{}: delete slot {}", where, i + 1));
+    if (auto st = deleteSlot(key); !st) return fail(st.error().wrap(where));
   }
   for (uint32_t id : it->second.slots) releaseBackend(id);
-  freeServiceIds_.push_back(it->second.serviceId);
+  if (batch_) batch_->freedServiceIds.push_back(it->second.serviceId);
+  else freeServiceIds_.push_back(it->second.serviceId);
   frontends_.erase(it);
   return deletePendingBackends();
+}
+
+
+Status BpfServiceMaps::writeBackend(uint32_t id, const lb4_backend& value) {
+  if (batch_) {
+    batch_->backendIds.push_back(id);
+    batch_->backends.push_back(value);
+    return {};
+  }
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_backends), &id, &value, BPF_ANY) != 0)
+    return failErrno("write backend " + ipv4Text(value.address));
+  return {};
+}
+
+Status BpfServiceMaps::resetCounter(uint32_t serviceId) {
+  if (batch_) {
+    batch_->counterIds.push_back(serviceId);
+    return {};
+  }
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_rr_counters), &serviceId, &zero, BPF_ANY) != 0)
+    return failErrno("reset round-robin counter");
+  return {};
+}
+
+Status BpfServiceMaps::writeSlot(const lb4_key& key, const lb4_service& value) {
+  if (batch_) {
+    batch_->slotKeys.push_back(key);
+    batch_->slots.push_back(value);
+    return {};
+  }
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_services), &key, &value, BPF_ANY) != 0)
+    return failErrno(fmt::format("write slot {}", key.backend_slot));
+  return {};
+}
+
+Status BpfServiceMaps::writeEntry(const lb4_key& key, const lb4_service& value) {
+  if (batch_) {
+    batch_->entryKeys.push_back(key);
+    batch_->entries.push_back(value);
+    return {};
+  }
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_services), &key, &value, BPF_ANY) != 0)
+    return failErrno("write service entry");
+  return {};
+}
+
+Status BpfServiceMaps::deleteEntry(const lb4_key& key) {
+  if (batch_) {
+    batch_->entryDeletes.push_back(key);
+    return {};
+  }
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_services), &key) != 0 && errno != ENOENT)
+    return failErrno("delete service entry");
+  return {};
+}
+
+Status BpfServiceMaps::deleteSlot(const lb4_key& key) {
+  if (batch_) {
+    batch_->slotDeletes.push_back(key);
+    return {};
+  }
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_services), &key) != 0 && errno != ENOENT)
+    return failErrno(fmt::format("delete slot {}", key.backend_slot));
+  return {};
+}
+
+Status BpfServiceMaps::deleteBackend(uint32_t id) {
+  if (batch_) {
+    batch_->backendDeletes.push_back(id);
+    return {};
+  }
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_backends), &id) != 0 && errno != ENOENT)
+    return failErrno(fmt::format("delete backend {}", id));
+  return {};
+}
+
+void BpfServiceMaps::beginBatch() {
+  if (!batch_) batch_ = std::make_unique<PendingWrites>();
+}
+
+namespace {
+
+template <class Key, class Value>
+Status updateInBulk(int fd, const std::vector<Key>& keys, const std::vector<Value>& values, const char* what) {
+  constexpr size_t kChunk = 16384;
+  for (size_t offset = 0; offset < keys.size(); offset += kChunk) {
+    __u32 count = static_cast<__u32>(std::min(kChunk, keys.size() - offset));
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_update_batch(fd, keys.data() + offset, values.data() + offset, &count, &opts) != 0)
+      return failErrno(fmt::format("write {} {} in bulk", keys.size(), what));
+  }
+  return {};
+}
+
+template <class Key>
+Status deleteEach(int fd, const std::vector<Key>& keys, const char* what) {
+  for (const Key& key : keys)
+    if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) return failErrno(fmt::format("delete {}", what));
+  return {};
+}
+
+}  // namespace
+
+Status BpfServiceMaps::commitBatch() {
+  if (!batch_) return {};
+  std::unique_ptr<PendingWrites> b = std::move(batch_);
+  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
+  int backendsFd = bpf_map__fd(skel_->maps.lb4_backends);
+  std::vector<uint32_t> zeros(b->counterIds.size(), 0);
+  if (auto st = updateInBulk(backendsFd, b->backendIds, b->backends, "backends"); !st) return st;
+  if (auto st = updateInBulk(bpf_map__fd(skel_->maps.lb_rr_counters), b->counterIds, zeros, "counters"); !st) return st;
+  if (auto st = updateInBulk(servicesFd, b->slotKeys, b->slots, "slots"); !st) return st;
+  if (auto st = updateInBulk(servicesFd, b->entryKeys, b->entries, "service entries"); !st) return st;
+  if (auto st = deleteEach(servicesFd, b->entryDeletes, "service entry"); !st) return st;
+  if (auto st = deleteEach(servicesFd, b->slotDeletes, "slot"); !st) return st;
+  if (auto st = deleteEach(backendsFd, b->backendDeletes, "backend"); !st) return st;
+  freeBackendIds_.insert(freeBackendIds_.end(), b->freedBackendIds.begin(), b->freedBackendIds.end());
+  freeServiceIds_.insert(freeServiceIds_.end(), b->freedServiceIds.begin(), b->freedServiceIds.end());
+  return {};
 }
 
 std::vector<FrontendKey> BpfServiceMaps::frontends() const {

@@ -16,6 +16,9 @@
 
 struct service_lb;
 struct bpf_link;
+struct lb4_key;
+struct lb4_service;
+struct lb4_backend;
 
 namespace ferry::proxy {
 
@@ -35,6 +38,13 @@ class BpfServiceMaps {
   Status remove(const FrontendKey& frontend);
   // Deletes every backend no frontend refers to any more (after adoption).
   Status collectBackends();
+
+  // Between beginBatch() and commitBatch(), map writes are collected and then
+  // applied in bulk (BPF batch operations), in the make-before-break order
+  // across all frontends: backends, counters, slots, service entries; then
+  // removed entries, slots, backends. For full syncs of many Services.
+  void beginBatch();
+  Status commitBatch();
 
   std::vector<FrontendKey> frontends() const;
   // Read back from the kernel maps, not from this object's memory.
@@ -58,6 +68,15 @@ class BpfServiceMaps {
   Result<uint32_t> acquireBackend(const BackendAddr& addr);
   void releaseBackend(uint32_t id);
   Status deletePendingBackends();
+  Status writeBackend(uint32_t id, const lb4_backend& value);
+  Status resetCounter(uint32_t serviceId);
+  Status writeSlot(const lb4_key& key, const lb4_service& value);
+  Status writeEntry(const lb4_key& key, const lb4_service& value);
+  Status deleteEntry(const lb4_key& key);
+  Status deleteSlot(const lb4_key& key);
+  Status deleteBackend(uint32_t id);
+  struct PendingWrites;
+  std::unique_ptr<PendingWrites> batch_;
 
   std::string dir_;
   service_lb* skel_ = nullptr;

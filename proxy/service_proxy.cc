@@ -105,17 +105,26 @@ struct ServiceProxy::Impl {
     for (const auto& p : table.planAll())
       for (auto& [k, v] : frontendsOf(p, config.nodeIP)) desired[k] = {p.serviceKey, v};
     ownedFrontends.clear();
-    for (const auto& [frontend, entry] : desired) {
-      if (auto st = maps->program(frontend, entry.second); !st) return fail(st.error().wrap("resync service " + entry.first));
-      ownedFrontends[entry.first].insert(frontend);
-    }
-    for (const FrontendKey& f : maps->frontends()) {
-      if (desired.count(f)) continue;
-      if (auto st = maps->remove(f); !st) return fail(st.error().wrap("resync: remove stale frontend"));
-    }
-    if (auto st = maps->collectBackends(); !st) return fail(st.error().wrap("resync"));
+    // All writes go in bulk, in make-before-break order across Services; what
+    // was collected is applied even when a later Service fails.
+    maps->beginBatch();
+    Status programmed = [&]() -> Status {
+      for (const auto& [frontend, entry] : desired) {
+        if (auto st = maps->program(frontend, entry.second); !st) return fail(st.error().wrap("resync service " + entry.first));
+        ownedFrontends[entry.first].insert(frontend);
+      }
+      for (const FrontendKey& f : maps->frontends()) {
+        if (desired.count(f)) continue;
+        if (auto st = maps->remove(f); !st) return fail(st.error().wrap("resync: remove stale frontend"));
+      }
+      return maps->collectBackends();
+    }();
+    Status committed = maps->commitBatch();
+    if (!programmed) return programmed;
+    if (!committed) return fail(committed.error().wrap("resync"));
     return syncNftables();
   }
+
 };
 
 ServiceProxy::ServiceProxy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
