@@ -10,6 +10,10 @@ WORK=$1
 shift
 KVER=$(ls /lib/modules | sort -V | tail -1)
 KERNEL=/boot/vmlinuz-$KVER
+if [ "$(id -u)" != 0 ]; then
+  echo "SKIP: needs root (the guest reads the host's / over 9p as the caller)"
+  exit 77
+fi
 if ! command -v qemu-system-x86_64 >/dev/null || [ ! -r "$KERNEL" ] || [ ! -x /bin/busybox ]; then
   echo "SKIP: needs qemu-system-x86_64, $KERNEL and /bin/busybox (scripts/setup installs them)"
   exit 77
