@@ -179,8 +179,8 @@ Result<Json> jsonPatch(const Json& target, const Json& operations) {
       if (auto st = needValue(); !st) return wrap(st.error());
       Json* at = resolve(doc, *tokens, tokens->size());
       if (!at || *at != op["value"]) {
-        return wrap(Error::invalid(fmt::format("test failed: \"{}\" is {}, not {}", path, at ? at->dump() : "absent",
-                                               op["value"].dump())));
+        return wrap(Error::invalid(fmt::format("test failed: \"{}\" is {}, not {}", path, at ? at->dump(-1, ' ', false, Json::error_handler_t::replace) : "absent",
+                                               op["value"].dump(-1, ' ', false, Json::error_handler_t::replace))));
       }
     } else {
       return wrap(Error::invalid(fmt::format("unknown op \"{}\"", name)));
@@ -404,7 +404,7 @@ class StrategicMerger {
         original = Json::object();
         return {};
       }
-      return error(fmt::format("unknown $patch directive {} for an object (use replace or delete)", d->dump()));
+      return error(fmt::format("unknown $patch directive {} for an object (use replace or delete)", d->dump(-1, ' ', false, Json::error_handler_t::replace)));
     }
     if (!original.is_object()) original = Json::object();
 
@@ -559,7 +559,7 @@ class StrategicMerger {
       }
       if (*d == "delete") {
         auto id = element.find(key);
-        if (id == element.end()) return error(fmt::format("element {} does not contain declared merge key: {}", element.dump(), key));
+        if (id == element.end()) return error(fmt::format("element {} does not contain declared merge key: {}", element.dump(-1, ' ', false, Json::error_handler_t::replace), key));
         for (auto it = original.begin(); it != original.end();) {
           const Json* have = identity(*it, key);
           if (have && *have == *id) it = original.erase(it);
@@ -570,7 +570,7 @@ class StrategicMerger {
       } else if (*d == "merge") {
         return error("merging lists cannot yet be specified in the patch");
       } else {
-        return error(fmt::format("unknown $patch directive {}", d->dump()));
+        return error(fmt::format("unknown $patch directive {}", d->dump(-1, ' ', false, Json::error_handler_t::replace)));
       }
     }
     if (replaceAll) {
@@ -582,7 +582,7 @@ class StrategicMerger {
     std::vector<Json> patchOrder = identities(plainPatch, key);
     for (auto& element : plainPatch) {
       auto id = element.find(key);
-      if (id == element.end()) return error(fmt::format("element {} does not contain declared merge key: {}", element.dump(), key));
+      if (id == element.end()) return error(fmt::format("element {} does not contain declared merge key: {}", element.dump(-1, ' ', false, Json::error_handler_t::replace), key));
       Json* match = nullptr;
       for (auto& have : original) {
         const Json* haveId = identity(have, key);
@@ -592,7 +592,7 @@ class StrategicMerger {
         }
       }
       if (match) {
-        path_.push_back(fmt::format("[{}={}]", key, id->is_string() ? id->get<std::string>() : id->dump()));
+        path_.push_back(fmt::format("[{}={}]", key, id->is_string() ? id->get<std::string>() : id->dump(-1, ' ', false, Json::error_handler_t::replace)));
         auto st = mergeMap(*match, element, meta.type);
         path_.pop_back();
         if (!st) return st;

@@ -17,7 +17,7 @@ namespace {
 
 // Values as Kubernetes prints them in "Invalid value: <v>": strings quoted,
 // numbers bare, structures as JSON.
-std::string show(const Json& v) { return v.dump(); }
+std::string show(const Json& v) { return v.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 std::string quoteList(std::initializer_list<const char*> values) {
   std::string out;

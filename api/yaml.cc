@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
@@ -212,6 +213,28 @@ class Converter {
   std::size_t nodes_ = 0;
 };
 
+// Offset of the first byte that is not part of valid UTF-8, or npos. go-yaml
+// rejects such input too; letting it through would put strings into the JSON
+// that cannot be serialized again.
+std::size_t invalidUtf8At(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return i;
+    std::uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+    for (std::size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 Error yamlError(const YAML::Exception& e) {
   if (e.mark.is_null()) return Error::invalid(fmt::format("yaml: {}", e.msg));
   return Error::invalid(fmt::format("yaml: line {}: {}", e.mark.line + 1, e.msg));
@@ -288,6 +311,10 @@ Result<Json> parseJson(std::string_view text) {
 
 Result<std::vector<Json>> parseYamlDocuments(std::string_view text) {
   std::vector<Json> docs;
+  if (std::size_t bad = invalidUtf8At(text); bad != std::string_view::npos) {
+    std::size_t line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + bad, '\n'));
+    return fail(Error::invalid(fmt::format("yaml: line {}: invalid UTF-8 at byte offset {}", line, bad)));
+  }
   try {
     std::vector<YAML::Node> nodes = YAML::LoadAll(std::string(text));
     docs.reserve(nodes.size());

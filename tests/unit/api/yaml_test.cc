@@ -121,6 +121,11 @@ TEST(Yaml, ErrorsNameTheLine) {
   EXPECT_NE(dup.error().message.find("\"a\" already defined"), std::string::npos);
   auto tabs = parseYaml("a:\n\t- b\n");
   EXPECT_FALSE(tabs);
+  auto latin1 = parseYaml("a: 1\nb: caf\xe9\n");
+  ASSERT_FALSE(latin1);
+  EXPECT_NE(latin1.error().message.find("line 2: invalid UTF-8"), std::string::npos) << latin1.error().message;
+  EXPECT_TRUE(parseYaml("b: caf\xc3\xa9 \xf0\x9f\x9a\xa2\n"));
+  EXPECT_FALSE(parseYaml("b: \xed\xa0\x80\n"));  // a UTF-16 surrogate
   auto inf = parseYaml("a: .inf\n");
   EXPECT_FALSE(inf);
   std::string deep(1000, '[');
