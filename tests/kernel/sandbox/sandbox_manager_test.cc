@@ -309,3 +309,79 @@ TEST_F(SandboxManagerTest, BadInputNamesTheField) {
 
 }  // namespace
 }  // namespace ferry::agent
+
+namespace ferry::agent {
+namespace {
+
+// Two nodes (each a network namespace with its own SandboxManager and cgroup root) on an
+// underlay bridge in a third namespace; pods reach pods of the other node by host-gw.
+TEST(MultiNodeTest, PodsReachPodsOnAnotherNodeThroughHostGwRoutes) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
+  std::string dir = ferry::testing::makeScratchDir("ferry-multinode-test");
+  ASSERT_FALSE(dir.empty());
+  std::string underlayNs = dir + "/underlay";
+  ASSERT_TRUE(netns::createPinnedNamespaces({.net = underlayNs}));
+  std::string testRoot = "ferry-test-" + std::to_string(::getpid()) + "-mn" + std::to_string(std::random_device{}() % 100000);
+  auto testCgroups = cgroup::CgroupTree::open(testRoot);
+  ASSERT_TRUE(testCgroups);
+
+  struct Node {
+    std::string name, netns, ip, podCIDR;
+    std::unique_ptr<SandboxManager> manager;
+    PodSandbox pod;
+  };
+  Node nodes[2] = {{"a", dir + "/node-a", "192.168.50.2", "10.42.1.0/24", nullptr, {}},
+                   {"b", dir + "/node-b", "192.168.50.3", "10.42.2.0/24", nullptr, {}}};
+  {
+    auto underlay = netns::NodeNetwork::open(underlayNs);
+    ASSERT_TRUE(underlay);
+    ASSERT_TRUE((*underlay)->ensureBridge("under0", "192.168.50.1/24"));
+    for (Node& node : nodes) {
+      ASSERT_TRUE(netns::createPinnedNamespaces({.net = node.netns}));
+      // The node's uplink is a "pod link" of the underlay: eth0 in the node namespace.
+      Status linked = (*underlay)->createPodLink({.podNetnsPath = node.netns, .hostIfName = "up-" + node.name,
+                                                  .bridgeName = "under0", .podAddress = node.ip + "/24",
+                                                  .gateway = "192.168.50.1"});
+      ASSERT_TRUE(linked) << linked.error().message;
+      SandboxManagerConfig config{.runDir = dir + "/run-" + node.name, .dataDir = dir + "/data-" + node.name,
+                                  .cgroupRoot = testRoot + "/node-" + node.name, .nodeNetnsPath = node.netns,
+                                  .podCIDR = node.podCIDR};
+      auto manager = SandboxManager::open(config);
+      ASSERT_TRUE(manager) << manager.error().message;
+      node.manager = std::move(*manager);
+      auto pod = node.manager->create({.uid = "pod-on-" + node.name, .name = "web"});
+      ASSERT_TRUE(pod) << pod.error().message;
+      node.pod = *pod;
+    }
+  }
+  ASSERT_TRUE(nodes[0].manager->setPeerRoutes({{nodes[1].podCIDR, nodes[1].ip}}));
+  ASSERT_TRUE(nodes[1].manager->setPeerRoutes({{nodes[0].podCIDR, nodes[0].ip}}));
+
+  ferry::testing::TcpEchoServer serverB;
+  ASSERT_TRUE(serverB.start(nodes[1].pod.netnsPath, nodes[1].pod.podIP, 8080));
+  auto reply = ferry::testing::tcpRoundTrip(nodes[0].pod.netnsPath, nodes[1].pod.podIP, 8080, "across nodes");
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(*reply, "across nodes");
+  serverB.stop();
+
+  // Without the route the other node's pods are unreachable: the route is what does it.
+  ASSERT_TRUE(nodes[0].manager->setPeerRoutes({}));
+  ferry::testing::TcpEchoServer serverB2;
+  ASSERT_TRUE(serverB2.start(nodes[1].pod.netnsPath, nodes[1].pod.podIP, 8081));
+  EXPECT_FALSE(ferry::testing::tcpRoundTrip(nodes[0].pod.netnsPath, nodes[1].pod.podIP, 8081, "x"));
+  serverB2.stop();
+
+  for (Node& node : nodes) {
+    EXPECT_TRUE(node.manager->remove(node.pod.uid));
+    EXPECT_TRUE(node.manager->cgroups().destroy());
+    node.manager.reset();
+    (void)netns::removePinnedNamespace(node.netns);
+  }
+  EXPECT_TRUE((*testCgroups)->destroy());
+  (void)netns::removePinnedNamespace(underlayNs);
+  EXPECT_EQ(countNsfsMountsUnder(dir), 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ferry::agent
