@@ -151,6 +151,7 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
 
   auto lastLease = std::chrono::steady_clock::now();
   std::string lastRoutes;
+  dns::ClusterDns::ClientNamespaces lastLocalPods;
   while (!stop) {
     sleepUnlessStopped(stop, std::chrono::seconds(1));
     auto now = std::chrono::steady_clock::now();
@@ -166,6 +167,13 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
       if (!node || node->name == facts.name || node->podCIDR.empty() || node->internalIP().empty()) continue;
       peers.push_back({node->podCIDR, node->internalIP()});
       key += node->podCIDR + ">" + node->internalIP() + ";";
+    }
+    dns::ClusterDns::ClientNamespaces localPods;
+    for (const auto& sb : (*sandboxes)->list())
+      if (auto ip = parseIpv4(sb.podIP)) localPods[*ip] = sb.namespace_;
+    if (localPods != lastLocalPods) {
+      services.setLocalPods(localPods);
+      lastLocalPods = std::move(localPods);
     }
     if (key != lastRoutes) {
       if (auto st = (*sandboxes)->setPeerRoutes(peers); !st) log::warn("routes: {}", st.error().message);

@@ -298,6 +298,7 @@ class Forwarder {
 struct ClusterDns::Impl {
   DnsConfig config;
   std::atomic<std::shared_ptr<const Zone>> zone;
+  std::atomic<std::shared_ptr<const ClusterDns::ClientNamespaces>> clients;
   AnswerCache cache{10000};
   Forwarder forwarder;
   std::vector<int> udpFds;
@@ -308,12 +309,77 @@ struct ClusterDns::Impl {
   std::mutex connMu;
   std::vector<std::thread> connections;
   std::atomic<int> openConnections{0};
-  std::atomic<std::uint64_t> queries{0}, clusterAnswers{0}, forwarded{0}, cacheHits{0}, formErrors{0};
+  std::atomic<std::uint64_t> queries{0}, clusterAnswers{0}, forwarded{0}, cacheHits{0}, formErrors{0}, autopathAnswers{0};
 
   explicit Impl(const DnsConfig& c) : config(c), cache(c.cacheEntries) {}
 
   // Answers one message; `limit` is the transport's size limit (UDP payload or 65535).
-  void handle(const std::uint8_t* data, size_t length, bool udp, const Reply& reply) {
+  // Looks `name` up in the cache or upstream and calls `done` with the raw answer.
+  void resolveUpstream(Bytes query, const Query& parsed, std::function<void(const Bytes&)> done) {
+    std::string key = AnswerCache::keyOf(parsed);
+    Bytes cached;
+    if (cache.lookup(key, parsed.id, cached)) {
+      ++cacheHits;
+      done(cached);
+      return;
+    }
+    ++forwarded;
+    forwarder.forward(std::move(query), [this, key, done = std::move(done)](const Bytes& answer) {
+      cache.store(key, answer);
+      done(answer);
+    });
+  }
+
+  // Server-side search-path expansion for a client whose namespace we know:
+  // "<x>.<ns>.svc.<domain>" that does not exist is what a pod in <ns> asks first
+  // for <x>; answer with what its later search candidates would find. Returns
+  // false when the query is not such a case.
+  bool autopath(const Query& q, const Zone& z, std::uint32_t clientIp, bool udp, const Reply& reply) {
+    auto known = clients.load();
+    if (!known || q.qclass != kClassIN) return false;
+    auto it = known->find(clientIp);
+    if (it == known->end()) return false;
+    std::string suffix = "." + it->second + ".svc." + z.domain;
+    if (q.name.size() <= suffix.size() || q.name.compare(q.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return false;
+    if (z.exists(q.name)) return false;
+    std::string x = q.name.substr(0, q.name.size() - suffix.size());
+    size_t limit = udp ? q.udpPayload : 65535;
+    thread_local ResponseWriter writer;
+    for (const std::string& candidate : {x + ".svc." + z.domain, x + "." + z.domain, x}) {
+      if (!z.authoritativeFor(candidate)) continue;
+      if (!z.exists(candidate) && candidate != x) continue;
+      writer.reset(q, kNoError, true);
+      writer.addCname(q.name, z.ttl, candidate);
+      writer.setRcode(z.appendAnswer(candidate, q.qtype, writer));
+      ++autopathAnswers;
+      reply(writer.finish(limit));
+      return true;
+    }
+    // Not in the cluster: the client would end on <x> itself, upstream.
+    Query upstream = q;
+    upstream.name = x;
+    ++autopathAnswers;
+    resolveUpstream(buildQuery(q.id, x, q.qtype, true), upstream, [q, x, limit, zoneRef = zone.load(), reply](const Bytes& answer) {
+      ResponseWriter w;
+      w.reset(q, kNoError, false);
+      w.addCname(q.name, zoneRef->ttl, x);
+      auto rcode = copyAnswers(answer.data(), answer.size(), w);
+      if (!rcode) {
+        w.reset(q, kServFail, false);
+      } else if (*rcode == kNxDomain) {
+        // Every candidate failed: the original name does not exist either.
+        w.reset(q, kNxDomain, true);
+        w.addSoa(zoneRef->domain, zoneRef->ttl, zoneRef->ttl, true);
+      } else {
+        w.setRcode(*rcode);
+      }
+      reply(w.finish(limit));
+    });
+    return true;
+  }
+
+  void handle(const std::uint8_t* data, size_t length, bool udp, const Reply& reply, std::uint32_t clientIp = 0) {
     thread_local Query query;
     thread_local ResponseWriter writer;
     ++queries;
@@ -327,23 +393,14 @@ struct ClusterDns::Impl {
     }
     size_t limit = udp ? query.udpPayload : 65535;
     auto z = zone.load();
+    if (z && clientIp != 0 && autopath(query, *z, clientIp, udp, reply)) return;
     if (z && query.qclass == kClassIN && z->authoritativeFor(query.name)) {
       ++clusterAnswers;
       z->answer(query, writer);
       reply(writer.finish(limit));
       return;
     }
-    std::string key = AnswerCache::keyOf(query);
-    Bytes cached;
-    if (cache.lookup(key, query.id, cached)) {
-      ++cacheHits;
-      truncateForUdp(cached, limit);
-      reply(cached);
-      return;
-    }
-    ++forwarded;
-    forwarder.forward(Bytes(data, data + length), [this, key, limit, reply](const Bytes& answer) {
-      cache.store(key, answer);
+    resolveUpstream(Bytes(data, data + length), query, [limit, reply](const Bytes& answer) {
       if (answer.size() > limit) {
         Bytes cut = answer;
         truncateForUdp(cut, limit);
@@ -370,7 +427,7 @@ struct ClusterDns::Impl {
           if (n < 0) break;
           handle(buf, static_cast<size_t>(n), true, [fd, peer](const Bytes& out) {
             sendto(fd, out.data(), out.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&peer), sizeof peer);
-          });
+          }, ntohl(peer.sin_addr.s_addr));
         }
       }
     }
@@ -390,6 +447,10 @@ struct ClusterDns::Impl {
 
   void serveConnection(int fd) {
     std::vector<std::uint8_t> msg;
+    sockaddr_in peer{};
+    socklen_t peerLen = sizeof peer;
+    getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen);
+    std::uint32_t clientIp = ntohl(peer.sin_addr.s_addr);
     auto writeMutex = std::make_shared<std::mutex>();
     auto pending = std::make_shared<std::atomic<int>>(0);
     while (!stop) {
@@ -405,7 +466,7 @@ struct ClusterDns::Impl {
         [[maybe_unused]] auto a = write(fd, hdr, 2);
         [[maybe_unused]] auto b = write(fd, out.data(), out.size());
         --*pending;
-      });
+      }, clientIp);
     }
     // Forwarded answers may still be on their way: wait for them before closing.
     for (int i = 0; i < 50 && *pending > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -481,8 +542,13 @@ ClusterDns::~ClusterDns() {
 
 void ClusterDns::publish(std::shared_ptr<const Zone> zone) { impl_->zone.store(std::move(zone)); }
 
+void ClusterDns::publishClients(std::shared_ptr<const ClientNamespaces> clients) {
+  impl_->clients.store(std::move(clients));
+}
+
 DnsCounters ClusterDns::counters() const {
-  return {impl_->queries, impl_->clusterAnswers, impl_->forwarded, impl_->cacheHits, impl_->formErrors};
+  return {impl_->queries, impl_->clusterAnswers, impl_->forwarded, impl_->cacheHits, impl_->formErrors,
+          impl_->autopathAnswers};
 }
 
 }  // namespace ferry::dns

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace ferry::dns {
@@ -28,6 +29,7 @@ struct DnsCounters {
   std::uint64_t forwarded = 0;
   std::uint64_t cacheHits = 0;
   std::uint64_t formErrors = 0;
+  std::uint64_t autopathAnswers = 0;
 };
 
 class ClusterDns {
@@ -37,6 +39,12 @@ class ClusterDns {
 
   // Replaces the cluster zone; queries in flight finish with the old one.
   void publish(std::shared_ptr<const Zone> zone);
+  // The namespaces of this node's pods by pod IP (host byte order). A query from
+  // one of them gets its search path expanded server-side ("autopath"): the
+  // first search-domain query of an external name is answered at once, with a
+  // CNAME to the name the client would otherwise have reached 2–4 queries later.
+  using ClientNamespaces = std::unordered_map<std::uint32_t, std::string>;
+  void publishClients(std::shared_ptr<const ClientNamespaces> clients);
   DnsCounters counters() const;
 
   struct Impl;

@@ -145,6 +145,13 @@ void ResponseWriter::reset(const Query& query, std::uint8_t rcode, bool authorit
   questionEnd_ = buf_.size();
 }
 
+void ResponseWriter::addRaw(std::string_view name, std::uint16_t type, std::uint32_t ttl, const std::uint8_t* rdata,
+                            size_t length) {
+  beginRecord(name, type, ttl, Section::Answer);
+  buf_.insert(buf_.end(), rdata, rdata + length);
+  endRecord();
+}
+
 void ResponseWriter::setRcode(std::uint8_t rcode) { buf_[3] = static_cast<std::uint8_t>((buf_[3] & 0xF0) | (rcode & 0xF)); }
 
 void ResponseWriter::beginRecord(std::string_view name, std::uint16_t type, std::uint32_t ttl, Section section) {
@@ -256,6 +263,59 @@ const std::vector<std::uint8_t>& ResponseWriter::finish(size_t limit) {
   buf_[11] = static_cast<std::uint8_t>(arcount);
   if (buf_.size() > limit) truncateForUdp(buf_, limit);
   return buf_;
+}
+
+Result<std::uint8_t> copyAnswers(const std::uint8_t* m, size_t length, ResponseWriter& out) {
+  if (length < 12) return fail(EINVAL, "short response");
+  std::uint16_t qd = get16(m + 4), an = get16(m + 6);
+  size_t offset = 12;
+  std::string name, target;
+  for (std::uint16_t i = 0; i < qd; ++i) {
+    if (auto st = readName(m, length, offset, name); !st) return fail(st.error());
+    offset += 4;
+  }
+  for (std::uint16_t i = 0; i < an; ++i) {
+    if (auto st = readName(m, length, offset, name); !st) return fail(st.error());
+    if (offset + 10 > length) return fail(EINVAL, "truncated record");
+    std::uint16_t type = get16(m + offset);
+    std::uint32_t ttl = (static_cast<std::uint32_t>(get16(m + offset + 4)) << 16) | get16(m + offset + 6);
+    std::uint16_t rdlen = get16(m + offset + 8);
+    offset += 10;
+    if (offset + rdlen > length) return fail(EINVAL, "record runs past the message");
+    if (type == kTypeCNAME) {
+      size_t at = offset;
+      if (auto st = readName(m, length, at, target); !st) return fail(st.error());
+      out.addCname(name, ttl, target);
+    } else if (type == kTypeA || type == kTypeAAAA || type == kTypeTXT) {
+      out.addRaw(name, type, ttl, m + offset, rdlen);
+    }
+    offset += rdlen;
+  }
+  return static_cast<std::uint8_t>(m[3] & 0xF);
+}
+
+std::vector<std::uint8_t> buildQuery(std::uint16_t id, std::string_view name, std::uint16_t qtype, bool edns) {
+  std::vector<std::uint8_t> q = {static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id), 0x01, 0x00, 0, 1, 0, 0,
+                                 0, 0, 0, static_cast<std::uint8_t>(edns ? 1 : 0)};
+  std::string_view rest = name;
+  while (!rest.empty()) {
+    size_t dot = rest.find('.');
+    std::string_view label = rest.substr(0, dot);
+    q.push_back(static_cast<std::uint8_t>(label.size()));
+    q.insert(q.end(), label.begin(), label.end());
+    rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+  }
+  q.push_back(0);
+  q.push_back(static_cast<std::uint8_t>(qtype >> 8));
+  q.push_back(static_cast<std::uint8_t>(qtype));
+  q.push_back(0);
+  q.push_back(kClassIN);
+  if (edns) {
+    const std::uint8_t opt[] = {0, 0, kTypeOPT, static_cast<std::uint8_t>(kMaxUdpPayload >> 8),
+                                static_cast<std::uint8_t>(kMaxUdpPayload & 0xFF), 0, 0, 0, 0, 0, 0};
+    q.insert(q.end(), opt, opt + sizeof opt);
+  }
+  return q;
 }
 
 void truncateForUdp(std::vector<std::uint8_t>& response, size_t limit) {

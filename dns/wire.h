@@ -58,6 +58,8 @@ class ResponseWriter {
               std::uint16_t port, std::string_view target);
   // SOA in the authority section (negative answers) or answer section.
   void addSoa(std::string_view zone, std::uint32_t ttl, std::uint32_t minimum, bool inAuthority);
+  // A record whose rdata holds no names (A, AAAA, TXT, ...), copied as is.
+  void addRaw(std::string_view name, std::uint16_t type, std::uint32_t ttl, const std::uint8_t* rdata, size_t length);
   void setRcode(std::uint8_t rcode);
   // Finishes the message for a transport limit: past `limit` bytes the answer is
   // cut to the question and TC is set. Returns the bytes to send.
@@ -85,6 +87,14 @@ class ResponseWriter {
   std::array<Written, 32> written_;
   size_t writtenCount_ = 0;
 };
+
+// Appends the answer section of an upstream `response` to `out` (names
+// decompressed; A, AAAA, CNAME and TXT records, the rest skipped) and returns
+// its rcode, or an error when the message is malformed.
+Result<std::uint8_t> copyAnswers(const std::uint8_t* response, size_t length, ResponseWriter& out);
+
+// A plain query message (RD set, EDNS0 when asked) for forwarding a name we made.
+std::vector<std::uint8_t> buildQuery(std::uint16_t id, std::string_view name, std::uint16_t qtype, bool edns);
 
 // Cuts `response` to a header + question with TC set when it exceeds `limit`.
 void truncateForUdp(std::vector<std::uint8_t>& response, size_t limit);

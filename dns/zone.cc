@@ -141,48 +141,51 @@ bool Zone::exists(const std::string& name) const {
 
 void Zone::answer(const Query& q, ResponseWriter& out) const {
   out.reset(q, kNoError, true);
-  const std::string& name = q.name;
+  out.setRcode(appendAnswer(q.name, q.qtype, out));
+}
+
+std::uint8_t Zone::appendAnswer(const std::string& name, std::uint16_t qtype, ResponseWriter& out) const {
   if (name == domain) {
-    if (q.qtype == kTypeSOA || q.qtype == kTypeANY) out.addSoa(domain, ttl, ttl, false);
-    else if (q.qtype == kTypeNS) out.addNs(domain, ttl, "ns.dns." + domain);
+    if (qtype == kTypeSOA || qtype == kTypeANY) out.addSoa(domain, ttl, ttl, false);
+    else if (qtype == kTypeNS) out.addNs(domain, ttl, "ns.dns." + domain);
     else out.addSoa(domain, ttl, ttl, true);
-    return;
+    return kNoError;
   }
   auto it = names.find(name);
   if (it != names.end()) {
     const NameRecords& r = it->second;
     bool any = false;
     if (!r.cname.empty()) {
-      // A CNAME answers every type; the client (or we, for upstream names) follows it.
+      // A CNAME answers every type; the client follows it.
       out.addCname(name, ttl, r.cname);
-      return;
+      return kNoError;
     }
-    if (q.qtype == kTypeA || q.qtype == kTypeANY)
+    if (qtype == kTypeA || qtype == kTypeANY)
       for (auto a : r.a) {
         out.addA(name, ttl, a);
         any = true;
       }
-    if (q.qtype == kTypeSRV || q.qtype == kTypeANY)
+    if (qtype == kTypeSRV || qtype == kTypeANY)
       for (const auto& s : r.srv) {
         out.addSrv(name, ttl, 0, static_cast<std::uint16_t>(100 / std::max<size_t>(1, r.srv.size())), s.port, s.target);
         any = true;
       }
-    if (q.qtype == kTypePTR || q.qtype == kTypeANY)
+    if (qtype == kTypePTR || qtype == kTypeANY)
       for (const auto& p : r.ptr) {
         out.addPtr(name, ttl, p);
         any = true;
       }
-    if ((q.qtype == kTypeTXT || q.qtype == kTypeANY) && !r.txt.empty()) {
+    if ((qtype == kTypeTXT || qtype == kTypeANY) && !r.txt.empty()) {
       out.addTxt(name, ttl, r.txt);
       any = true;
     }
     if (!any) out.addSoa(domain, ttl, ttl, true);  // NODATA
-    return;
+    return kNoError;
   }
   if (exists(name)) {
     // Pod A records are synthesized from the name; interior names are NODATA.
     std::string podZone = ".pod." + domain;
-    if (q.qtype == kTypeA && endsWith(name, podZone)) {
+    if (qtype == kTypeA && endsWith(name, podZone)) {
       std::string_view head(name.data(), name.size() - podZone.size());
       size_t dot = head.rfind('.');
       if (dot != std::string_view::npos) {
@@ -191,15 +194,15 @@ void Zone::answer(const Query& q, ResponseWriter& out) const {
         std::uint32_t a;
         if (parseIpv4(ip, a)) {
           out.addA(name, ttl, a);
-          return;
+          return kNoError;
         }
       }
     }
     out.addSoa(domain, ttl, ttl, true);
-    return;
+    return kNoError;
   }
-  out.setRcode(kNxDomain);
   out.addSoa(domain, ttl, ttl, true);
+  return kNxDomain;
 }
 
 }  // namespace ferry::dns

@@ -42,6 +42,9 @@ class Zone {
   bool authoritativeFor(const std::string& name) const;
   // Writes the answer for `query` (reset() of the writer included).
   void answer(const Query& query, ResponseWriter& out) const;
+  // Appends the records of `name` for `qtype` to a response already begun (or
+  // the SOA for a negative answer) and returns the rcode they amount to.
+  std::uint8_t appendAnswer(const std::string& name, std::uint16_t qtype, ResponseWriter& out) const;
   // Does the name exist in the zone (for server-side search-path expansion)?
   bool exists(const std::string& name) const;
 };

@@ -92,6 +92,10 @@ void ServiceWatcher::resync(const std::vector<api::Json>& services, const std::v
   markZoneDirty();
 }
 
+void ServiceWatcher::setLocalPods(dns::ClusterDns::ClientNamespaces pods) {
+  if (dns_) dns_->publishClients(std::make_shared<const dns::ClusterDns::ClientNamespaces>(std::move(pods)));
+}
+
 void ServiceWatcher::markZoneDirty() {
   // Called with mu_ held.
   zoneDirty_ = true;

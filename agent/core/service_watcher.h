@@ -39,6 +39,8 @@ class ServiceWatcher {
   void onSliceDelete(const api::Json& object);
   // After the first lists: drop what the kernel holds and the API does not.
   void resync(const std::vector<api::Json>& services, const std::vector<api::Json>& slices);
+  // This node's pods (IP → namespace), for DNS search-path expansion.
+  void setLocalPods(dns::ClusterDns::ClientNamespaces pods);
 
  private:
   void markZoneDirty();

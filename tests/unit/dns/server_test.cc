@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
+#include <regex>
 #include <unistd.h>
 
 using namespace ferry::dns;
@@ -139,4 +140,29 @@ TEST_F(DnsServerTest, MalformedPacketsGetFormerrAndTheServerStaysUp) {
   EXPECT_EQ(reply[3] & 0xF, kFormErr);
   cluster_.dns->publish(buildZone("cluster.local", {service("web", "default", "10.43.0.20")}, {}));
   EXPECT_EQ(runDig(at() + "+short web.default.svc.cluster.local A"), "10.43.0.20\n");
+}
+
+TEST_F(DnsServerTest, AutopathAnswersTheFirstSearchQueryForKnownClients) {
+  cluster_.dns->publish(buildZone("cluster.local", {service("web", "default", "10.43.0.20")}, {}));
+  std::uint32_t client = (127u << 24) | 5;  // 127.0.0.5, a "pod" in namespace default
+  cluster_.dns->publishClients(
+      std::make_shared<const ClusterDns::ClientNamespaces>(ClusterDns::ClientNamespaces{{client, "default"}}));
+  // An external name: the pod's first query (ndots:5 → first search domain) is answered with
+  // a CNAME to the external name and its address, from the upstream.
+  auto ext = runDig(at() + "-b 127.0.0.5 www.web.svc.example.test.default.svc.cluster.local A");
+  EXPECT_NE(ext.find("status: NOERROR"), std::string::npos) << ext;
+  EXPECT_TRUE(std::regex_search(ext, std::regex(R"(CNAME\s+www\.web\.svc\.example\.test\.)"))) << ext;
+  EXPECT_NE(ext.find("192.0.2.7"), std::string::npos) << ext;
+  // A cluster name reached through a later search domain.
+  auto svc = runDig(at() + "-b 127.0.0.5 +short web.default.default.svc.cluster.local A");
+  EXPECT_NE(svc.find("10.43.0.20"), std::string::npos) << svc;
+  // A name that exists nowhere is still NXDOMAIN.
+  auto missing = runDig(at() + "-b 127.0.0.5 nothing.web.svc.example.test.default.svc.cluster.local A");
+  EXPECT_NE(missing.find("NXDOMAIN"), std::string::npos) << missing;
+  // A client we do not know keeps the plain behaviour.
+  auto other = runDig(at() + "-b 127.0.0.6 www.web.svc.example.test.default.svc.cluster.local A");
+  EXPECT_NE(other.find("NXDOMAIN"), std::string::npos) << other;
+  // Names that exist are answered as they are.
+  EXPECT_EQ(runDig(at() + "-b 127.0.0.5 +short web.default.svc.cluster.local A"), "10.43.0.20\n");
+  EXPECT_GE(cluster_.dns->counters().autopathAnswers, 3u);
 }
