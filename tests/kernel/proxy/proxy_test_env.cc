@@ -63,7 +63,32 @@ std::string attempt(const ClientJob& job, int& err, bool& wrongPeer) {
   const std::string service = job.address + ":" + std::to_string(job.port);
   sockaddr_in target = sockaddrOf(job.address, job.port);
   char buf[64] = {};
-  bool udp = job.kind != ClientJob::TcpConnect;
+  bool udp = job.kind != ClientJob::TcpConnect && job.kind != ClientJob::Tcp6MappedConnect;
+  if (job.kind == ClientJob::Tcp6MappedConnect) {
+    // An IPv6 socket reaching the IPv4 Service through ::ffff:a.b.c.d.
+    sockaddr_in6 target6{};
+    target6.sin6_family = AF_INET6;
+    target6.sin6_port = htons(static_cast<uint16_t>(job.port));
+    inet_pton(AF_INET6, ("::ffff:" + job.address).c_str(), &target6.sin6_addr);
+    int fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    setTimeout(fd6, 3);
+    if (connect(fd6, reinterpret_cast<sockaddr*>(&target6), sizeof target6) < 0) {
+      err = errno;
+    } else {
+      sockaddr_in6 peer{};
+      socklen_t len = sizeof peer;
+      if (job.checkPeer && (getpeername(fd6, reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+                            memcmp(&peer.sin6_addr, &target6.sin6_addr, sizeof peer.sin6_addr) != 0 ||
+                            peer.sin6_port != target6.sin6_port))
+        wrongPeer = true;
+      ssize_t got = recv(fd6, buf, sizeof buf - 1, 0);
+      if (got <= 0) err = got == 0 ? ECONNRESET : errno;
+      close(fd6);
+      return err ? "" : std::string(buf, static_cast<size_t>(got));
+    }
+    close(fd6);
+    return "";
+  }
   int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     err = errno;

@@ -49,7 +49,7 @@ struct ClientResult {
 };
 
 struct ClientJob {
-  enum Kind { TcpConnect, UdpSendto, UdpConnected } kind = TcpConnect;
+  enum Kind { TcpConnect, UdpSendto, UdpConnected, Tcp6MappedConnect } kind = TcpConnect;
   std::string address;
   int port = 0;
   int count = 0;           // connections to make; 0: loop until stop()

@@ -128,6 +128,14 @@ TEST_P(ServiceProxyKernelTest, ApplicationSeesOnlyTheServiceAddress) {
   EXPECT_EQ(tcp.total(), 30);
 }
 
+TEST_P(ServiceProxyKernelTest, DualStackSocketReachesIPv4ServiceThroughMappedAddress) {
+  programWeb(3);
+  ClientResult r = client(ClientJob::Tcp6MappedConnect, kWebIP, 80, 30, true);
+  EXPECT_TRUE(r.errors.empty()) << "errno " << (r.errors.empty() ? 0 : r.errors.begin()->first);
+  EXPECT_EQ(r.byBackend.size(), 3u);
+  EXPECT_EQ(r.wrongPeer, 0) << "getpeername6 returned a backend";
+}
+
 TEST_P(ServiceProxyKernelTest, ServiceWithoutEndpointsRefusesAtOnce) {
   programWeb(0);
   auto started = std::chrono::steady_clock::now();
