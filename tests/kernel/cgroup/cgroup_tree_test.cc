@@ -170,6 +170,45 @@ TEST_F(CgroupTreeTest, CpuLimitThrottlesToQuarterCore) {
   child.wait();
 }
 
+TEST_F(CgroupTreeTest, FreezeStopsAndThawResumes) {
+  if (tree_->unifiedDirectory("").empty()) GTEST_SKIP() << "no cgroup v2 tree on this host";
+  auto pod = tree_->createPod("uid-7", QosClass::BestEffort, {});
+  ASSERT_TRUE(pod);
+  auto container = tree_->createContainer(*pod, "spin", {});
+  ASSERT_TRUE(container);
+  ferry::testing::ParkedChild child([] {
+    volatile unsigned long n = 0;
+    for (;;) ++n;
+  });
+  ASSERT_TRUE(tree_->attach(*container, child.pid()));
+  child.release();
+  ASSERT_TRUE(tree_->freeze(*pod));
+  std::string events = tree_->unifiedDirectory(*pod) + "/cgroup.events";
+  bool frozen = false;
+  for (int i = 0; i < 500 && !frozen; ++i) {
+    frozen = readText(events).find("frozen 1") != std::string::npos;
+    if (!frozen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(frozen) << readText(events);
+  auto a = tree_->stats(*container);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto b = tree_->stats(*container);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->cpuUsageNs, b->cpuUsageNs) << "a frozen cgroup uses no CPU";
+  ASSERT_TRUE(tree_->thaw(*pod));
+  uint64_t after = b->cpuUsageNs;
+  for (int i = 0; i < 1000 && after == b->cpuUsageNs; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto c = tree_->stats(*container);
+    ASSERT_TRUE(c);
+    after = c->cpuUsageNs;
+  }
+  EXPECT_GT(after, b->cpuUsageNs) << "thawed, it runs again";
+  ASSERT_TRUE(tree_->remove(*pod));
+  int status = child.wait();
+  EXPECT_TRUE(WIFSIGNALED(status));
+}
+
 TEST_F(CgroupTreeTest, WorkingSetIsReported) {
   auto pod = tree_->createPod("uid-6", QosClass::BestEffort, {});
   ASSERT_TRUE(pod);
