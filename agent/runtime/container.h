@@ -82,6 +82,11 @@ struct ContainerSpec {
   bool readOnlyRootFilesystem = false;
 };
 
+// argv of a "pause" container: no rootfs, no exec; its first process only holds a new pid
+// namespace (as pid 1, reaping orphans) for pods with shareProcessNamespace. Other
+// containers join it through ContainerSpec::pidnsPath = "/proc/<its pid>/ns/pid".
+inline constexpr const char* kPauseCommand = "__ferry-pause";
+
 // The container runtime's default capability set (as containerd/CRI-O grant it).
 const std::vector<std::string>& defaultCapabilities();
 

@@ -29,6 +29,8 @@ constexpr const char* kLabelAttempt = "io.ferry.attempt";
 constexpr const char* kLabelInit = "io.ferry.init";
 constexpr const char* kLabelImageID = "io.ferry.image-id";
 constexpr const char* kContainerIdPrefix = "ferry://";
+// The container-name label of a pod's pause container (as dockershim named its sandbox).
+constexpr const char* kPauseContainerName = "POD";
 
 std::string rfc3339(Timestamp t) {
   return api::toRfc3339(std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
@@ -244,6 +246,10 @@ Status PodWorker::adopt() {
     if (name == info.labels.end() || attempt == info.labels.end()) continue;
     byName[name->second].emplace_back(std::atoi(attempt->second.c_str()), info.id);
   }
+  if (auto pause = byName.find(kPauseContainerName); pause != byName.end()) {
+    auto c = deps_.adoptContainer(pause->second.back().second, {});
+    if (c) pause_ = std::move(*c);
+  }
   bool anyApp = false;
   for (auto* list : {&init_, &app_}) {
     for (auto& cs : *list) {
@@ -438,6 +444,10 @@ void PodWorker::syncLocked(Timestamp now, Timestamp& next) {
         if (!cs->killSent) wakeAt(cs->killAt);
       }
     }
+    bool anyRunning = false;
+    for (auto* list : {&init_, &app_})
+      for (auto& cs : *list) anyRunning |= cs->phase == Phase::Running;
+    if (!anyRunning && pause_) (void)pause_->signal(SIGKILL);
     updateConditions(now);
     return;
   }
@@ -857,7 +867,11 @@ void PodWorker::startContainer(ContainerState& cs, Timestamp now, const std::str
   spec.ipcnsPath = sandbox_.ipcnsPath;
   spec.utsnsPath = sandbox_.utsnsPath;
   spec.hostname = hostnameFor(pod_);
-  if (api::at<bool>(pod_, {"spec", "shareProcessNamespace"}, false)) spec.pidnsPath = sandbox_.pidnsPath;
+  if (api::at<bool>(pod_, {"spec", "shareProcessNamespace"}, false)) {
+    auto pidns = sharedPidNamespace();
+    if (!pidns) return configError("CreateContainerError", pidns.error().message);
+    spec.pidnsPath = *pidns;
+  }
   spec.mounts = std::move(*mounts);
   std::string name = cs.name;
   if (deps_.joinCgroups) {
@@ -912,6 +926,31 @@ void PodWorker::startContainer(ContainerState& cs, Timestamp now, const std::str
                 now, fmt::format("FailedPostStartHook: container {}", cs.name));
     }
   }
+}
+
+Result<std::string> PodWorker::sharedPidNamespace() {
+  if (!sandbox_.pidnsPath.empty()) return sandbox_.pidnsPath;
+  if (pause_ && !pause_->exitStatus()) return fmt::format("/proc/{}/ns/pid", pause_->pid());
+  if (pause_) {
+    (void)pause_->remove();
+    pause_.reset();
+  }
+  ContainerSpec spec;
+  spec.id = safeName(fmt::format("{}_{}", api::uidOf(pod_).empty() ? api::nameOf(pod_) : api::uidOf(pod_), kPauseContainerName));
+  spec.labels = {{kLabelPodUid, api::uidOf(pod_)}, {kLabelContainerName, kPauseContainerName}, {kLabelAttempt, "0"}};
+  spec.argv = {kPauseCommand};
+  spec.netnsPath = sandbox_.netnsPath;
+  spec.ipcnsPath = sandbox_.ipcnsPath;
+  spec.utsnsPath = sandbox_.utsnsPath;
+  if (deps_.joinCgroups) {
+    auto join = deps_.joinCgroups;
+    spec.joinCgroups = [join](pid_t pid) { return join(kPauseContainerName, pid); };
+  }
+  if (!deps_.startContainer) return fail(Error{ENOSYS, "no container runtime"});
+  auto started = deps_.startContainer(spec);
+  if (!started) return fail(started.error().wrap("start the pod's shared pid namespace"));
+  pause_ = std::move(*started);
+  return fmt::format("/proc/{}/ns/pid", pause_->pid());
 }
 
 // ---- status ----
@@ -1153,6 +1192,12 @@ Status PodWorker::removeContainers() {
       if (auto st = cs->container->remove(); !st) return fail(st.error());
       cs->container.reset();
     }
+  if (pause_) {
+    (void)pause_->signal(SIGKILL);
+    for (int i = 0; i < 100 && !pause_->exitStatus(); ++i) std::this_thread::sleep_for(20ms);
+    if (auto st = pause_->remove(); !st) return fail(st.error());
+    pause_.reset();
+  }
   std::error_code ec;
   std::string emptyDirs = config_.podDir + "/volumes/empty-dir";
   for (const auto& entry : fs::directory_iterator(emptyDirs, ec)) umount2(entry.path().c_str(), MNT_DETACH);

@@ -161,6 +161,7 @@ class PodWorker {
   Status preparePodFiles();
   Result<std::vector<BindMount>> mountsFor(ContainerState& cs, const std::string& attemptDir);
   void updateConditions(Timestamp now);
+  Result<std::string> sharedPidNamespace();
   api::Json statusLocked() const;
 
   mutable std::mutex mutex_;
@@ -179,6 +180,7 @@ class PodWorker {
   api::Json scheduledCondition_;  // kept as the scheduler wrote it
   std::function<void(const api::Json&)> onChange_;
   api::Json lastReported_;
+  std::unique_ptr<Container> pause_;  // holds the shared pid namespace (shareProcessNamespace)
   std::thread thread_;
   bool stopThread_ = false;
   bool filesReady_ = false;

@@ -98,6 +98,41 @@ constexpr const char* kMaskedPaths[] = {"/proc/acpi", "/proc/kcore", "/proc/keys
                                         "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"};
 constexpr const char* kReadOnlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
 
+volatile sig_atomic_t gChildExited = 0;
+void onChildSignal(int) { gChildExited = 1; }
+
+// pid 1 of a shared pid namespace: reaps what gets orphaned into it, nothing else.
+[[noreturn]] void runPauseChild(ChildPlan& plan) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  char go = 0;
+  if (read(plan.syncFd, &go, 1) != 1) _exit(125);
+  close(plan.syncFd);
+  close(plan.errorFd);  // no exec to close it: tell the shim we are up
+  int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  dup2(devNull, 0);
+  dup2(plan.stdoutFd, 1);
+  dup2(plan.stderrFd, 2);
+  detail::resetSignals();
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &old);
+  struct sigaction sa {};
+  sa.sa_handler = onChildSignal;
+  sigaction(SIGCHLD, &sa, nullptr);
+  // As pid 1 only signals with a handler reach us: TERM and INT end the pause.
+  struct sigaction quit {};
+  quit.sa_handler = [](int) { _exit(0); };
+  sigaction(SIGTERM, &quit, nullptr);
+  sigaction(SIGINT, &quit, nullptr);
+  for (;;) {
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    gChildExited = 0;
+    sigsuspend(&old);
+  }
+}
+
 [[noreturn]] void runContainerChild(ChildPlan& plan) {
   const ContainerSpec& spec = *plan.spec;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -292,14 +327,17 @@ int runContainerShim(int argc, char** argv) {
   ContainerSpec spec = std::move(*specOr);
   spec.env = withDefaultPath(spec.env);
   if (spec.argv.empty()) return reportError("no command to run (argv is empty)");
-  if (spec.lowerDirs.empty()) return reportError("no image layers (lowerDirs is empty)");
+  bool pause = spec.argv.size() == 1 && spec.argv[0] == kPauseCommand;
+  if (spec.lowerDirs.empty() && !pause) return reportError("no image layers (lowerDirs is empty)");
 
   ChildPlan plan;
   plan.spec = &spec;
   plan.rootfs = stateDir + "/rootfs";
   mkdirs(plan.rootfs);
-  mkdirs(spec.upperDir);
-  mkdirs(spec.workDir);
+  if (!pause) {
+    mkdirs(spec.upperDir);
+    mkdirs(spec.workDir);
+  }
   // overlayfs wants the top layer first.
   std::string lower;
   for (auto it = spec.lowerDirs.rbegin(); it != spec.lowerDirs.rend(); ++it) lower += (lower.empty() ? "" : ":") + *it;
@@ -352,6 +390,7 @@ int runContainerShim(int argc, char** argv) {
     close(errPipe[0]);
     close(reportFd);
     close(goFd);
+    if (pause) runPauseChild(plan);
     runContainerChild(plan);
   }
   close(syncPipe[0]);

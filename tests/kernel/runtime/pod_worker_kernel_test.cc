@@ -222,4 +222,32 @@ TEST_F(PodWorkerKernelTest, NewWorkerAdoptsRunningContainersAndExitsWhileAway) {
   EXPECT_TRUE(second->removeContainers().has_value());
 }
 
+TEST_F(PodWorkerKernelTest, ShareProcessNamespaceLetsContainersSeeEachOther) {
+  Json a = {{"name", "a"}, {"image", "busybox:test"}, {"command", {"sleep", "1000"}}};
+  Json b = {{"name", "b"},
+            {"image", "busybox:test"},
+            {"command", {"sh", "-c", "until ps | grep -q '[s]leep 1000'; do sleep 0.1; done; echo saw-sleeper; "
+                                     "echo my-pid=$$; sleep 1000"}}};
+  Json p = pod("uid-k4-" + env_->suffix(), Json::array({a, b}));
+  p["spec"]["shareProcessNamespace"] = true;
+  auto w = worker(p);
+  w->start();
+  std::string logs;
+  ASSERT_TRUE(waitFor([&] {
+    logs.clear();
+    (void)w->readLogs("b", false, LogOptions{}, [&](std::string_view s) {
+      logs += s;
+      return true;
+    }, {});
+    return logs.find("my-pid=") != std::string::npos;
+  }, 60s)) << logs << w->status().dump(2);
+  EXPECT_NE(logs.find("saw-sleeper"), std::string::npos);
+  EXPECT_EQ(logs.find("my-pid=1\n"), std::string::npos) << "b has a pid namespace of its own";
+  w->terminate(0);
+  ASSERT_TRUE(waitFor([&] { return w->finished(); }, 30s));
+  w->stop();
+  EXPECT_TRUE(w->removeContainers().has_value());
+  EXPECT_TRUE(runtime_->list().empty());
+}
+
 }  // namespace

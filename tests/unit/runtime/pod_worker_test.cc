@@ -344,8 +344,11 @@ TEST_F(PodWorkerTest, ReadinessProbeDrivesReadyCondition) {
   now_ += 5s;
   w->sync();
   EXPECT_EQ(condition(w->status(), "Ready"), "True");
-  for (const auto& cond : w->status()["conditions"])
-    if (cond["type"] == "Ready") EXPECT_EQ(cond["lastTransitionTime"], readySince);
+  for (const auto& cond : w->status()["conditions"]) {
+    if (cond["type"] == "Ready") {
+      EXPECT_EQ(cond["lastTransitionTime"], readySince);
+    }
+  }
   now_ += 5s;
   w->sync();
   st = w->status();
