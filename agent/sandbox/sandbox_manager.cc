@@ -259,7 +259,8 @@ Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
   std::string hostname = spec.hostname.empty() ? spec.name : spec.hostname;
   if (hostname.size() > 63) hostname.resize(63);  // the kubelet truncates the same way
   if (hostname.empty()) hostname = spec.uid.substr(0, 63);
-  netns::PodLinkSpec link{.hostIfName = sandbox.hostVeth,
+  netns::PodLinkSpec link{.podNetnsPath = sandbox.netnsPath,
+                          .hostIfName = sandbox.hostVeth,
                           .bridgeName = impl_->config.bridgeName,
                           .podAddress = sandbox.podIP + "/" + std::to_string(sandbox.prefixLength),
                           .gateway = sandbox.gateway,
