@@ -1,10 +1,108 @@
+// `ferry server`: PKI, store, registry, HTTPS API, then the control loops.
 #include "controlplane-lite/server.h"
+
+#include "api/log.h"
+#include "controlplane-lite/api_handler.h"
+#include "controlplane-lite/certs.h"
+#include "controlplane-lite/control_loops.h"
+#include "controlplane-lite/http_server.h"
+#include "controlplane-lite/registry.h"
+#include "controlplane-lite/store.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
 
 namespace ferry::cp {
 
-// Placeholder until the API server lands (issue 3).
-Status runServer(const ServerConfig&, const std::atomic<bool>&, std::function<void()>) {
-  return fail(ENOSYS, "the API server is not in this build yet");
+namespace {
+
+// The first global IPv4 address of an up, non-loopback interface; 127.0.0.1 when there is none.
+std::string detectAdvertiseAddress() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "127.0.0.1";
+  std::string found;
+  for (ifaddrs* i = list; i && found.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    if ((i->ifa_flags & IFF_UP) == 0 || (i->ifa_flags & IFF_LOOPBACK) != 0) continue;
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+    found = buf;
+  }
+  freeifaddrs(list);
+  return found.empty() ? "127.0.0.1" : found;
+}
+
+struct ListenAddress {
+  std::string host;
+  int port = 6443;
+};
+
+Result<ListenAddress> parseListen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return fail(EINVAL, "--listen: want host:port, got \"" + listen + "\"");
+  ListenAddress a;
+  a.host = listen.substr(0, colon);
+  a.port = std::atoi(listen.c_str() + colon + 1);
+  if (a.port <= 0 || a.port > 65535) return fail(EINVAL, "--listen: bad port in \"" + listen + "\"");
+  return a;
+}
+
+}  // namespace
+
+Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std::function<void()> onReady) {
+  auto listen = parseListen(config.listen);
+  if (!listen) return fail(listen.error());
+  std::error_code ec;
+  std::filesystem::create_directories(config.dataDir, ec);
+  if (ec) return fail(ec.value(), "--data-dir " + config.dataDir + ": " + ec.message());
+
+  std::string advertise = config.advertiseAddress.empty() ? detectAdvertiseAddress() : config.advertiseAddress;
+  std::string urlHost = (listen->host.empty() || listen->host == "0.0.0.0") ? "127.0.0.1" : listen->host;
+  std::string serverUrl = "https://" + urlHost + ":" + std::to_string(listen->port);
+
+  SubjectAltNames sans;
+  sans.dnsNames = {"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                   "kubernetes.default.svc." + config.clusterDomain};
+  sans.ips = {"127.0.0.1", "10.43.0.1"};
+  for (const auto& ip : {advertise, urlHost})
+    if (std::find(sans.ips.begin(), sans.ips.end(), ip) == sans.ips.end()) sans.ips.push_back(ip);
+  char hostname[256] = {};
+  if (gethostname(hostname, sizeof hostname - 1) == 0 && hostname[0]) sans.dnsNames.push_back(hostname);
+  auto creds = ensureClusterCredentials(config.dataDir, sans, serverUrl);
+  if (!creds) return fail(creds.error().wrap("cluster credentials"));
+
+  auto store = openStore(config.datastore, config.dataDir);
+  if (!store) return fail(store.error());
+  Registry registry(**store, config);
+  if (auto st = registry.bootstrap(advertise, listen->port); !st) return fail(st.error().wrap("bootstrap objects"));
+
+  ApiHandlerOptions handlerOptions;
+  handlerOptions.joinToken = creds->joinToken;
+  handlerOptions.caPem = creds->ca.certPem;
+  ApiHandler handler(registry, handlerOptions);
+  HttpsServerOptions httpOptions;
+  httpOptions.listen = config.listen;
+  httpOptions.certPem = creds->serving.certPem;
+  httpOptions.keyPem = creds->serving.keyPem;
+  httpOptions.clientCaPem = creds->ca.certPem;
+  auto http = startHttpsServer(httpOptions, [&handler](HttpRequest& req) { return handler.handle(req); });
+  if (!http) return fail(http.error());
+  log::info("API server listening on {} (kubeconfig {}/kubeconfig)", config.listen, config.dataDir);
+
+  std::unique_ptr<ControlLoops> loops;
+  if (config.runControllers) loops = startControlLoops(registry, config);
+  if (onReady) onReady();
+
+  while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  log::info("API server stopping");
+  loops.reset();
+  (*http)->stop();
+  return {};
 }
 
 }  // namespace ferry::cp

@@ -1,0 +1,159 @@
+#include "controlplane-lite/watch_cache.h"
+
+#include "api/log.h"
+
+namespace ferry::cp {
+
+using api::Json;
+
+bool WatchFilter::matches(const Json& object) const {
+  if (!ns.empty() && api::namespaceOf(object) != ns) return false;
+  if (!labels.empty() && !labels.matches(api::labelsOf(object))) return false;
+  if (!fields.empty() && !fields.matches(object)) return false;
+  return true;
+}
+
+class WatchCache::Handle : public ObjectWatch {
+ public:
+  Handle(WatchCache* cache, std::uint64_t id, std::weak_ptr<bool> alive) : cache_(cache), id_(id), alive_(alive) {}
+  ~Handle() override {
+    if (auto a = alive_.lock()) cache_->removeWatcher(id_);
+  }
+
+ private:
+  WatchCache* cache_;
+  std::uint64_t id_;
+  std::weak_ptr<bool> alive_;
+};
+
+namespace {
+
+// A watcher resuming from before the cache's window: its own store watch.
+class DirectWatch : public ObjectWatch {
+ public:
+  std::unique_ptr<StoreWatch> storeWatch;
+};
+
+}  // namespace
+
+WatchCache::WatchCache(Store& store, std::string prefix, Decode decode, std::size_t historyLimit)
+    : store_(store), prefix_(std::move(prefix)), decode_(std::move(decode)), historyLimit_(historyLimit) {}
+
+WatchCache::~WatchCache() {
+  std::unique_ptr<StoreWatch> w;
+  {
+    std::lock_guard lock(mu_);
+    *alive_ = false;
+    alive_.reset();
+    w = std::move(storeWatch_);
+  }
+  w.reset();
+}
+
+Status WatchCache::ensureStarted() {
+  if (started_) return {};
+  auto page = store_.list(prefix_);
+  if (!page) return fail(page.error().wrap("watch cache " + prefix_));
+  for (const auto& kv : page->items) {
+    auto obj = decode_(kv.value, kv.modRevision);
+    if (obj) current_[kv.key] = std::make_shared<const Json>(std::move(*obj));
+  }
+  oldestResumable_ = page->revision;
+  latest_ = page->revision;
+  auto w = store_.watch(prefix_, page->revision, [this](const StoreEvent& e) { onStoreEvent(e); });
+  if (!w) return fail(w.error().wrap("watch cache " + prefix_));
+  storeWatch_ = std::move(*w);
+  started_ = true;
+  return {};
+}
+
+void WatchCache::onStoreEvent(const StoreEvent& event) {
+  std::lock_guard lock(mu_);
+  if (!alive_) return;
+  const bool deleted = event.type == StoreEvent::Type::Delete;
+  auto obj = decode_(event.kv.value, event.kv.modRevision);
+  if (!obj) {
+    log::warn("watch cache {}: undecodable value at {}: {}", prefix_, event.kv.key, obj.error().message);
+    return;
+  }
+  Entry entry;
+  entry.revision = event.kv.modRevision;
+  entry.deleted = deleted;
+  entry.object = std::make_shared<const Json>(std::move(*obj));
+  auto it = current_.find(event.kv.key);
+  if (it != current_.end()) entry.previous = it->second;
+  if (deleted) {
+    if (it != current_.end()) current_.erase(it);
+  } else {
+    current_[event.kv.key] = entry.object;
+  }
+  latest_ = std::max(latest_, entry.revision);
+  history_.push_back(entry);
+  while (history_.size() > historyLimit_) {
+    oldestResumable_ = history_.front().revision;
+    history_.pop_front();
+  }
+  std::vector<std::shared_ptr<Watcher>> snapshot;
+  snapshot.reserve(watchers_.size());
+  for (auto& [id, w] : watchers_) snapshot.push_back(w);
+  for (auto& w : snapshot) deliver(*w, entry);
+}
+
+void WatchCache::deliver(Watcher& w, const Entry& e) {
+  if (e.revision <= w.afterRevision) return;
+  bool nowMatches = !e.deleted && w.filter.matches(*e.object);
+  bool wasMatching = e.previous && w.filter.matches(*e.previous);
+  if (e.deleted) {
+    // The deleted object itself is what a watcher sees; match it on its last state.
+    if (w.filter.matches(*e.object)) w.sink(WatchEvent{"DELETED", *e.object});
+    return;
+  }
+  if (nowMatches && wasMatching) w.sink(WatchEvent{"MODIFIED", *e.object});
+  else if (nowMatches) w.sink(WatchEvent{"ADDED", *e.object});
+  else if (wasMatching) w.sink(WatchEvent{"DELETED", *e.object});
+}
+
+Result<std::unique_ptr<ObjectWatch>> WatchCache::add(std::int64_t afterRevision, WatchFilter filter,
+                                                     std::function<void(const WatchEvent&)> sink) {
+  std::lock_guard lock(mu_);
+  if (auto st = ensureStarted(); !st) return fail(st.error());
+  if (afterRevision < 0) afterRevision = latest_;
+  if (afterRevision < oldestResumable_) {
+    // Too old for the cache: a store watch of its own (ERANGE when compacted).
+    auto direct = std::make_unique<DirectWatch>();
+    auto shared = std::make_shared<Watcher>(Watcher{0, afterRevision, std::move(filter), std::move(sink)});
+    auto decode = decode_;
+    auto w = store_.watch(prefix_, afterRevision, [shared, decode](const StoreEvent& e) {
+      auto obj = decode(e.kv.value, e.kv.modRevision);
+      if (!obj) return;
+      if (!shared->filter.matches(*obj)) return;
+      std::string type = e.type == StoreEvent::Type::Delete ? "DELETED" : (e.created ? "ADDED" : "MODIFIED");
+      shared->sink(WatchEvent{type, *obj});
+    });
+    if (!w) return fail(w.error());
+    direct->storeWatch = std::move(*w);
+    return std::unique_ptr<ObjectWatch>(std::move(direct));
+  }
+  auto watcher = std::make_shared<Watcher>(Watcher{nextId_++, afterRevision, std::move(filter), std::move(sink)});
+  for (const auto& e : history_)
+    if (e.revision > afterRevision) deliver(*watcher, e);
+  watchers_[watcher->id] = watcher;
+  return std::unique_ptr<ObjectWatch>(std::make_unique<Handle>(this, watcher->id, alive_));
+}
+
+void WatchCache::removeWatcher(std::uint64_t id) {
+  std::shared_ptr<Watcher> w;
+  std::lock_guard lock(mu_);
+  auto it = watchers_.find(id);
+  if (it != watchers_.end()) {
+    w = it->second;
+    watchers_.erase(it);
+  }
+}
+
+std::size_t WatchCache::watcherCount() {
+  std::lock_guard lock(mu_);
+  return watchers_.size();
+}
+
+}  // namespace ferry::cp

@@ -1,0 +1,77 @@
+// One store watch per resource, fanned out in-process to every API watcher of
+// that resource. Keeps the last object of each key (so a label change that
+// moves an object out of a watcher's selector is delivered as DELETED, as
+// Kubernetes does) and a window of recent events for watchers that resume
+// from a resourceVersion. Older resumption falls back to a store watch of its
+// own, which answers ERANGE (410 Gone) when the history is compacted.
+#pragma once
+
+#include "controlplane-lite/object_client.h"
+#include "controlplane-lite/selectors.h"
+#include "controlplane-lite/store.h"
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace ferry::cp {
+
+struct WatchFilter {
+  std::string ns;  // empty: every namespace
+  LabelSelector labels;
+  FieldSelector fields;
+  bool matches(const api::Json& object) const;
+};
+
+class WatchCache {
+ public:
+  // `decode` turns a stored value into the API object with the given resourceVersion.
+  using Decode = std::function<Result<api::Json>(const std::string& value, std::int64_t revision)>;
+  WatchCache(Store& store, std::string prefix, Decode decode, std::size_t historyLimit = 10000);
+  ~WatchCache();
+
+  // afterRevision < 0: from the newest event the cache has seen.
+  Result<std::unique_ptr<ObjectWatch>> add(std::int64_t afterRevision, WatchFilter filter,
+                                           std::function<void(const WatchEvent&)> sink);
+  std::size_t watcherCount();
+
+ private:
+  struct Entry {
+    std::int64_t revision;
+    bool deleted;
+    std::shared_ptr<const api::Json> object;
+    std::shared_ptr<const api::Json> previous;  // null when created
+  };
+  struct Watcher {
+    std::uint64_t id;
+    std::int64_t afterRevision;
+    WatchFilter filter;
+    std::function<void(const WatchEvent&)> sink;
+  };
+  class Handle;
+
+  Status ensureStarted();
+  void onStoreEvent(const StoreEvent& event);
+  static void deliver(Watcher& watcher, const Entry& entry);
+  void removeWatcher(std::uint64_t id);
+
+  Store& store_;
+  std::string prefix_;
+  Decode decode_;
+  std::size_t historyLimit_;
+  std::recursive_mutex mu_;
+  bool started_ = false;
+  std::unique_ptr<StoreWatch> storeWatch_;
+  std::int64_t oldestResumable_ = 0;  // events with revision > this are all in history_
+  std::int64_t latest_ = 0;
+  std::deque<Entry> history_;
+  std::map<std::string, std::shared_ptr<const api::Json>> current_;
+  std::map<std::uint64_t, std::shared_ptr<Watcher>> watchers_;
+  std::uint64_t nextId_ = 1;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace ferry::cp
