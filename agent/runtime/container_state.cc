@@ -99,7 +99,7 @@ Status writeFileAtomically(const std::string& path, const std::string& content) 
     }
     done += n;
   }
-  fsync(fd);
+  // No fsync: the state dir is on the run dir (tmpfs), forgotten at reboot anyway.
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) < 0) return failErrno("rename " + tmp);
   return {};

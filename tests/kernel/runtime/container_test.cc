@@ -233,6 +233,44 @@ TEST_F(ContainerTest, ExecReturnsExitCodeAndSeesTheContainer) {
   EXPECT_EQ(*code, 0);
 }
 
+TEST_F(ContainerTest, ExecWithATerminal) {
+  Container* c = start(spec("tty", {"sleep", "1000"}));
+  ASSERT_NE(c, nullptr);
+  ExecOptions o;
+  o.argv = {"sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty; stty size; exit 2"};
+  o.tty = true;
+  o.stdin = true;
+  auto p = c->startProcess(o);
+  ASSERT_TRUE(p.has_value()) << p.error().message;
+  EXPECT_TRUE((*p)->resizeTerminal(40, 100).has_value());
+  std::string out;
+  char buf[256];
+  for (;;) {  // EIO once the last holder of the terminal is gone
+    ssize_t n = read((*p)->stdoutFd(), buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, n);
+  }
+  auto code = (*p)->wait();
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 2);
+  EXPECT_NE(out.find("is-a-tty"), std::string::npos) << out;
+}
+
+TEST_F(ContainerTest, StartLatency) {
+  // Not a timing assertion (that is bench/'s job): prints what a start costs here.
+  std::vector<double> ms;
+  for (int i = 0; i < 10; ++i) {
+    auto s = spec("quick" + std::to_string(i), {"true"});
+    auto begin = std::chrono::steady_clock::now();
+    Container* c = start(s);
+    ASSERT_NE(c, nullptr);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin).count());
+    ASSERT_TRUE(waitExit(c).has_value());
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf("container start (shim + clone + mounts + exec): p50 %.1f ms, max %.1f ms\n", ms[ms.size() / 2], ms.back());
+}
+
 TEST_F(ContainerTest, LogsSupportTailTimestampsAndFollow) {
   auto s = spec("logger", {"sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2; sleep 1; echo late"});
   Container* c = start(s);
