@@ -16,12 +16,12 @@ std::string qosClassName(QosClass qos);  // "Guaranteed", "Burstable", "BestEffo
 
 // Unset fields leave the cgroup's default (unlimited / default weight).
 struct Limits {
-  std::optional<int64_t> cpuLimitMilli;     // limits.cpu in millicores   -> cpu.max / cfs_quota_us
-  std::optional<int64_t> cpuRequestMilli;   // requests.cpu in millicores -> cpu.weight / cpu.shares
-  std::optional<int64_t> memoryLimitBytes;  // limits.memory              -> memory.max / limit_in_bytes
-  std::optional<int64_t> memoryMinBytes;    // memory.min   (v2 only; ignored on v1)
-  std::optional<int64_t> memoryLowBytes;    // memory.low   (v2 only; ignored on v1)
-  std::optional<int64_t> pidsMax;           // pids.max
+  std::optional<int64_t> cpuLimitMilli{};     // limits.cpu in millicores   -> cpu.max / cfs_quota_us
+  std::optional<int64_t> cpuRequestMilli{};   // requests.cpu in millicores -> cpu.weight / cpu.shares
+  std::optional<int64_t> memoryLimitBytes{};  // limits.memory              -> memory.max / limit_in_bytes
+  std::optional<int64_t> memoryMinBytes{};    // memory.min   (v2 only; ignored on v1)
+  std::optional<int64_t> memoryLowBytes{};    // memory.low   (v2 only; ignored on v1)
+  std::optional<int64_t> pidsMax{};           // pids.max
 };
 
 constexpr int64_t kCpuPeriodUs = 100000;    // the kubelet's default CFS period

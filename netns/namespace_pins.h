@@ -13,9 +13,9 @@ namespace ferry::netns {
 
 // Where a pod's namespaces are pinned. An empty path means "do not create that kind".
 struct NamespacePins {
-  std::string net;  // e.g. <runDir>/netns/<pod-uid>
-  std::string ipc;  // e.g. <runDir>/ipcns/<pod-uid>
-  std::string uts;  // e.g. <runDir>/utsns/<pod-uid>
+  std::string net{};  // e.g. <runDir>/netns/<pod-uid>
+  std::string ipc{};  // e.g. <runDir>/ipcns/<pod-uid>
+  std::string uts{};  // e.g. <runDir>/utsns/<pod-uid>
 };
 
 // Creates fresh namespaces of the kinds named in `pins` in one unshare() on a

@@ -15,24 +15,24 @@
 namespace ferry::netns {
 
 struct PodLinkSpec {
-  std::string podNetnsPath;  // pinned pod network namespace (see namespace_pins.h)
-  std::string hostIfName;    // host end of the veth, <= 15 chars, e.g. "fv1a2b3c4d5e6f"
-  std::string bridgeName;    // node bridge the host end joins, e.g. "ferry0"
-  std::string podAddress;    // pod IP with the pod CIDR prefix, e.g. "10.42.1.7/24"
-  std::string gateway;       // default route of the pod, e.g. "10.42.1.1"
+  std::string podNetnsPath{};  // pinned pod network namespace (see namespace_pins.h)
+  std::string hostIfName{};    // host end of the veth, <= 15 chars, e.g. "fv1a2b3c4d5e6f"
+  std::string bridgeName{};    // node bridge the host end joins, e.g. "ferry0"
+  std::string podAddress{};    // pod IP with the pod CIDR prefix, e.g. "10.42.1.7/24"
+  std::string gateway{};       // default route of the pod, e.g. "10.42.1.1"
   int mtu = 1500;
 };
 
 struct RouteEntry {
-  std::string destination;   // "10.42.2.0/24"; "default" for 0.0.0.0/0
-  std::string via;           // gateway, empty when directly connected
-  std::string device;        // output interface name, may be empty
+  std::string destination{};   // "10.42.2.0/24"; "default" for 0.0.0.0/0
+  std::string via{};           // gateway, empty when directly connected
+  std::string device{};        // output interface name, may be empty
   bool ownedByFerry = false; // added by ensureRoute (marked with Ferry's route protocol)
 };
 
 struct AddressEntry {
-  std::string device;        // interface name
-  std::string address;       // "10.42.1.1/24"
+  std::string device{};        // interface name
+  std::string address{};       // "10.42.1.1/24"
 };
 
 class NodeNetwork {

@@ -19,40 +19,40 @@
 namespace ferry::agent {
 
 struct SandboxManagerConfig {
-  std::string runDir;          // pins under <runDir>/pods/<uid>/{net,ipc,uts}
-  std::string dataDir;         // IPAM and sandbox records: <dataDir>/sandboxes.json
-  std::string cgroupRoot;      // --cgroup-root, e.g. "ferry"
+  std::string runDir{};          // pins under <runDir>/pods/<uid>/{net,ipc,uts}
+  std::string dataDir{};         // IPAM and sandbox records: <dataDir>/sandboxes.json
+  std::string cgroupRoot{};      // --cgroup-root, e.g. "ferry"
   std::string cgroupMountRoot = "/sys/fs/cgroup";
-  std::string nodeNetnsPath;   // "" = the agent's own network namespace (tests pass their "node")
+  std::string nodeNetnsPath{};   // "" = the agent's own network namespace (tests pass their "node")
   std::string bridgeName = "ferry0";
-  std::string podCIDR;         // this node's pod CIDR, e.g. "10.42.1.0/24"; gateway = first address
+  std::string podCIDR{};         // this node's pod CIDR, e.g. "10.42.1.0/24"; gateway = first address
   int mtu = 1500;
   int64_t podPidsLimit = 4096; // pids.max of every pod cgroup (node-wide); <= 0: unlimited
 };
 
 struct PodSandboxSpec {
-  std::string uid;             // metadata.uid (required)
-  std::string name;            // metadata.name
-  std::string namespace_;      // metadata.namespace
-  std::string hostname;        // UTS hostname; default: name
+  std::string uid{};             // metadata.uid (required)
+  std::string name{};            // metadata.name
+  std::string namespace_{};      // metadata.namespace
+  std::string hostname{};        // UTS hostname; default: name
   cgroup::QosClass qos = cgroup::QosClass::BestEffort;
-  cgroup::Limits limits;       // pod-level (sum of containers); pidsMax defaults to podPidsLimit
+  cgroup::Limits limits{};       // pod-level (sum of containers); pidsMax defaults to podPidsLimit
 };
 
 struct PodSandbox {
-  std::string uid, name, namespace_;
-  std::string podIP;           // "10.42.1.7"
+  std::string uid{}, name{}, namespace_{};
+  std::string podIP{};           // "10.42.1.7"
   int prefixLength = 0;        // of the pod CIDR
-  std::string gateway;         // "10.42.1.1"
-  std::string netnsPath, ipcnsPath, utsnsPath;  // pinned namespaces to setns() into
-  std::string cgroupPath;      // pod cgroup, relative to the cgroup root ("burstable/pod<uid>")
-  std::string hostVeth;        // host end of the pod's veth
+  std::string gateway{};         // "10.42.1.1"
+  std::string netnsPath{}, ipcnsPath{}, utsnsPath{};  // pinned namespaces to setns() into
+  std::string cgroupPath{};      // pod cgroup, relative to the cgroup root ("burstable/pod<uid>")
+  std::string hostVeth{};        // host end of the pod's veth
   cgroup::QosClass qos = cgroup::QosClass::BestEffort;
 };
 
 struct PeerNodeRoute {
-  std::string podCIDR;         // another node's pod CIDR
-  std::string nodeIP;          // that node's IP, reachable from this node's namespace
+  std::string podCIDR{};         // another node's pod CIDR
+  std::string nodeIP{};          // that node's IP, reachable from this node's namespace
 };
 
 class SandboxManager {

@@ -143,7 +143,7 @@ TEST_F(CgroupTreeTest, CpuLimitThrottlesToQuarterCore) {
   ASSERT_TRUE(container);
   ferry::testing::ParkedChild child([] {
     volatile unsigned long n = 0;
-    for (;;) ++n;
+    for (;;) n = n + 1;
   });
   ASSERT_TRUE(tree_->attach(*container, child.pid()));
   child.release();
@@ -178,7 +178,7 @@ TEST_F(CgroupTreeTest, FreezeStopsAndThawResumes) {
   ASSERT_TRUE(container);
   ferry::testing::ParkedChild child([] {
     volatile unsigned long n = 0;
-    for (;;) ++n;
+    for (;;) n = n + 1;
   });
   ASSERT_TRUE(tree_->attach(*container, child.pid()));
   child.release();

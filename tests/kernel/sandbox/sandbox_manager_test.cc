@@ -61,7 +61,9 @@ class SandboxManagerTest : public ::testing::Test {
       EXPECT_TRUE(manager_->cgroups().destroy());
       manager_.reset();
     }
-    if (testCgroups_) EXPECT_TRUE(testCgroups_->destroy());
+    if (testCgroups_) {
+      EXPECT_TRUE(testCgroups_->destroy());
+    }
     if (!nodeNs_.empty()) (void)netns::removePinnedNamespace(nodeNs_);
     if (!dir_.empty()) {
       EXPECT_EQ(countNsfsMountsUnder(dir_), 0);
