@@ -866,7 +866,9 @@ void PodWorker::startContainer(ContainerState& cs, Timestamp now, const std::str
   spec.netnsPath = sandbox_.netnsPath;
   spec.ipcnsPath = sandbox_.ipcnsPath;
   spec.utsnsPath = sandbox_.utsnsPath;
-  spec.hostname = hostnameFor(pod_);
+  // hostNetwork pods keep the node's name (no UTS namespace of their own).
+  bool hostNetwork = api::at<bool>(pod_, {"spec", "hostNetwork"}, false);
+  spec.hostname = hostNetwork && sandbox_.utsnsPath.empty() ? "" : hostnameFor(pod_);
   if (api::at<bool>(pod_, {"spec", "shareProcessNamespace"}, false)) {
     auto pidns = sharedPidNamespace();
     if (!pidns) return configError("CreateContainerError", pidns.error().message);

@@ -1,6 +1,7 @@
 #include "agent/runtime/probe.h"
 
 #include <fmt/format.h>
+#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -105,13 +107,51 @@ ProbeOutcome probeTcp(const std::string& netnsPath, const std::string& host, int
 ProbeOutcome probeHttpGet(const std::string& netnsPath, const std::string& scheme, const std::string& host, int port,
                           const std::string& path, const std::vector<std::pair<std::string, std::string>>& headers,
                           std::chrono::milliseconds timeout) {
-  if (scheme == "HTTPS" || scheme == "https")
-    return {false, "HTTPS probes are not supported by this agent yet"};
+  bool tls = scheme == "HTTPS" || scheme == "https";
   return inNetns(netnsPath, [&] {
     auto deadline = Clock::now() + timeout;
+    std::string url = fmt::format("{}://{}:{}{}", tls ? "https" : "http", host, port, path);
     std::string error;
     int fd = connectTo(host, port, deadline, error);
-    if (fd < 0) return ProbeOutcome{false, fmt::format("Get \"http://{}:{}{}\": {}", host, port, path, error)};
+    if (fd < 0) return ProbeOutcome{false, fmt::format("Get \"{}\": {}", url, error)};
+    // From here on plain blocking I/O bounded by socket timeouts: simpler with TLS.
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    int left = std::max(1, remainingMs(deadline));
+    timeval tv{left / 1000, (left % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
+    SSL_CTX* ctx = nullptr;
+    SSL* ssl = nullptr;
+    auto cleanup = [&] {
+      if (ssl) SSL_free(ssl);
+      if (ctx) SSL_CTX_free(ctx);
+      close(fd);
+    };
+    if (tls) {
+      // The kubelet does not verify probe certificates either.
+      ctx = SSL_CTX_new(TLS_client_method());
+      ssl = ctx ? SSL_new(ctx) : nullptr;
+      if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1) {
+        cleanup();
+        return ProbeOutcome{false, fmt::format("Get \"{}\": TLS handshake failed", url)};
+      }
+    }
+    auto sendAll = [&](const std::string& data) {
+      size_t sent = 0;
+      while (sent < data.size()) {
+        int n = tls ? SSL_write(ssl, data.data() + sent, static_cast<int>(data.size() - sent))
+                    : static_cast<int>(send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL));
+        if (n <= 0) return false;
+        sent += n;
+      }
+      return true;
+    };
+    auto receive = [&](char* buf, int size) {
+      return tls ? SSL_read(ssl, buf, size) : static_cast<int>(recv(fd, buf, size, 0));
+    };
+
     std::string hostHeader = host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
                                                                  : fmt::format("{}:{}", host, port);
     bool userAgent = false, accept = false;
@@ -129,30 +169,23 @@ ProbeOutcome probeHttpGet(const std::string& netnsPath, const std::string& schem
     if (!userAgent) request += "User-Agent: kube-probe/1.31\r\n";
     if (!accept) request += "Accept: */*\r\n";
     request += "Connection: close\r\n\r\n";
-    size_t sent = 0;
-    while (sent < request.size()) {
-      pollfd p{fd, POLLOUT, 0};
-      if (poll(&p, 1, remainingMs(deadline)) <= 0) break;
-      ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += n;
+    if (!sendAll(request)) {
+      cleanup();
+      return ProbeOutcome{false, fmt::format("Get \"{}\": write failed", url)};
     }
     std::string response;
     char buf[4096];
     while (response.find("\r\n") == std::string::npos && response.size() < 65536) {
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, remainingMs(deadline)) <= 0) {
-        close(fd);
-        return ProbeOutcome{false, fmt::format("Get \"http://{}:{}{}\": context deadline exceeded", host, port, path)};
-      }
-      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      int n = receive(buf, sizeof buf);
       if (n <= 0) break;
       response.append(buf, n);
     }
-    close(fd);
+    cleanup();
     int code = 0;
+    if (response.empty())
+      return ProbeOutcome{false, fmt::format("Get \"{}\": context deadline exceeded or connection closed", url)};
     if (std::sscanf(response.c_str(), "HTTP/%*d.%*d %d", &code) != 1)
-      return ProbeOutcome{false, fmt::format("Get \"http://{}:{}{}\": malformed HTTP response", host, port, path)};
+      return ProbeOutcome{false, fmt::format("Get \"{}\": malformed HTTP response", url)};
     if (code >= 200 && code < 400) return ProbeOutcome{true, ""};
     return ProbeOutcome{false, fmt::format("HTTP probe failed with statuscode: {}", code)};
   });

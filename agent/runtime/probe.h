@@ -21,8 +21,8 @@ struct ProbeOutcome {
 ProbeOutcome probeTcp(const std::string& netnsPath, const std::string& host, int port,
                       std::chrono::milliseconds timeout);
 
-// HTTP GET; success for status 200..399. Scheme HTTPS is not supported yet (fails with
-// a message saying so).
+// HTTP GET (scheme HTTP or HTTPS; like the kubelet, the certificate is not verified);
+// success for status 200..399.
 ProbeOutcome probeHttpGet(const std::string& netnsPath, const std::string& scheme, const std::string& host, int port,
                           const std::string& path, const std::vector<std::pair<std::string, std::string>>& headers,
                           std::chrono::milliseconds timeout);
