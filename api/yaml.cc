@@ -129,6 +129,31 @@ std::string where(const YAML::Node& node) {
   return fmt::format("yaml: line {}", m.line + 1);
 }
 
+// Offset of the first byte that is not valid UTF-8 text, or npos. go-yaml
+// rejects such input too; letting it through would put strings into the JSON
+// that cannot be serialized again.
+std::size_t invalidUtf8At(std::string_view s, bool allowControl = false) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    // YAML allows no control characters but tab and line breaks (and NULs
+    // would make yaml-cpp guess UTF-16/32).
+    if (!allowControl && c < 0x20 && c != '\t' && c != '\n' && c != '\r') return i;
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return i;
+    std::uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+    for (std::size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 class Converter {
  public:
   Result<Json> convert(const YAML::Node& node, int depth) {
@@ -170,6 +195,10 @@ class Converter {
  private:
   Result<Json> scalar(const YAML::Node& node) {
     const std::string& text = node.Scalar();
+    if (invalidUtf8At(text, /*allowControl=*/true) != std::string_view::npos) {
+      // Escapes such as "\x80" or "\U00110000" can produce bytes JSON cannot hold.
+      return fail(Error::invalid(where(node) + ": string is not valid UTF-8"));
+    }
     const std::string& tag = node.Tag();
     if (tag == "!" || tag == "tag:yaml.org,2002:str" || tag == "tag:yaml.org,2002:binary") return Json(text);
     if (tag == "?" || tag.empty()) return plain(node, text);
@@ -213,28 +242,6 @@ class Converter {
   std::size_t nodes_ = 0;
 };
 
-// Offset of the first byte that is not part of valid UTF-8, or npos. go-yaml
-// rejects such input too; letting it through would put strings into the JSON
-// that cannot be serialized again.
-std::size_t invalidUtf8At(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return i;
-    std::uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (std::size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
-    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
-
 Error yamlError(const YAML::Exception& e) {
   if (e.mark.is_null()) return Error::invalid(fmt::format("yaml: {}", e.msg));
   return Error::invalid(fmt::format("yaml: line {}: {}", e.mark.line + 1, e.msg));
@@ -248,6 +255,14 @@ bool readsBackAsString(const std::string& s) {
     if (resolveNumber(s) || isSpecialFloat(s)) return false;
   }
   return true;
+}
+
+// A "|" block reads back exactly only for ordinary multi-line text: one
+// final newline, no leading or trailing blanks on lines.
+bool usableAsLiteralBlock(const std::string& s) {
+  if (s.size() < 2 || s.back() != '\n' || s[s.size() - 2] == '\n') return false;
+  if (s.front() == ' ' || s.front() == '\n') return false;
+  return s.find(" \n") == std::string::npos && s.find("\n ") == std::string::npos;
 }
 
 void emit(YAML::Emitter& out, const Json& j) {
@@ -278,9 +293,12 @@ void emit(YAML::Emitter& out, const Json& j) {
       return;
     case Json::value_t::string: {
       const auto& s = j.get_ref<const std::string&>();
-      if (s.find('\n') != std::string::npos && s.find_first_of("\t\r") == std::string::npos) {
+      bool control = std::any_of(s.begin(), s.end(), [](char c) {
+        return (static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7f;
+      });
+      if (!control && usableAsLiteralBlock(s)) {
         out << YAML::Literal << s;
-      } else if (readsBackAsString(s)) {
+      } else if (!control && s.find('\n') == std::string::npos && readsBackAsString(s)) {
         out << s;
       } else {
         out << YAML::DoubleQuoted << s;
@@ -313,7 +331,7 @@ Result<std::vector<Json>> parseYamlDocuments(std::string_view text) {
   std::vector<Json> docs;
   if (std::size_t bad = invalidUtf8At(text); bad != std::string_view::npos) {
     std::size_t line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + bad, '\n'));
-    return fail(Error::invalid(fmt::format("yaml: line {}: invalid UTF-8 at byte offset {}", line, bad)));
+    return fail(Error::invalid(fmt::format("yaml: line {}: invalid UTF-8 or control character at byte offset {}", line, bad)));
   }
   try {
     std::vector<YAML::Node> nodes = YAML::LoadAll(std::string(text));

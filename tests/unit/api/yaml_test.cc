@@ -126,6 +126,9 @@ TEST(Yaml, ErrorsNameTheLine) {
   EXPECT_NE(latin1.error().message.find("line 2: invalid UTF-8"), std::string::npos) << latin1.error().message;
   EXPECT_TRUE(parseYaml("b: caf\xc3\xa9 \xf0\x9f\x9a\xa2\n"));
   EXPECT_FALSE(parseYaml("b: \xed\xa0\x80\n"));  // a UTF-16 surrogate
+  EXPECT_FALSE(parseYaml(std::string("a\0\0\0: 1\n", 8)));  // NULs would make yaml-cpp guess UTF-32
+  EXPECT_EQ((*parseYaml("a: \"\\xff\""))["a"], "\xc3\xbf");  // \\xff is U+00FF
+  EXPECT_EQ((*parseYaml("a: \"\\a\\t\""))["a"], "\a\t");  // escaped control characters are fine
   auto inf = parseYaml("a: .inf\n");
   EXPECT_FALSE(inf);
   std::string deep(1000, '[');
@@ -158,6 +161,15 @@ TEST(Yaml, WritesYamlThatReadsBackIdentically) {
   auto back = parseYaml(text);
   ASSERT_TRUE(back) << back.error().message << "\n" << text;
   EXPECT_EQ(*back, doc) << text;
+
+  // Strings that a "|" block would not carry exactly.
+  for (const char* tricky : {"metadata?\n(       | multi n'  tspec\x1b\x0e", "a\nb", "a\n\n", " lead\nx\n", "x\n  y\n",
+                             "tab\there", "\n", "trail \nx\n", "bell\x07", "del\x7f", "q\"uote\\"}) {
+    Json s = Json{{"v", tricky}};
+    auto again = parseYaml(ferry::api::toYaml(s));
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_EQ(*again, s) << ferry::api::toYaml(s);
+  }
 
   std::vector<Json> docs{Json::parse(R"({"a":1})"), Json::parse(R"({"b":"2"})")};
   auto many = parseYamlDocuments(ferry::api::toYamlDocuments(docs));
