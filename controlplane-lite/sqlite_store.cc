@@ -5,6 +5,9 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -483,6 +486,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, 
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->options = options;
+  // The database holds Secrets: owner-only. SQLite gives the -wal and -shm files
+  // the main file's mode, so creating it first is enough.
+  if (int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600); fd >= 0) {
+    ::close(fd);
+  } else {
+    return failErrno("sqlite store: create " + path);
+  }
   auto writer = Connection::open(path);
   if (!writer) return fail(writer.error().wrap("sqlite store"));
   impl->writer = std::move(*writer);

@@ -59,6 +59,22 @@ TEST(SqliteStore, CompactsHistoryInTheBackgroundKeepingTheNewestRevisions) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(SqliteStore, KeepsItsFilesOwnerOnly) {
+  auto dir = makeTempDir("store-sqlite-mode");
+  std::string path = (dir / "state.db").string();
+  auto store = SqliteStore::open(path);
+  ASSERT_TRUE(store) << store.error().message;
+  ASSERT_TRUE((*store)->create("/secret", "x"));
+  for (const char* suffix : {"", "-wal"}) {
+    auto perms = std::filesystem::status(path + suffix).permissions();
+    EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+              std::filesystem::perms::none)
+        << path << suffix;
+  }
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SqliteStore, RefusesAPathItCannotOpen) {
   auto store = SqliteStore::open("/nonexistent-dir-ferry/state.db");
   ASSERT_FALSE(store);
