@@ -174,9 +174,25 @@ void ClusterState::upsertNode(const api::Json& node) {
   }
 }
 
+int ClusterState::leastOwnerCount(int ownerId) const {
+  auto it = ownerHistogram_.find(ownerId);
+  if (it == ownerHistogram_.end()) return 0;
+  int nodesWithPods = 0;
+  for (const auto& [count, nodes] : it->second) nodesWithPods += nodes;
+  if (nodesWithPods < static_cast<int>(nodes_.size()) || it->second.empty()) return 0;
+  return it->second.begin()->first;
+}
+
+void ClusterState::countOwner(int ownerId, int before, int after) {
+  auto& histogram = ownerHistogram_[ownerId];
+  if (before > 0 && --histogram[before] <= 0) histogram.erase(before);
+  if (after > 0) histogram[after]++;
+}
+
 void ClusterState::removeNode(const std::string& name) {
   auto it = nodeIndex_.find(name);
   if (it == nodeIndex_.end()) return;
+  for (const auto& [owner, count] : nodes_[it->second].ownerCounts) countOwner(owner, count, 0);
   for (const auto& [podKey, placed] : nodes_[it->second].pods) podNode_.erase(podKey);
   nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(it->second));
   nodeIndex_.clear();
@@ -192,7 +208,11 @@ void ClusterState::placePod(const std::string& podKey, const api::Json& pod, con
   NodeInfo& info = nodes_[it->second];
   info.requested.add(placed.requests);
   info.scoringRequested.add(placed.scoringRequests);
-  if (placed.ownerId >= 0) info.ownerCounts[placed.ownerId]++;
+  if (placed.ownerId >= 0) {
+    int& count = info.ownerCounts[placed.ownerId];
+    countOwner(placed.ownerId, count, count + 1);
+    count++;
+  }
   for (const auto& hp : placed.hostPorts) info.usedHostPorts.insert(hp);
   info.pods[podKey] = std::move(placed);
   podNode_[podKey] = nodeName;
@@ -209,7 +229,11 @@ void ClusterState::removePod(const std::string& podKey) {
   if (p == info.pods.end()) return;
   info.requested.subtract(p->second.requests);
   info.scoringRequested.subtract(p->second.scoringRequests);
-  if (p->second.ownerId >= 0 && --info.ownerCounts[p->second.ownerId] <= 0) info.ownerCounts.erase(p->second.ownerId);
+  if (p->second.ownerId >= 0) {
+    int& count = info.ownerCounts[p->second.ownerId];
+    countOwner(p->second.ownerId, count, count - 1);
+    if (--count <= 0) info.ownerCounts.erase(p->second.ownerId);
+  }
   for (const auto& hp : p->second.hostPorts) info.usedHostPorts.erase(hp);
   info.pods.erase(p);
 }
@@ -297,6 +321,26 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
       result.message += fmt::format("{} {} {}", i ? "," : "", sorted[i].first, sorted[i].second);
     result.message += ".";
     return result;
+  }
+
+  // Sampling part of a large cluster can miss the nodes holding the fewest of
+  // this owner's pods; then the rest of the nodes are searched too, so that
+  // replicas stay within one pod of even.
+  if (ownerId >= 0 && feasible.size() < n) {
+    int least = leastOwnerCount(ownerId);
+    auto countOn = [&](std::size_t i) {
+      auto it = nodes_[i].ownerCounts.find(ownerId);
+      return it == nodes_[i].ownerCounts.end() ? 0 : it->second;
+    };
+    bool sampledLeast = false;
+    for (std::size_t i : feasible)
+      if (countOn(i) == least) sampledLeast = true;
+    if (!sampledLeast) {
+      std::vector<std::size_t> widened;
+      for (std::size_t i = 0; i < n; ++i)
+        if (countOn(i) == least && filter(nodes_[i], pod, placed).empty()) widened.push_back(i);
+      if (!widened.empty()) feasible = std::move(widened);
+    }
   }
 
   // Scores (0..100 each): least allocated (cpu and memory averaged), weight 1;

@@ -8,6 +8,7 @@
 #include "controlplane-lite/scheduler/pod_resources.h"
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -70,6 +71,10 @@ class ClusterState {
   std::unordered_map<std::string, std::size_t> nodeIndex_;
   std::unordered_map<std::string, std::string> podNode_;
   std::unordered_map<std::string, int> ownerIds_;
+  // Per owner: how many nodes hold 1, 2, ... of its pods, to know the least any node holds.
+  std::unordered_map<int, std::map<int, int>> ownerHistogram_;
+  int leastOwnerCount(int ownerId) const;
+  void countOwner(int ownerId, int before, int after);
   std::size_t nextStartIndex_ = 0;
 };
 

@@ -183,6 +183,16 @@ void Scheduler::bindLoop() {
         {"target", {{"apiVersion", "v1"}, {"kind", "Node"}, {"name", request.nodeName}}}};
     if (!api::uidOf(request.pod).empty()) binding["metadata"]["uid"] = api::uidOf(request.pod);
     auto bound = ctx_.client.create("bindings", binding);
+    if (!bound && bound.error().code == ENOENT && bound.error().message.find("resource type") != std::string::npos) {
+      // An API without the pods/binding subresource: set spec.nodeName with an update instead.
+      bound = [&]() -> Result<api::Json> {
+        auto pod = ctx_.client.get("pods", api::namespaceOf(request.pod), api::nameOf(request.pod));
+        if (!pod) return pod;
+        if (!api::at<std::string>(*pod, {"spec", "nodeName"}).empty()) return fail(ECANCELED, "already assigned");
+        (*pod)["spec"]["nodeName"] = request.nodeName;
+        return ctx_.client.update("pods", *pod);
+      }();
+    }
     if (bound) {
       bound_++;
       if (options_.recordScheduledEvents)

@@ -165,3 +165,23 @@ TEST(PodResources, ParsesQuantities) {
   EXPECT_EQ(parseQuantityMilli("1G"), 1000000000000);
   EXPECT_FALSE(parseQuantityMilli("12xyz").has_value());
 }
+
+TEST(ClusterState, LargeClustersStayWithinOnePodOfEven) {
+  ClusterState state;
+  for (int i = 0; i < 333; ++i) state.upsertNode(makeNode("node-" + std::to_string(1000 + i), "32", "128Gi"));
+  std::map<std::string, int> perNode;
+  for (int i = 0; i < 3000; ++i) {
+    api::Json pod = ownedPod("p" + std::to_string(i), "rs-uid");
+    auto result = state.schedule(pod);
+    ASSERT_FALSE(result.nodeName.empty()) << result.message;
+    state.placePod("default/p" + std::to_string(i), pod, result.nodeName);
+    perNode[result.nodeName]++;
+  }
+  int lo = 1 << 30, hi = 0;
+  for (int i = 0; i < 333; ++i) {
+    int n = perNode["node-" + std::to_string(1000 + i)];
+    lo = std::min(lo, n);
+    hi = std::max(hi, n);
+  }
+  EXPECT_LE(hi - lo, 1);
+}
