@@ -328,8 +328,10 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   applyDefaults(*r, obj);
   auto causes = validateObject(*r, obj);
   if (!causes.empty()) return fail(invalidError(kindAndName(*r, api::nameOf(obj)) + " is invalid", causes));
-  if (auto st = admitCreate(*r, obj); !st) return fail(st.error());
   std::string name = api::nameOf(obj);
+  // Checked before admission so that a duplicate gets AlreadyExists, not an allocation error.
+  if (store_.get(keyFor(*r, ns, name))) return fail(EEXIST, fmt::format("{} already exists", resourceAndName(*r, name)));
+  if (auto st = admitCreate(*r, obj); !st) return fail(st.error());
   auto rev = store_.create(keyFor(*r, ns, name), encode(obj));
   if (!rev) {
     releaseOnDelete(*r, obj);

@@ -6,6 +6,7 @@
 #include "controlplane-lite/certs.h"
 #include "controlplane-lite/control_loops.h"
 #include "controlplane-lite/http_server.h"
+#include "controlplane-lite/leader_election.h"
 #include "controlplane-lite/registry.h"
 #include "controlplane-lite/store.h"
 
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <thread>
+#include <unistd.h>
 
 namespace ferry::cp {
 
@@ -94,13 +96,33 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   if (!http) return fail(http.error());
   log::info("API server listening on {} (kubeconfig {}/kubeconfig)", config.listen, config.dataDir);
 
+  // On etcd several servers share the store: the loops run on the elected leader only.
   std::unique_ptr<ControlLoops> loops;
-  if (config.runControllers) loops = startControlLoops(registry, config);
+  std::unique_ptr<LeaderElector> elector;
+  bool shared = config.datastore.rfind("etcd://", 0) == 0;
+  if (config.runControllers && shared) {
+    elector = std::make_unique<LeaderElector>(**store, "/registry/leases/kube-system/ferry-controllers",
+                                              std::string(hostname) + "-" + std::to_string(::getpid()));
+    elector->start();
+  } else if (config.runControllers) {
+    loops = startControlLoops(registry, config);
+  }
   if (onReady) onReady();
 
-  while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  while (!stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (!elector) continue;
+    if (elector->isLeader() && !loops) {
+      log::info("leading: starting the scheduler and controllers");
+      loops = startControlLoops(registry, config);
+    } else if (!elector->isLeader() && loops) {
+      log::info("lost leadership: stopping the scheduler and controllers");
+      loops.reset();
+    }
+  }
   log::info("API server stopping");
   loops.reset();
+  if (elector) elector->stop();
   (*http)->stop();
   return {};
 }

@@ -1,0 +1,289 @@
+// Registry semantics on a real SQLite store in a temporary directory.
+#include "controlplane-lite/registry.h"
+#include "controlplane-lite/store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+using namespace ferry;
+using namespace ferry::cp;
+using api::Json;
+
+namespace {
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("ferry-registry-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto s = openStore("sqlite", dir_.string());
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    registry_ = std::make_unique<Registry>(*store_, ServerConfig{});
+    auto st = registry_->bootstrap("127.0.0.1", 6443);
+    ASSERT_TRUE(st) << st.error().message;
+  }
+  void TearDown() override {
+    registry_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  Json deployment(const std::string& name, const std::string& image = "nginx:1.25") {
+    return Json::parse(R"({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":")" + name +
+                       R"(","namespace":"default","labels":{"app":"web"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},
+      "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":")" +
+                       image + R"(","ports":[{"containerPort":80}]}]}}}})");
+  }
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Registry> registry_;
+};
+
+}  // namespace
+
+TEST_F(RegistryTest, BootstrapObjects) {
+  for (const char* ns : {"default", "kube-system", "kube-public", "kube-node-lease"}) EXPECT_TRUE(registry_->get("namespaces", "", ns));
+  auto k = registry_->get("services", "default", "kubernetes");
+  ASSERT_TRUE(k);
+  EXPECT_EQ(api::at<std::string>(*k, {"spec", "clusterIP"}), "10.43.0.1");
+  auto dns = registry_->get("services", "kube-system", "kube-dns");
+  ASSERT_TRUE(dns);
+  EXPECT_EQ(api::at<std::string>(*dns, {"spec", "clusterIP"}), "10.43.0.10");
+  EXPECT_TRUE(registry_->get("endpointslices.discovery.k8s.io", "default", "kubernetes"));
+  // Idempotent.
+  EXPECT_TRUE(registry_->bootstrap("127.0.0.1", 6443));
+}
+
+TEST_F(RegistryTest, CreateGetUpdateConflictGeneration) {
+  auto made = registry_->create("deployments.apps", deployment("web"));
+  ASSERT_TRUE(made) << made.error().message;
+  EXPECT_FALSE(api::uidOf(*made).empty());
+  EXPECT_EQ(api::at<int>(*made, {"metadata", "generation"}), 1);
+  EXPECT_EQ(api::at<int>(*made, {"spec", "revisionHistoryLimit"}), 10);
+  std::string rv = api::resourceVersionOf(*made);
+  EXPECT_FALSE(rv.empty());
+
+  auto dup = registry_->create("deployments.apps", deployment("web"));
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, EEXIST);
+
+  Json changed = *made;
+  changed["spec"]["replicas"] = 3;
+  changed["status"] = {{"replicas", 99}};
+  auto updated = registry_->update("deployments.apps", changed);
+  ASSERT_TRUE(updated) << updated.error().message;
+  EXPECT_EQ(api::at<int>(*updated, {"metadata", "generation"}), 2);
+  EXPECT_FALSE(updated->contains("status") && (*updated)["status"].contains("replicas"));
+
+  // Stale resourceVersion: Conflict.
+  auto stale = registry_->update("deployments.apps", changed);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ECANCELED);
+  EXPECT_NE(stale.error().message.find("the object has been modified"), std::string::npos);
+
+  // Status subresource changes only status, no generation bump.
+  Json status = *updated;
+  status["status"] = {{"replicas", 3}, {"observedGeneration", 2}};
+  status["spec"]["replicas"] = 7;
+  auto st = registry_->updateStatus("deployments.apps", status);
+  ASSERT_TRUE(st) << st.error().message;
+  EXPECT_EQ(api::at<int>(*st, {"status", "replicas"}), 3);
+  EXPECT_EQ(api::at<int>(*st, {"spec", "replicas"}), 3);
+  EXPECT_EQ(api::at<int>(*st, {"metadata", "generation"}), 2);
+
+  auto missing = registry_->get("deployments.apps", "default", "nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ENOENT);
+  EXPECT_EQ(missing.error().message, "deployments.apps \"nope\" not found");
+}
+
+TEST_F(RegistryTest, ValidationNamespaceAndGenerateName) {
+  Json bad = deployment("web");
+  bad["spec"]["template"]["spec"]["containers"][0].erase("image");
+  auto r = registry_->create("deployments.apps", bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EINVAL);
+  EXPECT_NE(r.error().message.find("spec.template.spec.containers[0].image: Required value"), std::string::npos);
+
+  Json elsewhere = deployment("web");
+  elsewhere["metadata"]["namespace"] = "missing";
+  auto m = registry_->create("deployments.apps", elsewhere);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().code, ENOENT);
+
+  Json cm = {{"metadata", {{"generateName", "cfg-"}, {"namespace", "default"}}}, {"data", {{"a", "b"}}}};
+  auto made = registry_->create("configmaps", cm);
+  ASSERT_TRUE(made) << made.error().message;
+  EXPECT_EQ(api::nameOf(*made).rfind("cfg-", 0), 0u);
+  EXPECT_EQ(api::nameOf(*made).size(), 9u);
+}
+
+TEST_F(RegistryTest, ServiceAllocationAndNodeCidr) {
+  Json svc = Json::parse(R"({"metadata":{"name":"web","namespace":"default"},"spec":{"type":"NodePort","selector":{"app":"web"},"ports":[{"port":80}]}})");
+  auto made = registry_->create("services", svc);
+  ASSERT_TRUE(made) << made.error().message;
+  std::string ip = api::at<std::string>(*made, {"spec", "clusterIP"});
+  EXPECT_EQ(ip.rfind("10.43.", 0), 0u);
+  int np = api::at<int>(*made, {"spec", "ports"}, 0);
+  (void)np;
+  int nodePort = (*made)["spec"]["ports"][0]["nodePort"].get<int>();
+  EXPECT_GE(nodePort, 30000);
+  EXPECT_LE(nodePort, 32767);
+  EXPECT_EQ((*made)["spec"]["ports"][0]["targetPort"], 80);
+
+  Json taken = Json::parse(R"({"metadata":{"name":"other","namespace":"default"},"spec":{"ports":[{"port":80}]}})");
+  taken["spec"]["clusterIP"] = ip;
+  auto clash = registry_->create("services", taken);
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code, EINVAL);
+  ASSERT_TRUE(registry_->remove("services", "default", "web"));
+  EXPECT_TRUE(registry_->create("services", taken));
+
+  auto n1 = registry_->create("nodes", Json{{"metadata", {{"name", "n1"}}}});
+  auto n2 = registry_->create("nodes", Json{{"metadata", {{"name", "n2"}}}});
+  ASSERT_TRUE(n1 && n2);
+  std::string c1 = api::at<std::string>(*n1, {"spec", "podCIDR"});
+  EXPECT_EQ(c1, "10.42.0.0/24");
+  EXPECT_EQ(api::at<std::string>(*n2, {"spec", "podCIDR"}), "10.42.1.0/24");
+  ASSERT_TRUE(registry_->remove("nodes", "", "n1"));
+  auto again = registry_->create("nodes", Json{{"metadata", {{"name", "n1"}}}});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(api::at<std::string>(*again, {"spec", "podCIDR"}), c1);
+}
+
+TEST_F(RegistryTest, PodGracefulDeletionBindingAndFinalizers) {
+  Json pod = Json::parse(R"({"metadata":{"name":"p","namespace":"default"},"spec":{"containers":[{"name":"c","image":"busybox"}]}})");
+  ASSERT_TRUE(registry_->create("pods", pod));
+  ASSERT_TRUE(registry_->bindPod("default", "p", "n1"));
+  auto bound = registry_->get("pods", "default", "p");
+  ASSERT_TRUE(bound);
+  EXPECT_EQ(api::at<std::string>(*bound, {"spec", "nodeName"}), "n1");
+  EXPECT_FALSE(registry_->bindPod("default", "p", "n2"));
+
+  auto graceful = registry_->remove("pods", "default", "p");
+  ASSERT_TRUE(graceful);
+  EXPECT_TRUE(api::isTerminating(*graceful));
+  EXPECT_EQ(api::at<int>(*graceful, {"metadata", "deletionGracePeriodSeconds"}), 30);
+  EXPECT_TRUE(registry_->get("pods", "default", "p"));
+  DeleteOptions now;
+  now.gracePeriodSeconds = 0;
+  ASSERT_TRUE(registry_->remove("pods", "default", "p", now));
+  EXPECT_FALSE(registry_->get("pods", "default", "p"));
+
+  Json cm = {{"metadata", {{"name", "held"}, {"namespace", "default"}, {"finalizers", {"example.com/hold"}}}}};
+  ASSERT_TRUE(registry_->create("configmaps", cm));
+  auto held = registry_->remove("configmaps", "default", "held");
+  ASSERT_TRUE(held);
+  EXPECT_TRUE(api::isTerminating(*held));
+  Json release = *held;
+  release["metadata"]["finalizers"] = Json::array();
+  ASSERT_TRUE(registry_->update("configmaps", release));
+  EXPECT_FALSE(registry_->get("configmaps", "default", "held"));
+}
+
+TEST_F(RegistryTest, ListSelectorsPagingAndPatch) {
+  for (int i = 0; i < 5; ++i) {
+    Json cm = {{"metadata", {{"name", "cm-" + std::to_string(i)}, {"namespace", "default"},
+                             {"labels", {{"parity", i % 2 ? "odd" : "even"}}}}}};
+    ASSERT_TRUE(registry_->create("configmaps", cm));
+  }
+  ListRequest req;
+  req.options.labelSelector = "parity=even";
+  auto even = registry_->listPage("configmaps", "default", req);
+  ASSERT_TRUE(even);
+  EXPECT_EQ(even->list.items.size(), 3u);
+  ListRequest paged;
+  paged.limit = 2;
+  auto p1 = registry_->listPage("configmaps", "default", paged);
+  ASSERT_TRUE(p1);
+  EXPECT_EQ(p1->list.items.size(), 2u);
+  ASSERT_FALSE(p1->continueToken.empty());
+  paged.continueToken = p1->continueToken;
+  auto p2 = registry_->listPage("configmaps", "default", paged);
+  ASSERT_TRUE(p2);
+  EXPECT_EQ(api::nameOf(p2->list.items[0]), "cm-2");
+
+  ASSERT_TRUE(registry_->create("deployments.apps", deployment("web")));
+  PatchRequest smp{"application/strategic-merge-patch+json",
+                   R"({"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"web"}],"containers":[{"name":"web","image":"nginx:1.26"}]}}}})",
+                   "kubectl-client-side-apply", false, ""};
+  auto patched = registry_->patch("deployments.apps", "default", "web", smp);
+  ASSERT_TRUE(patched) << patched.error().message;
+  EXPECT_EQ((*patched)["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
+  EXPECT_EQ((*patched)["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+
+  PatchRequest scale{"application/merge-patch+json", R"({"spec":{"replicas":5}})", "", false, "scale"};
+  auto scaled = registry_->patch("deployments.apps", "default", "web", scale);
+  ASSERT_TRUE(scaled) << scaled.error().message;
+  EXPECT_EQ((*scaled)["kind"], "Scale");
+  EXPECT_EQ((*scaled)["spec"]["replicas"], 5);
+
+  Json applied = deployment("applied");
+  PatchRequest ssa{"application/apply-patch+yaml", applied.dump(), "kubectl", false, ""};
+  bool created = false;
+  auto a1 = registry_->patch("deployments.apps", "default", "applied", ssa, &created);
+  ASSERT_TRUE(a1) << a1.error().message;
+  EXPECT_TRUE(created);
+  EXPECT_EQ((*a1)["metadata"]["managedFields"][0]["manager"], "kubectl");
+  // Another manager changing an owned field conflicts unless forced.
+  Json other = applied;
+  other["spec"]["replicas"] = 4;
+  PatchRequest ssa2{"application/apply-patch+yaml", other.dump(), "someone-else", false, ""};
+  auto conflict = registry_->patch("deployments.apps", "default", "applied", ssa2);
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error().code, EALREADY);
+  ssa2.force = true;
+  auto forced = registry_->patch("deployments.apps", "default", "applied", ssa2);
+  ASSERT_TRUE(forced) << forced.error().message;
+  EXPECT_EQ((*forced)["spec"]["replicas"], 4);
+}
+
+TEST_F(RegistryTest, WatchDeliversAfterResourceVersionWithSelectors) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<WatchEvent> seen;
+  auto rv = registry_->currentResourceVersion();
+  ASSERT_TRUE(rv);
+  ListOptions opts;
+  opts.labelSelector = "app=web";
+  auto w = registry_->watch("configmaps", "default", *rv, opts, [&](const WatchEvent& e) {
+    std::lock_guard lock(mu);
+    seen.push_back(e);
+    cv.notify_all();
+  });
+  ASSERT_TRUE(w) << w.error().message;
+  Json cm = {{"metadata", {{"name", "a"}, {"namespace", "default"}, {"labels", {{"app", "web"}}}}}};
+  auto made = registry_->create("configmaps", cm);
+  ASSERT_TRUE(made);
+  ASSERT_TRUE(registry_->create("configmaps", Json{{"metadata", {{"name", "other"}, {"namespace", "default"}}}}));
+  Json moved = *made;
+  moved["metadata"]["labels"]["app"] = "db";
+  ASSERT_TRUE(registry_->update("configmaps", moved));
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return seen.size() >= 2; }));
+  EXPECT_EQ(seen[0].type, "ADDED");
+  EXPECT_EQ(api::nameOf(seen[0].object), "a");
+  EXPECT_EQ(seen[1].type, "DELETED");  // left the selector
+  lock.unlock();
+
+  // Resuming from the first event's revision replays what followed.
+  std::vector<WatchEvent> replay;
+  auto w2 = registry_->watch("configmaps", "default", api::resourceVersionOf(*made), {}, [&](const WatchEvent& e) {
+    std::lock_guard l(mu);
+    replay.push_back(e);
+    cv.notify_all();
+  });
+  ASSERT_TRUE(w2);
+  lock.lock();
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return replay.size() >= 2; }));
+  EXPECT_EQ(api::nameOf(replay[0].object), "other");
+  EXPECT_EQ(replay[1].type, "MODIFIED");
+}
