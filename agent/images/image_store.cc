@@ -873,6 +873,44 @@ Result<std::vector<Image>> ImageStore::Impl::importArchive(const std::string& ta
 
 // --- public face -------------------------------------------------------------------------
 
+Result<RegistryOptions> loadRegistryOptions(const std::string& path) {
+  RegistryOptions options;
+  auto text = readFile(path);
+  if (!text) {
+    if (text.error().code == ENOENT) return options;
+    return fail(text.error());
+  }
+  json doc = json::parse(*text, nullptr, false);
+  if (!doc.is_object()) return fail(Error::invalid(path + ": not a JSON object"));
+  auto field = [&](const char* key) -> const json* {
+    auto it = doc.find(key);
+    return it == doc.end() ? nullptr : &*it;
+  };
+  auto bad = [&](const char* key, const char* want) { return fail(Error::invalid(fmt::format("{}: \"{}\" must be {}", path, key, want))); };
+  if (auto* v = field("plainHttpRegistries")) {
+    if (!v->is_array()) return bad("plainHttpRegistries", "a list of host[:port]");
+    for (const auto& r : *v) {
+      if (!r.is_string()) return bad("plainHttpRegistries", "a list of host[:port]");
+      options.plainHttpRegistries.push_back(r.get<std::string>());
+    }
+  }
+  if (auto* v = field("plainHttpForLoopback")) {
+    if (!v->is_boolean()) return bad("plainHttpForLoopback", "true or false");
+    options.plainHttpForLoopback = v->get<bool>();
+  }
+  for (auto [key, target] : {std::pair{"credentialFile", &options.credentialFile}, std::pair{"caFile", &options.caFile}}) {
+    if (auto* v = field(key)) {
+      if (!v->is_string()) return bad(key, "a path");
+      *target = v->get<std::string>();
+    }
+  }
+  if (auto* v = field("timeoutSeconds")) {
+    if (!v->is_number_integer() || v->get<int>() <= 0) return bad("timeoutSeconds", "a positive integer");
+    options.timeoutSeconds = v->get<int>();
+  }
+  return options;
+}
+
 ImageStore::ImageStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ImageStore::~ImageStore() = default;
 

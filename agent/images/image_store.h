@@ -61,6 +61,12 @@ struct RegistryOptions {
   int timeoutSeconds = 300;
 };
 
+// Reads registry options from the node's registries file (JSON):
+//   {"plainHttpRegistries": ["10.0.0.5:5000"], "plainHttpForLoopback": true,
+//    "credentialFile": "/etc/ferry/registry-auth.json", "caFile": "", "timeoutSeconds": 300}
+// Missing keys keep their defaults; a missing file gives the defaults. Bad fields are named.
+Result<RegistryOptions> loadRegistryOptions(const std::string& path);
+
 // What a pull did, for tests and logs.
 struct PullStats {
   int manifestRequests = 0;

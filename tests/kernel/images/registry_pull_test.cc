@@ -157,7 +157,7 @@ class Registry {
 class RegistryPullTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    for (const char* tool : {"docker-registry", "skopeo", "htpasswd", "curl", "python3"})
+    for (const char* tool : {"docker-registry", "skopeo", "htpasswd", "curl"})
       if (!haveProgram(tool)) {
         skipReason_ = fmt::format("{} is not installed", tool);
         return;
@@ -172,11 +172,15 @@ class RegistryPullTest : public ::testing::Test {
     anonymous_.start(base_ + "/anonymous");
     std::ofstream(base_ + "/htpasswd") << run("htpasswd -Bbn alice wonderland");
     private_.start(base_ + "/private", base_ + "/htpasswd");
-    bearerPort_ = freePort();
-    bearer_ = Child({"python3", sourceDir() + "/tests/images/bearer-auth-proxy", std::to_string(bearerPort_),
-                     "http://" + anonymous_.host(), "bob", "builder"},
-                    base_ + "/bearer.log");
-    for (int port : {anonymous_.port, private_.port, bearerPort_})
+    std::vector<int> ports = {anonymous_.port, private_.port};
+    if (haveProgram("python3")) {
+      bearerPort_ = freePort();
+      bearer_ = Child({"python3", sourceDir() + "/tests/images/bearer-auth-proxy", std::to_string(bearerPort_),
+                       "http://" + anonymous_.host(), "bob", "builder"},
+                      base_ + "/bearer.log");
+      ports.push_back(bearerPort_);
+    }
+    for (int port : ports)
       if (!waitForPort(port, std::chrono::seconds(60))) {
         failure_ = fmt::format("nothing listens on 127.0.0.1:{} (see logs in {})", port, base_);
         return;
@@ -394,6 +398,7 @@ TEST_F(RegistryPullTest, PrivateRegistryNeedsItsPullSecret) {
 }
 
 TEST_F(RegistryPullTest, BearerTokenFlow) {
+  if (bearerPort_ == 0) GTEST_SKIP() << "python3 (for tests/images/bearer-auth-proxy) is not installed";
   push(base_ + "/v1.tar", anonymous_.host() + "/tokened:1");
   std::string ref = fmt::format("127.0.0.1:{}/tokened:1", bearerPort_);
   auto store = openStore();

@@ -223,3 +223,28 @@ TEST_F(ImageStoreTest, GarbageCollectsUnusedImagesLeastRecentlyUsedFirst) {
 
 }  // namespace
 }  // namespace ferry::images
+
+namespace ferry::images {
+namespace {
+
+TEST(RegistryOptionsFile, ReadsFieldsAndNamesBadOnes) {
+  std::string dir = testing::makeTempDir("regopts");
+  std::string path = dir + "/registries.json";
+  auto missing = loadRegistryOptions(path);
+  ASSERT_TRUE(missing);
+  EXPECT_TRUE(missing->plainHttpForLoopback);
+  std::ofstream(path) << R"({"plainHttpRegistries": ["10.0.0.5:5000"], "plainHttpForLoopback": false, "credentialFile": "/etc/x.json"})";
+  auto options = loadRegistryOptions(path);
+  ASSERT_TRUE(options) << options.error().message;
+  EXPECT_EQ(options->plainHttpRegistries, std::vector<std::string>{"10.0.0.5:5000"});
+  EXPECT_FALSE(options->plainHttpForLoopback);
+  EXPECT_EQ(options->credentialFile, "/etc/x.json");
+  std::ofstream(path) << R"({"plainHttpRegistries": "10.0.0.5:5000"})";
+  auto bad = loadRegistryOptions(path);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("plainHttpRegistries"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ferry::images
