@@ -3,6 +3,7 @@
 #include "api/log.h"
 #include "controlplane-lite/discovery.h"
 #include "controlplane-lite/object_policy.h"
+#include "controlplane-lite/strategic_merge.h"
 #include "controlplane-lite/tables.h"
 
 #include <fmt/format.h>
@@ -223,6 +224,13 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
     return jsonResponse(200, core ? legacyApiVersions() : legacyApiGroupList());
   }
   if (path == "/openapi/v3" || path == "/openapi/v3/") return jsonResponse(200, openApiV3Root());
+  if (path == "/openapi/v2") {
+    // An empty OpenAPI v2 document (protobuf of an empty message): older kubectl
+    // validates against v2 and skips kinds it finds no schema for.
+    HttpResponse r;
+    r.contentType = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+    return r;
+  }
   if (path.rfind("/openapi/v3/", 0) == 0) {
     auto segs = splitPath(path.substr(std::string("/openapi/v3").size()));
     std::optional<Json> doc;
@@ -255,6 +263,10 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
     return statusResponse(404, "NotFound", "the server could not find the requested resource");
 
   const std::string& m = req.method;
+  if ((m == "POST" || m == "PUT" || m == "PATCH") && req.header("content-type").find("protobuf") != std::string::npos)
+    return statusResponse(415, "UnsupportedMediaType",
+                          "the body of the request was in an unknown format - accepted media types include: "
+                          "application/json, application/yaml (this server does not decode protobuf)");
   bool watching = rp.legacyWatch || isTrue(req.param("watch"));
   RequestAttributes attrs;
   attrs.resourceRequest = true;
@@ -412,7 +424,7 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
       std::string manager = req.param("fieldManager");
       if (!manager.empty()) {
         Json entry = {{"manager", manager}, {"operation", "Update"}, {"apiVersion", r->apiVersion()},
-                      {"time", api::nowRfc3339()}, {"fieldsType", "FieldsV1"}};
+                      {"time", api::nowRfc3339()}, {"fieldsType", "FieldsV1"}, {"fieldsV1", fieldSetOf(*body)}};
         (*body)["metadata"]["managedFields"] = Json::array({entry});
       }
       if (req.hasParam("dryRun")) {

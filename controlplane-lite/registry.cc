@@ -692,6 +692,8 @@ Result<Json> Registry::patch(const std::string& resource, const std::string& nsI
       return fail(EBADMSG, std::string("the patch could not be applied: ") + e.what());
     }
     if (!patched.is_object()) return fail(EBADMSG, "the patch did not produce an object");
+    if (!apply && !request.fieldManager.empty() && request.subresource.empty())
+      recordManagedFields(patched, request.fieldManager, "Update", r->apiVersion(), fieldSetOf(stripDirectives(*patchDoc)));
     if (request.subresource == "scale") {
       auto updated = updateScale(resource, ns, name, patched);
       if (!updated && updated.error().code == ECANCELED && api::resourceVersionOf(*patchDoc).empty()) continue;
