@@ -322,7 +322,7 @@ void emit(YAML::Emitter& out, const Json& j) {
 Result<Json> parseJson(std::string_view text) {
   try {
     return Json::parse(text.begin(), text.end());
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, and out_of_range for numbers like 8e888
     return fail(Error::invalid(fmt::format("json: {}", e.what())));
   }
 }
