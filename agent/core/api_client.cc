@@ -1,5 +1,7 @@
 #include "agent/core/api_client.h"
 
+#include "api/base64.h"
+
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -20,22 +22,8 @@ std::string readFile(const std::string& path) {
   return ss.str();
 }
 
-std::string base64Decode(const std::string& in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (unsigned char c : in) {
-    auto pos = chars.find(static_cast<char>(c));
-    if (pos == std::string::npos) continue;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
+// Undecodable data reads as empty: the consumer then reports what is missing.
+std::string base64Decode(const std::string& in) { return api::base64Decode(in).value_or(std::string()); }
 
 // Kubeconfig fields come either inline (`*-data`, base64) or as file paths.
 std::string dataOrFile(const YAML::Node& node, const std::string& dataKey, const std::string& fileKey) {

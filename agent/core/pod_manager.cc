@@ -1,6 +1,7 @@
 #include "agent/core/pod_manager.h"
 
 #include "agent/runtime/pod_files.h"
+#include "api/base64.h"
 #include "api/log.h"
 #include "api/quantity.h"
 
@@ -23,22 +24,8 @@ std::optional<std::int64_t> quantityAt(const api::Json& resources, const char* k
   return milli ? q->milliValue() : q->value();
 }
 
-std::string base64Decode(const std::string& in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (unsigned char c : in) {
-    auto pos = chars.find(static_cast<char>(c));
-    if (pos == std::string::npos) continue;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
+// Undecodable data reads as empty: the consumer then reports what is missing.
+std::string base64Decode(const std::string& in) { return api::base64Decode(in).value_or(std::string()); }
 
 std::string randomSuffix() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};

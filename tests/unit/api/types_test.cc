@@ -1,3 +1,4 @@
+#include "api/base64.h"
 #include "api/types.h"
 
 #include <gtest/gtest.h>
@@ -43,4 +44,12 @@ TEST(Rfc3339, RoundTrips) {
   EXPECT_EQ(ferry::api::parseRfc3339(ferry::api::toRfc3339(1700000000)), 1700000000);
   EXPECT_EQ(ferry::api::parseRfc3339("2023-11-14T22:13:20.123+01:00"), 1700000000 - 3600);
   EXPECT_EQ(ferry::api::parseRfc3339("garbage"), -1);
+}
+
+TEST(Base64, DecodesPaddedAndWrappedTextAndNamesBadInput) {
+  EXPECT_EQ(ferry::api::base64Decode("aGVsbG8=").value_or("?"), "hello");
+  EXPECT_EQ(ferry::api::base64Decode("aGVs\nbG8gd29y\nbGQ=").value_or("?"), "hello world");
+  auto bad = ferry::api::base64Decode("aGV*bG8=");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message.find("offset 3"), std::string::npos) << bad.error().message;
 }

@@ -1,0 +1,26 @@
+#include "api/base64.h"
+
+namespace ferry::api {
+
+Result<std::string> base64Decode(std::string_view text) {
+  static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve(text.size() * 3 / 4);
+  unsigned buffer = 0;
+  int bits = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '=' || c == '\n' || c == '\r') continue;
+    auto pos = kAlphabet.find(c);
+    if (pos == std::string_view::npos) return fail(EINVAL, "base64: unexpected character at offset " + std::to_string(i));
+    buffer = (buffer << 6) | static_cast<unsigned>(pos);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+}  // namespace ferry::api
