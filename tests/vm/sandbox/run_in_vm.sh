@@ -55,7 +55,9 @@ chmod +x "$INITRD_DIR/init"
 {
   echo '#!/bin/sh'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t cgroup2 cgroup2 /sys/fs/cgroup'
-  echo 'mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run'
+  # /tmp stays the host's, seen through the guest's overlay (writable, private to the
+  # guest): the build being tested may live there (CI clones into a temporary folder).
+  echo 'mount -t tmpfs tmpfs /run'
   echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control'
   echo 'modprobe veth 2>/dev/null; modprobe bridge 2>/dev/null'
   echo 'echo "guest: $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"'
