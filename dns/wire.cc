@@ -177,22 +177,23 @@ void ResponseWriter::addA(std::string_view name, std::uint32_t ttl, std::uint32_
   endRecord();
 }
 
-void ResponseWriter::addCname(std::string_view name, std::uint32_t ttl, std::string_view target) {
-  beginRecord(name, kTypeCNAME, ttl, Section::Answer);
+void ResponseWriter::addNameRecord(std::uint16_t type, std::string_view name, std::uint32_t ttl,
+                                   std::string_view target) {
+  beginRecord(name, type, ttl, Section::Answer);
   writeName(target);
   endRecord();
+}
+
+void ResponseWriter::addCname(std::string_view name, std::uint32_t ttl, std::string_view target) {
+  addNameRecord(kTypeCNAME, name, ttl, target);
 }
 
 void ResponseWriter::addPtr(std::string_view name, std::uint32_t ttl, std::string_view target) {
-  beginRecord(name, kTypePTR, ttl, Section::Answer);
-  writeName(target);
-  endRecord();
+  addNameRecord(kTypePTR, name, ttl, target);
 }
 
 void ResponseWriter::addNs(std::string_view name, std::uint32_t ttl, std::string_view target) {
-  beginRecord(name, kTypeNS, ttl, Section::Answer);
-  writeName(target);
-  endRecord();
+  addNameRecord(kTypeNS, name, ttl, target);
 }
 
 void ResponseWriter::addTxt(std::string_view name, std::uint32_t ttl, std::string_view text) {

@@ -69,6 +69,8 @@ class ResponseWriter {
   enum class Section { Answer, Authority };
   void beginRecord(std::string_view name, std::uint16_t type, std::uint32_t ttl, Section section);
   void endRecord();
+  // A record whose rdata is one (compressible) name: CNAME, PTR, NS.
+  void addNameRecord(std::uint16_t type, std::string_view name, std::uint32_t ttl, std::string_view target);
   void writeName(std::string_view name);
   void put16(std::uint16_t v);
   void put32(std::uint32_t v);
