@@ -4,6 +4,7 @@
 
 #include "agent/agent_config.h"
 #include "cgroup/cgroup_tree.h"
+#include "cgroup/systemd_delegation.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -58,6 +59,12 @@ int runInstall(const std::vector<std::string>& argsIn) {
     else if (argsIn[i] == "--no-start") start = false;
     else flags.push_back(argsIn[i]);
   }
+  // On a pure cgroup-v2 node the pods live below the unit's own (delegated) cgroup,
+  // as systemd expects of a Delegate=yes service; a hybrid host keeps a top-level root.
+  bool cgroupRootGiven = std::any_of(flags.begin(), flags.end(),
+                                     [](const std::string& f) { return f.rfind("--cgroup-root", 0) == 0; });
+  if (!cgroupRootGiven && fs::exists("/sys/fs/cgroup/cgroup.controllers"))
+    flags.push_back(std::string("--cgroup-root=") + cgroup::kDelegatedCgroupRoot);
   std::error_code ec;
   std::string binary = fs::canonical("/proc/self/exe", ec).string();
   if (ec) {
@@ -135,7 +142,13 @@ int runUninstall(const std::vector<std::string>& args) {
   std::string bpffsDir = flagValue(flags, "bpffs-dir", defaults.bpffsDir);
   int failures = 0;
   // Pods first: their cgroups (and every process in them) go.
-  if (auto tree = cgroup::CgroupTree::open(cgroupRoot)) {
+  if (cgroupRoot == cgroup::kDelegatedCgroupRoot) {
+    // Below the (now stopped) unit: pods, and the shims left by KillMode=process.
+    if (auto st = cgroup::removeDelegatedCgroup("system.slice/" + unitName(role)); !st) {
+      fmt::print(stderr, "purge cgroups: {}\n", st.error().message);
+      ++failures;
+    }
+  } else if (auto tree = cgroup::CgroupTree::open(cgroupRoot)) {
     if (auto st = (*tree)->destroy(); !st) {
       fmt::print(stderr, "purge cgroups: {}\n", st.error().message);
       ++failures;

@@ -3,15 +3,27 @@
 # root is the host's / shared read-only over 9p with a tmpfs overlay, and whose only
 # cgroup hierarchy is cgroup v2 at /sys/fs/cgroup with cpu, memory and pids enabled:
 # a pure cgroup-v2 node (see MACHINE.md). The guest has no network device.
-#   run_in_vm.sh WORKDIR COMMAND [ARGS...]    exit status = the command's
+#   run_in_vm.sh [--systemd] WORKDIR COMMAND [ARGS...]    exit status = the command's
 # WORKDIR (created, writable) receives the initramfs, the guest script and `log`.
+# --systemd: the guest boots systemd as PID 1 (the host's own systemd, from the shared /)
+# and runs COMMAND as the one unit it starts (ferry-vm-test.service); the host's
+# services are masked. Without it a shell script is init and mounts cgroup2 itself.
 set -eu
+MODE=plain
+if [ "${1:-}" = "--systemd" ]; then
+  MODE=systemd
+  shift
+fi
 WORK=$1
 shift
 KVER=$(ls /lib/modules | sort -V | tail -1)
 KERNEL=/boot/vmlinuz-$KVER
 if [ "$(id -u)" != 0 ]; then
   echo "SKIP: needs root (the guest reads the host's / over 9p as the caller)"
+  exit 77
+fi
+if [ "$MODE" = systemd ] && [ ! -x /lib/systemd/systemd ]; then
+  echo "SKIP: --systemd needs /lib/systemd/systemd (the systemd package)"
   exit 77
 fi
 if ! command -v qemu-system-x86_64 >/dev/null || [ ! -r "$KERNEL" ] || [ ! -x /bin/busybox ]; then
@@ -46,19 +58,36 @@ for m in $MODULES; do [ -e /mods/\$m.ko ] && \$B insmod /mods/\$m.ko; done
 \$B mount -t 9p -o trans=virtio,version=9p2000.L out /newroot/ferry-vm
 \$B mount --move /dev /newroot/dev
 \$B umount /proc
+if [ -e /newroot/ferry-vm/systemd-units ]; then
+  # systemd mode: the test unit and the masks go into the guest's writable /etc.
+  \$B cp /newroot/ferry-vm/systemd-units/* /newroot/etc/systemd/system/
+  for unit in \$(\$B cat /newroot/ferry-vm/masked-units); do
+    \$B ln -sf /dev/null /newroot/etc/systemd/system/\$unit
+  done
+  # systemd-tmpfiles would empty /tmp, which is the host's (a CI clone may live there).
+  \$B mkdir -p /newroot/etc/tmpfiles.d
+  \$B ln -sf /dev/null /newroot/etc/tmpfiles.d/tmp.conf
+  # The host is a container (/.dockerenv): systemd would believe it is one too and
+  # ignore the kernel command line. The guest is a VM; hide the marker.
+  \$B rm -f /newroot/.dockerenv
+  exec \$B switch_root /newroot /lib/systemd/systemd --unit=ferry-vm-test.service --show-status=0
+fi
 exec \$B switch_root /newroot /bin/sh /ferry-vm/guest.sh
 INIT
 chmod +x "$INITRD_DIR/init"
 (cd "$INITRD_DIR" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$WORK/initramfs.cpio.gz")
 
 # Stage 2 (on the overlay root): a pure cgroup-v2 node, then the command.
+rm -rf "$WORK/systemd-units" "$WORK/masked-units"
 {
   echo '#!/bin/sh'
-  echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t cgroup2 cgroup2 /sys/fs/cgroup'
-  # /tmp stays the host's, seen through the guest's overlay (writable, private to the
-  # guest): the build being tested may live there (CI clones into a temporary folder).
-  echo 'mount -t tmpfs tmpfs /run'
-  echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control'
+  if [ "$MODE" = plain ]; then
+    echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t cgroup2 cgroup2 /sys/fs/cgroup'
+    # /tmp stays the host's, seen through the guest's overlay (writable, private to the
+    # guest): the build being tested may live there (CI clones into a temporary folder).
+    echo 'mount -t tmpfs tmpfs /run'
+    echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control'
+  fi
   echo 'modprobe veth 2>/dev/null; modprobe bridge 2>/dev/null'
   echo 'echo "guest: $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"'
   printf 'cd /tmp && ('
@@ -67,10 +96,24 @@ chmod +x "$INITRD_DIR/init"
   echo 'sync; echo o > /proc/sysrq-trigger; sleep 30'
 } > "$WORK/guest.sh"
 rm -f "$WORK/rc" "$WORK/log"
+APPEND="console=ttyS0 quiet panic=-1 rdinit=/init"
+if [ "$MODE" = systemd ]; then
+  mkdir -p "$WORK/systemd-units"
+  cat > "$WORK/systemd-units/ferry-vm-test.service" <<UNIT
+[Unit]
+Description=Ferry VM test command
+[Service]
+Type=oneshot
+ExecStart=/bin/sh /ferry-vm/guest.sh
+UNIT
+  # Whatever the host enables would start in the guest too: only the test runs.
+  ls /etc/systemd/system/*.wants/ 2>/dev/null | grep -E '\.(service|timer|target|socket)$' | sort -u > "$WORK/masked-units"
+  echo "getty@tty1.service serial-getty@ttyS0.service" >> "$WORK/masked-units"
+fi
 
 timeout 900 qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -no-reboot -net none \
   -kernel "$KERNEL" -initrd "$WORK/initramfs.cpio.gz" \
-  -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
+  -append "$APPEND" \
   -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=host \
   -fsdev local,id=out,path="$WORK",security_model=none,multidevs=remap \
