@@ -9,6 +9,7 @@
 #include "agent/runtime/container.h"
 #include "agent/sandbox/ipam.h"
 #include "agent/sandbox/sandbox_manager.h"
+#include "agent/server/node_api.h"
 #include "api/log.h"
 #include "proxy/service_proxy.h"
 
@@ -119,6 +120,17 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
 
   PodManager pods(client, **sandboxes, **images, containerRuntime, config, facts.name, facts.internalIP);
 
+  // The node API (logs, exec, stats) for the API server.
+  NodeApiConfig apiConfig;
+  apiConfig.listen = config.listen;
+  apiConfig.nodeIP = facts.internalIP;
+  apiConfig.nodeName = facts.name;
+  apiConfig.clusterCaPem = creds->caPem;
+  // Pods run without it (only logs, exec and stats are missing): a failure is not fatal.
+  auto nodeApi = NodeApi::start(apiConfig, pods, **sandboxes, containerRuntime);
+  if (nodeApi) log::info("node API listening on port {}", (*nodeApi)->port());
+  else log::warn("node API not served (kubectl logs/exec/top will fail for this node): {}", nodeApi.error().message);
+
   std::vector<std::thread> threads;
   WatchedCollection podWatch(
       client, "/api/v1/pods?fieldSelector=spec.nodeName%3D" + facts.name,
@@ -150,11 +162,16 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   }
 
   auto lastLease = std::chrono::steady_clock::now();
+  auto lastCpuSample = std::chrono::steady_clock::time_point{};
   std::string lastRoutes;
   dns::ClusterDns::ClientNamespaces lastLocalPods;
   while (!stop) {
     sleepUnlessStopped(stop, std::chrono::seconds(1));
     auto now = std::chrono::steady_clock::now();
+    if (nodeApi && now - lastCpuSample >= std::chrono::seconds(5)) {
+      (*nodeApi)->sampleCpu();
+      lastCpuSample = now;
+    }
     if (now - lastLease >= std::chrono::seconds(10)) {
       if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);
       lastLease = now;

@@ -2,6 +2,7 @@
 
 #include "api/log.h"
 #include "controlplane-lite/discovery.h"
+#include "controlplane-lite/node_proxy.h"
 #include "controlplane-lite/object_policy.h"
 #include "controlplane-lite/strategic_merge.h"
 #include "controlplane-lite/tables.h"
@@ -300,7 +301,10 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
     return resp;
   }
 
-  if (r->servedVirtually) return statusResponse(503, "ServiceUnavailable", "metrics are not available yet");
+  if (r->servedVirtually) {
+    if (!options_.serveMetrics) return statusResponse(503, "ServiceUnavailable", "metrics are not available yet");
+    return options_.serveMetrics(req, r->plural, rp.ns, rp.name);
+  }
   const std::string qn = r->qualifiedName();
   const std::int64_t now = std::time(nullptr);
 
@@ -503,15 +507,12 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
       }
     }
     auto node = registry_.get("nodes", "", nodeName);
-    std::string address;
-    if (node)
-      for (const auto& a : api::at<Json>(*node, {"status", "addresses"}, Json::array()))
-        if (a.value("type", "") == "InternalIP" && address.empty()) address = a.value("address", "");
-    if (!nodes_ || address.empty())
+    std::string endpoint = node ? nodeApiEndpoint(*node) : std::string();  // InternalIP:kubeletEndpoint port
+    if (!nodes_ || endpoint.empty())
       return statusResponse(503, "ServiceUnavailable", fmt::format("the agent on node {} cannot be reached for pods/{}", nodeName, sub));
     std::string query = req.target.find('?') == std::string::npos ? "" : req.target.substr(req.target.find('?'));
     std::string agentPath = fmt::format("/{}/{}/{}/{}{}", sub == "log" ? "containerLogs" : "exec", rp.ns, rp.name, container, query);
-    return nodes_->proxy(address + ":" + std::to_string(options_.agentPort), req, agentPath);
+    return nodes_->proxy(endpoint, req, agentPath);
   }
 
   // ---- Single objects ----

@@ -31,6 +31,10 @@ struct ApiHandlerOptions {
   std::string caPem;
   int agentPort = 10250;
   int watchBookmarkSeconds = 30;
+  // Serves the metrics.k8s.io resources (nodes, pods); unset: 503.
+  std::function<HttpResponse(const HttpRequest&, const std::string& plural, const std::string& ns,
+                             const std::string& name)>
+      serveMetrics;
 };
 
 class ApiHandler {

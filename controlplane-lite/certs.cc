@@ -164,6 +164,8 @@ std::string base64(const std::string& in) {
 
 }  // namespace
 
+Result<PemPair> makeCertificateAuthority() { return makeCa(); }
+
 std::string randomHex(std::size_t bytes) {
   std::string raw(bytes, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));

@@ -39,6 +39,10 @@ Result<PemPair> issueCertificate(const PemPair& ca, const std::string& commonNam
                                  const std::vector<std::string>& organizations, const SubjectAltNames& sans,
                                  bool serverAuth, int validDays);
 
+// A fresh self-signed EC P-256 CA (not written anywhere). The agent signs its own
+// serving certificate with one, as the kubelet self-signs when it has no other.
+Result<PemPair> makeCertificateAuthority();
+
 // A kubeconfig with the certificates embedded (base64 *-data fields).
 std::string makeKubeconfig(const std::string& serverUrl, const std::string& caPem, const PemPair& client,
                            const std::string& userName);

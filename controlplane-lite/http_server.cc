@@ -106,6 +106,19 @@ class ChunkedWriter : public ResponseStream {
   bool failed_ = false;
 };
 
+long readSslNonBlocking(SslStream& stream, char* buffer, std::size_t size) {
+  // The TLS engine decrypts what it already holds before it touches the socket, so
+  // a would-block here means nothing is buffered either.
+  beast::error_code ec;
+  stream.next_layer().non_blocking(true, ec);
+  std::size_t n = stream.read_some(asio::buffer(buffer, size), ec);
+  beast::error_code ignored;
+  stream.next_layer().non_blocking(false, ignored);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) return 0;
+  if (ec) return -1;
+  return static_cast<long>(n);
+}
+
 class RawConnection : public UpgradedConnection {
  public:
   RawConnection(SslStream& stream, beast::flat_buffer& leftover) : stream_(stream), leftover_(leftover) {}
@@ -123,6 +136,11 @@ class RawConnection : public UpgradedConnection {
     beast::error_code ec;
     asio::write(stream_, asio::buffer(bytes.data(), bytes.size()), ec);
     return !ec;
+  }
+  int pollFd() const override { return stream_.next_layer().native_handle(); }
+  long readAvailable(char* buffer, std::size_t size) override {
+    if (leftover_.size() > 0) return static_cast<long>(read(buffer, size));
+    return readSslNonBlocking(stream_, buffer, size);
   }
 
  private:

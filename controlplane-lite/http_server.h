@@ -51,6 +51,11 @@ class UpgradedConnection {
   // Reads some bytes; 0 at end of stream or error.
   virtual std::size_t read(char* buffer, std::size_t size) = 0;
   virtual bool write(std::string_view bytes) = 0;
+  // For relays that serve both directions from one thread (a TLS stream must not be read
+  // and written from two threads at once): the socket to poll() for input, and a read
+  // that does not block — >0 bytes, 0 when nothing is available now, -1 at end or error.
+  virtual int pollFd() const { return -1; }
+  virtual long readAvailable(char* buffer, std::size_t size) { return -1; }
 };
 
 struct HttpResponse {

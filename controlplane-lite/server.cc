@@ -7,6 +7,8 @@
 #include "controlplane-lite/control_loops.h"
 #include "controlplane-lite/http_server.h"
 #include "controlplane-lite/leader_election.h"
+#include "controlplane-lite/metrics_api.h"
+#include "controlplane-lite/node_proxy.h"
 #include "controlplane-lite/registry.h"
 #include "controlplane-lite/store.h"
 
@@ -83,10 +85,18 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   Registry registry(**store, config);
   if (auto st = registry.bootstrap(advertise, listen->port); !st) return fail(st.error().wrap("bootstrap objects"));
 
+  // The client certificate the API server shows the agents' node APIs (logs, exec, stats).
+  auto nodeClient = issueCertificate(creds->ca, "ferry:apiserver-node-client", {"system:masters"}, {}, false, 365);
+  if (!nodeClient) return fail(nodeClient.error().wrap("node API client certificate"));
+  NodeProxy nodeProxy(*nodeClient);
+  MetricsApi metrics(registry, nodeProxy);
+
   ApiHandlerOptions handlerOptions;
   handlerOptions.joinToken = creds->joinToken;
   handlerOptions.caPem = creds->ca.certPem;
-  ApiHandler handler(registry, handlerOptions);
+  handlerOptions.serveMetrics = [&metrics](const HttpRequest& req, const std::string& plural, const std::string& ns,
+                                           const std::string& name) { return metrics.serve(req, plural, ns, name); };
+  ApiHandler handler(registry, handlerOptions, &nodeProxy);
   HttpsServerOptions httpOptions;
   httpOptions.listen = config.listen;
   httpOptions.certPem = creds->serving.certPem;

@@ -150,7 +150,9 @@ api::Json buildNodeObject(const NodeFacts& f, const AgentConfig& config) {
           condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "node has sufficient memory available"),
           condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "node has no disk pressure"),
           condition("PIDPressure", "False", "KubeletHasSufficientPID", "node has sufficient PID available")}},
-        {"daemonEndpoints", {{"kubeletEndpoint", {{"Port", 10250}}}}},
+        // Where the API server reaches the node API (agent/server/node_api.h): the --listen port.
+        {"daemonEndpoints",
+         {{"kubeletEndpoint", {{"Port", std::atoi(config.listen.substr(config.listen.rfind(':') + 1).c_str())}}}}},
         {"nodeInfo",
          {{"machineID", ""}, {"systemUUID", ""}, {"bootID", ""}, {"kernelVersion", f.kernelVersion},
           {"osImage", f.osImage}, {"containerRuntimeVersion", "ferry://0.1.0"}, {"kubeletVersion", "v1.32.0-ferry"},
