@@ -285,6 +285,12 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
   else return statusResponse(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
   if (rp.subresource == "exec" && m == "GET") attrs.verb = "create";
   if (!r->namespaced) attrs.ns.clear();
+  // A create names its object in the body: authorize that name, so that a joining
+  // node may create its own Node and Lease (NodeRestriction), and nothing else.
+  if (m == "POST" && rp.name.empty() && rp.subresource.empty() && who.role == Role::Node) {
+    auto posted = parseJsonOrYaml(req.body, false);
+    if (posted && posted->is_object()) attrs.name = api::at<std::string>(*posted, {"metadata", "name"});
+  }
   auto decision = authorize(who, attrs, [&]() -> std::string {
     auto pod = registry_.get("pods", rp.ns, rp.name);
     return pod ? api::at<std::string>(*pod, {"spec", "nodeName"}) : std::string();
