@@ -145,6 +145,13 @@ std::string e2eUnavailableReason() {
   return {};
 }
 
+std::string makeBusyboxImage(const std::string& dir) {
+  const char* source = std::getenv("FERRY_SOURCE_DIR");
+  std::string out = dir + "/busybox.tar";
+  auto r = run({std::string(source ? source : ".") + "/tests/images/make-busybox-oci", out}, std::chrono::seconds(120));
+  return r.exitCode == 0 ? out : "";
+}
+
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)), id_(randomId()) {
   workDir_ = "/tmp/ferry-e2e-" + id_;
 }
@@ -154,6 +161,7 @@ Cluster::~Cluster() { stopAll(); }
 std::string Cluster::nodeName(int index) const { return "node-" + std::to_string(index); }
 std::string Cluster::nodeNamespace(int index) const { return "fe2e-" + id_ + "-n" + std::to_string(index); }
 std::string Cluster::serverLog() const { return readAll(workDir_ + "/n1/ferry.log"); }
+std::string Cluster::agentLog(int index) const { return readAll(workDir_ + "/n" + std::to_string(index) + "/ferry.log"); }
 
 std::string Cluster::startNodeNetwork() {
   std::string underlay = "fe2e-" + id_ + "-u";
@@ -228,6 +236,7 @@ std::string Cluster::start() {
   for (const auto& f : agentCommonFlags(1)) server.push_back(f);
   for (const auto& f : options_.serverFlags) server.push_back(f);
   for (const auto& f : options_.agentFlags) server.push_back(f);
+  commands_.push_back(server);
   pids_.push_back(spawnInNetns(nodeNamespace(1), server, workDir_ + "/n1/ferry.log"));
 
   bool up = waitFor([&] { return access((dataDir() + "/kubeconfig").c_str(), R_OK) == 0 &&
@@ -241,10 +250,19 @@ std::string Cluster::start() {
                                       "--token-file", dataDir() + "/token", "--data-dir", dir + "/agent"};
     for (const auto& f : agentCommonFlags(i)) agent.push_back(f);
     for (const auto& f : options_.agentFlags) agent.push_back(f);
+    commands_.push_back(agent);
     pids_.push_back(spawnInNetns(nodeNamespace(i), agent, dir + "/ferry.log"));
   }
   if (options_.agents) {
+    std::string exited;
     bool ready = waitFor([&] {
+      // An agent that exited will not become Ready: say so at once, with its log.
+      for (int i = 2; i <= static_cast<int>(pids_.size()); ++i)
+        if (pids_[i - 1] > 0 && waitpid(pids_[i - 1], nullptr, WNOHANG) == pids_[i - 1]) {
+          pids_[i - 1] = -1;
+          exited += "node " + std::to_string(i) + "'s agent exited:\n" + agentLog(i) + "\n";
+        }
+      if (!exited.empty()) return true;
       auto r = kubectl("get nodes --no-headers", std::chrono::seconds(20));
       if (r.exitCode != 0) return false;
       int readyNodes = 0;
@@ -253,7 +271,12 @@ std::string Cluster::start() {
         if (line.find(" Ready") != std::string::npos) ++readyNodes;
       return readyNodes == options_.nodes;
     }, std::chrono::seconds(120));
-    if (!ready) return "nodes did not become Ready:\n" + kubectl("get nodes -o wide").output + "\nserver log:\n" + serverLog();
+    if (!exited.empty()) return exited;
+    if (!ready) {
+      std::string message = "nodes did not become Ready:\n" + kubectl("get nodes -o wide").output + "\nserver log:\n" + serverLog();
+      for (int i = 2; i <= options_.nodes; ++i) message += "\nnode " + std::to_string(i) + " log:\n" + agentLog(i);
+      return message;
+    }
   }
   return {};
 }
@@ -282,6 +305,52 @@ void Cluster::killAgent(int index) {
     waitpid(pids_[index - 1], nullptr, 0);
     pids_[index - 1] = -1;
   }
+}
+
+std::string Cluster::restartAgent(int index) {
+  if (index < 1 || index > static_cast<int>(commands_.size())) return "no node " + std::to_string(index);
+  if (pids_[index - 1] > 0) return "node " + std::to_string(index) + "'s process still runs";
+  std::string log = workDir_ + "/n" + std::to_string(index) + "/ferry.log";
+  pids_[index - 1] = spawnInNetns(nodeNamespace(index), commands_[index - 1], log);
+  return pids_[index - 1] > 0 ? "" : "fork failed";
+}
+
+void Cluster::disconnectNode(int index) {
+  sh("ip -n fe2e-" + id_ + "-u link set u" + std::to_string(index) + " down");
+}
+
+void Cluster::reconnectNode(int index) {
+  sh("ip -n fe2e-" + id_ + "-u link set u" + std::to_string(index) + " up");
+}
+
+std::string Cluster::podOutput(int index, const std::string& pod, const std::string& ns) const {
+  std::string prefix = ns + "_" + pod + "_";
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(workDir_ + "/n" + std::to_string(index) + "/agent/logs", ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it.depth() == 0 && it->is_directory() && it->path().filename().string().rfind(prefix, 0) != 0) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file()) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  std::string out;
+  for (const auto& file : files) {
+    std::ifstream in(file);
+    for (std::string line; std::getline(in, line);) {
+      // "<time> <stream> <F|P> <text>"
+      std::istringstream f(line);
+      std::string time, stream, tag;
+      f >> time >> stream >> tag;
+      std::string text;
+      std::getline(f, text);
+      if (!text.empty() && text[0] == ' ') text.erase(0, 1);
+      out += text + "\n";
+    }
+  }
+  return out;
 }
 
 void Cluster::stopAll() {

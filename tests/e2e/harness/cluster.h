@@ -30,6 +30,10 @@ bool waitFor(const std::function<bool()>& condition, std::chrono::seconds timeou
 // Why this machine cannot run e2e tests (not root, no ferry binary, ...), or empty.
 std::string e2eUnavailableReason();
 
+// Builds the static-busybox OCI archive the e2e tests run (tests/images/make-busybox-oci)
+// into `dir`; returns its path, or empty when it could not be built.
+std::string makeBusyboxImage(const std::string& dir);
+
 struct ClusterOptions {
   int nodes = 1;
   bool agents = true;                     // false: `ferry server --no-agent`, API only
@@ -64,10 +68,24 @@ class Cluster {
   std::string cgroupRoot(int index) const { return "ferry-e2e-" + id_ + "-n" + std::to_string(index); }
   std::string dataDir() const { return workDir_ + "/server"; }
   std::string workDir() const { return workDir_; }
-  std::string serverLog() const;
+  std::string serverLog() const;  // node 1's `ferry server` (with its agent)
+  std::string agentLog(int index) const;  // node `index`'s process (the server for node 1)
 
-  // Stops node `index`'s agent (SIGKILL) — for failure tests.
+  // Stops node `index`'s agent (SIGKILL) — for failure tests. Its pods keep
+  // running (as on a real node whose agent died); the harness still removes them
+  // at the end (by the node's cgroup tree).
   void killAgent(int index);
+  // Starts node `index`'s agent again with the same flags (after killAgent).
+  // Returns an error message, or empty.
+  std::string restartAgent(int index);
+  // Cuts (or restores) node `index`'s link to the other nodes: its underlay port
+  // goes down, as when a machine drops off the network.
+  void disconnectNode(int index);
+  void reconnectNode(int index);
+
+  // What the containers of pod `pod` on node `index` wrote (the text of their CRI
+  // log lines, in file order), read from the node's log directory.
+  std::string podOutput(int index, const std::string& pod, const std::string& ns = "default") const;
 
  private:
   std::string startNodeNetwork();
@@ -78,6 +96,7 @@ class Cluster {
   std::string id_;
   std::string workDir_;
   std::vector<int> pids_;  // pids_[i]: process of node i+1 (server for node 1)
+  std::vector<std::vector<std::string>> commands_;  // commands_[i]: how node i+1's process was started
   bool networkMade_ = false;
 };
 
