@@ -185,7 +185,8 @@ Printer nodePrinter() {
           [](const Json& n, std::int64_t now) {
             std::string status = "Unknown";
             for (const auto& c : api::at<Json>(n, {"status", "conditions"}, Json::array()))
-              if (c.value("type", "") == "Ready") status = c.value("status", "") == "True" ? "Ready" : (c.value("status", "") == "False" ? "NotReady" : "Unknown");
+              // As kubectl prints it: a Ready condition that is not True (False or Unknown) is NotReady.
+              if (c.value("type", "") == "Ready") status = c.value("status", "") == "True" ? "Ready" : "NotReady";
             if (api::at<bool>(n, {"spec", "unschedulable"}, false)) status += ",SchedulingDisabled";
             std::vector<std::string> roles;
             for (const auto& [k, v] : api::labelsOf(n)) {
