@@ -373,12 +373,13 @@ HttpResponse NodeApi::serveLogs(const HttpRequest& req, const NodeApiPath& path)
     if (*v && **v < 0) return status(400, "BadRequest", "tailLines, sinceSeconds and limitBytes must not be negative");
   HttpResponse r;
   r.contentType = "text/plain";
-  std::string container = path.container;
-  r.stream = [worker, container, previous, options](cp::ResponseStream& out) {
+  r.stream = [this, worker, path, previous, options](cp::ResponseStream& out) {
+    // A follow can outlast the pod: stop as soon as its worker is no longer registered,
+    // before the worker would look at itself again (it may be gone by then).
+    auto keepFollowing = [&] { return !out.stopping() && pods_.worker(path.ns, path.pod) == worker; };
     auto st = worker->readLogs(
-        container, previous, options, [&out](std::string_view chunk) { return out.write(chunk); },
-        [&out] { return !out.stopping(); });
-    if (!st) log::debug("logs of {}: {}", container, st.error().message);
+        path.container, previous, options, [&out](std::string_view chunk) { return out.write(chunk); }, keepFollowing);
+    if (!st) log::debug("logs of {}/{}/{}: {}", path.ns, path.pod, path.container, st.error().message);
   };
   return r;
 }

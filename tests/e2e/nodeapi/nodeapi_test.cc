@@ -86,6 +86,13 @@ TEST(NodeApi, KubectlLogsExecTopThroughTheAgent) {
   EXPECT_EQ(withStdin.exitCode, 0) << withStdin.output;
   EXPECT_EQ(withStdin.output, "HELLO FROM STDIN\n");
 
+  // A terminal: kubectl -it needs one itself, so it runs under script(1).
+  auto tty = cluster.inNode(1, "script -qec \"kubectl --kubeconfig " + cluster.dataDir() +
+                                   "/kubeconfig exec -it talker -- sh -c 'test -t 0 && test -t 1 && echo on-a-terminal; echo tty-done'\" /dev/null", 60s);
+  EXPECT_EQ(tty.exitCode, 0) << tty.output;
+  EXPECT_NE(tty.output.find("on-a-terminal"), std::string::npos) << tty.output;
+  EXPECT_NE(tty.output.find("tty-done"), std::string::npos) << tty.output;
+
   // ---- logs -f: a line written after the follow started arrives, then kubectl is killed ----
   std::string followOut = cluster.workDir() + "/follow.out";
   std::string kubectl = "kubectl --kubeconfig " + cluster.dataDir() + "/kubeconfig ";
