@@ -119,6 +119,14 @@ TEST(NodeApi, KubectlLogsExecTopThroughTheAgent) {
   EXPECT_EQ(anonymousExec.output, "401") << anonymousExec.output;
   auto health = cluster.inNode(1, "curl -sk " + base + "/healthz", 30s);
   EXPECT_EQ(health.output, "ok");
+  // An admin's certificate (O=system:masters, signed by the cluster CA) is let in.
+  std::string adminCurl = "curl -sk --cert " + cluster.dataDir() + "/tls/admin.crt --key " + cluster.dataDir() + "/tls/admin.key ";
+  auto metrics = cluster.inNode(1, adminCurl + base + "/metrics", 30s);
+  EXPECT_NE(metrics.output.find("\nferry_agent_pods 1\n"), std::string::npos) << metrics.output;
+  EXPECT_NE(metrics.output.find("# TYPE ferry_agent_exec_sessions_total counter"), std::string::npos) << metrics.output;
+  auto summary = cluster.inNode(1, adminCurl + base + "/stats/summary", 30s);
+  EXPECT_NE(summary.output.find(R"("podRef":{"name":"talker","namespace":"default")"), std::string::npos) << summary.output;
+  EXPECT_NE(summary.output.find(R"("workingSetBytes":)"), std::string::npos) << summary.output;
 
   // ---- top: needs two CPU samples on the agent ----
   ferry::e2e::CommandResult topPods, topNodes;
