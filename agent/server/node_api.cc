@@ -385,6 +385,12 @@ HttpResponse NodeApi::serveLogs(const HttpRequest& req, const NodeApiPath& path)
 }
 
 HttpResponse NodeApi::serveExec(const HttpRequest& req, const NodeApiPath& path) {
+  // A wrong pod or container name first: kubectl falls back to SPDY after any failed
+  // WebSocket upgrade, and the user should see this error rather than the SPDY one.
+  runtime::PodWorker* worker = pods_.worker(path.ns, path.pod);
+  if (!worker) return status(404, "NotFound", fmt::format("pod {}/{} is not on node {}", path.ns, path.pod, config_.nodeName));
+  if (auto known = worker->logPath(path.container, false); !known && known.error().code == ENOENT)
+    return errorResponse(known.error());
   std::string protocol = chooseStreamProtocol(req.header("sec-websocket-protocol"));
   std::string key = req.header("sec-websocket-key");
   std::string upgrade = req.header("upgrade");
@@ -400,8 +406,6 @@ HttpResponse NodeApi::serveExec(const HttpRequest& req, const NodeApiPath& path)
   if (options.argv.empty()) return status(400, "BadRequest", "exec: no command given");
   options.stdin = isTrue(req.param("stdin")) || isTrue(req.param("input"));
   options.tty = isTrue(req.param("tty"));
-  runtime::PodWorker* worker = pods_.worker(path.ns, path.pod);
-  if (!worker) return status(404, "NotFound", fmt::format("pod {}/{} is not on node {}", path.ns, path.pod, config_.nodeName));
   auto process = worker->exec(path.container, options);
   if (!process) return errorResponse(process.error());
   HttpResponse r;

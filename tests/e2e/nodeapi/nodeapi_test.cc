@@ -80,6 +80,9 @@ TEST(NodeApi, KubectlLogsExecTopThroughTheAgent) {
   EXPECT_EQ(both.exitCode, 0) << both.output;
   EXPECT_NE(both.output.find("to-out"), std::string::npos) << both.output;
   EXPECT_NE(both.output.find("to-err"), std::string::npos) << both.output;
+  auto wrongContainer = cluster.kubectl("exec talker -c nope -- true", 30s);
+  EXPECT_NE(wrongContainer.exitCode, 0) << wrongContainer.output;
+  EXPECT_NE(wrongContainer.output.find("nope"), std::string::npos) << wrongContainer.output;
   auto exit3 = cluster.kubectl("exec talker -- sh -c 'exit 3'", 30s);
   EXPECT_EQ(exit3.exitCode, 3) << exit3.output;
   auto withStdin = cluster.kubectl("exec -i talker -- sh -c 'tr a-z A-Z'", 30s, "hello from stdin\n");
