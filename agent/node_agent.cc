@@ -10,6 +10,7 @@
 #include "agent/sandbox/ipam.h"
 #include "agent/sandbox/sandbox_manager.h"
 #include "agent/server/node_api.h"
+#include "cgroup/systemd_delegation.h"
 #include "api/log.h"
 #include "proxy/service_proxy.h"
 
@@ -77,10 +78,17 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   log::info("node {} registered ({}), pod CIDR {}", facts.name, facts.internalIP, *podCIDR);
   if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);
 
+  std::string cgroupRoot = config.cgroupRoot;
+  if (cgroupRoot == cgroup::kDelegatedCgroupRoot) {
+    auto delegated = cgroup::adoptDelegatedCgroup();
+    if (!delegated) return fail(delegated.error());
+    cgroupRoot = *delegated;
+    log::info("pods live below this systemd unit's delegated cgroup: {}", cgroupRoot);
+  }
   SandboxManagerConfig sandboxConfig;
   sandboxConfig.runDir = config.runDir;
   sandboxConfig.dataDir = config.dataDir;
-  sandboxConfig.cgroupRoot = config.cgroupRoot;
+  sandboxConfig.cgroupRoot = cgroupRoot;
   sandboxConfig.bridgeName = config.bridgeName;
   sandboxConfig.podCIDR = *podCIDR;
   sandboxConfig.podPidsLimit = config.podPidsLimit;

@@ -59,8 +59,8 @@ int runInstall(const std::vector<std::string>& argsIn) {
     else if (argsIn[i] == "--no-start") start = false;
     else flags.push_back(argsIn[i]);
   }
-  // On a pure cgroup-v2 node the pods live below the unit's own (delegated) cgroup,
-  // as systemd expects of a Delegate=yes service; a hybrid host keeps a top-level root.
+  // On a pure cgroup-v2 node under systemd the pods live in a delegated scope the agent
+  // asks systemd for (cgroup/systemd_delegation.h); a hybrid host keeps a top-level root.
   bool cgroupRootGiven = std::any_of(flags.begin(), flags.end(),
                                      [](const std::string& f) { return f.rfind("--cgroup-root", 0) == 0; });
   if (!cgroupRootGiven && fs::exists("/sys/fs/cgroup/cgroup.controllers"))
@@ -143,7 +143,7 @@ int runUninstall(const std::vector<std::string>& args) {
   int failures = 0;
   // Pods first: their cgroups (and every process in them) go.
   if (cgroupRoot == cgroup::kDelegatedCgroupRoot) {
-    // Below the (now stopped) unit: pods, and the shims left by KillMode=process.
+    // The pods' scope, and the shims that KillMode=process left in the stopped unit.
     if (auto st = cgroup::removeDelegatedCgroup("system.slice/" + unitName(role)); !st) {
       fmt::print(stderr, "purge cgroups: {}\n", st.error().message);
       ++failures;

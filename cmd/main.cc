@@ -85,6 +85,9 @@ int runServerCommand(const std::vector<std::string>& args) {
       if (!st) {
         ferry::log::error("agent: {}", st.error().message);
         agentFailed = true;
+        // A node whose agent cannot run is not ready: exit, so that systemd (Type=notify,
+        // Restart=always) reports the failure instead of waiting for READY for ever.
+        gStop = true;
       }
     });
   };
