@@ -296,6 +296,12 @@ Status Registry::checkNamespaceWritable(const std::string& ns) {
 }
 
 Result<Json> Registry::create(const std::string& resource, const Json& input) {
+  // pods/binding for in-process clients (the scheduler): a Binding is not stored, it binds.
+  if (resource == "bindings") {
+    auto st = bindPod(api::namespaceOf(input), api::nameOf(input), api::at<std::string>(input, {"target", "name"}));
+    if (!st) return fail(st.error());
+    return input;
+  }
   REQUIRE_RESOURCE(r, resource);
   if (!input.is_object()) return fail(EBADMSG, "the object must be a JSON object");
   Json obj = input;
@@ -324,6 +330,13 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
     obj["status"] = status;
   } else if (r->kind == "Deployment" || r->kind == "ReplicaSet" || r->kind == "HorizontalPodAutoscaler") {
     obj.erase("status");
+  }
+  if (r->kind == "Pod" && obj["spec"].is_object() && !obj["spec"].contains("tolerations")) {
+    // DefaultTolerationSeconds admission, with the server's --pod-eviction-timeout.
+    std::int64_t seconds = config_.podEvictionTimeoutSeconds;
+    obj["spec"]["tolerations"] = Json::array(
+        {{{"key", "node.kubernetes.io/not-ready"}, {"operator", "Exists"}, {"effect", "NoExecute"}, {"tolerationSeconds", seconds}},
+         {{"key", "node.kubernetes.io/unreachable"}, {"operator", "Exists"}, {"effect", "NoExecute"}, {"tolerationSeconds", seconds}}});
   }
   applyDefaults(*r, obj);
   auto causes = validateObject(*r, obj);
@@ -490,14 +503,24 @@ Result<Json> Registry::remove(const std::string& resource, const std::string& ns
           return obj;
         }
       }
-    } else if (!fins.empty()) {
-      if (api::isTerminating(obj)) return obj;
-      meta["deletionTimestamp"] = api::nowRfc3339();
-      meta["deletionGracePeriodSeconds"] = 0;
-      changed = true;
-    }
-    if (options.propagationPolicy == "Orphan" && api::isTerminating(obj) == false && !fins.empty()) {
-      // Orphaning is done by the garbage collector when it sees the orphan finalizer.
+    } else {
+      // Foreground and Orphan propagation: a finalizer that the garbage collector
+      // removes once the dependents are gone (foreground) or released (orphan).
+      bool collected = r->kind == "Deployment" || r->kind == "ReplicaSet" || r->kind == "Service";
+      std::string gcFinalizer = options.propagationPolicy == "Foreground" ? "foregroundDeletion"
+                                : options.propagationPolicy == "Orphan"   ? "orphan"
+                                                                          : "";
+      if (collected && !gcFinalizer.empty() && !api::isTerminating(obj) &&
+          std::find(fins.begin(), fins.end(), gcFinalizer) == fins.end()) {
+        fins.push_back(gcFinalizer);
+        meta["finalizers"] = fins;
+      }
+      if (!fins.empty()) {
+        if (api::isTerminating(obj)) return obj;
+        meta["deletionTimestamp"] = api::nowRfc3339();
+        meta["deletionGracePeriodSeconds"] = 0;
+        changed = true;
+      }
     }
 
     if (changed) {
