@@ -150,7 +150,7 @@ void Scheduler::scheduleOne(const std::string& podKey) {
     return;
   }
   std::lock_guard lock(bindMu_);
-  binds_.push_back(BindRequest{podKey, *pod, result.nodeName});
+  binds_.push_back(BindRequest{podKey, pod, result.nodeName});
   bindCv_.notify_one();
 }
 
@@ -179,14 +179,14 @@ void Scheduler::bindLoop() {
     api::Json binding = {
         {"apiVersion", "v1"},
         {"kind", "Binding"},
-        {"metadata", {{"name", api::nameOf(request.pod)}, {"namespace", api::namespaceOf(request.pod)}}},
+        {"metadata", {{"name", api::nameOf(*request.pod)}, {"namespace", api::namespaceOf(*request.pod)}}},
         {"target", {{"apiVersion", "v1"}, {"kind", "Node"}, {"name", request.nodeName}}}};
-    if (!api::uidOf(request.pod).empty()) binding["metadata"]["uid"] = api::uidOf(request.pod);
+    if (!api::uidOf(*request.pod).empty()) binding["metadata"]["uid"] = api::uidOf(*request.pod);
     auto bound = ctx_.client.create("bindings", binding);
     if (!bound && bound.error().code == ENOENT && bound.error().message.find("resource type") != std::string::npos) {
       // An API without the pods/binding subresource: set spec.nodeName with an update instead.
       bound = [&]() -> Result<api::Json> {
-        auto pod = ctx_.client.get("pods", api::namespaceOf(request.pod), api::nameOf(request.pod));
+        auto pod = ctx_.client.get("pods", api::namespaceOf(*request.pod), api::nameOf(*request.pod));
         if (!pod) return pod;
         if (!api::at<std::string>(*pod, {"spec", "nodeName"}).empty()) return fail(ECANCELED, "already assigned");
         (*pod)["spec"]["nodeName"] = request.nodeName;
@@ -196,7 +196,7 @@ void Scheduler::bindLoop() {
     if (bound) {
       bound_++;
       if (options_.recordScheduledEvents)
-        ctx_.events.record("Pod", request.pod, "Normal", "Scheduled",
+        ctx_.events.record("Pod", *request.pod, "Normal", "Scheduled",
                            fmt::format("Successfully assigned {} to {}", request.podKey, request.nodeName), kName);
       continue;
     }

@@ -23,7 +23,9 @@
 namespace ferry::cp {
 
 struct SchedulerOptions {
-  int binderThreads = 8;
+  // Binds block on the store's commit; the store commits concurrent writes
+  // together (one fsync per group), so more binds in flight means bigger groups.
+  int binderThreads = 32;
   bool recordScheduledEvents = true;
 };
 
@@ -41,7 +43,7 @@ class Scheduler : public ControlLoop {
  private:
   struct BindRequest {
     std::string podKey;
-    api::Json pod;
+    ObjectPtr pod;
     std::string nodeName;
   };
 
