@@ -11,6 +11,15 @@ namespace ferry::cp {
 
 namespace {
 
+// A member of `object` by reference (null when absent): the filters run for
+// every node, so they must not copy the pod's JSON.
+const api::Json& member(const api::Json& object, const char* key) {
+  static const api::Json kNull;
+  if (!object.is_object()) return kNull;
+  auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
 constexpr std::int64_t kDefaultScoringMilliCpu = 100;                      // 100m
 constexpr std::int64_t kDefaultScoringMemoryMilli = 200LL * 1024 * 1024 * 1000;  // 200Mi
 
@@ -21,7 +30,7 @@ PlacedPod describePod(const api::Json& pod, int ownerId) {
   if (placed.scoringRequests.milliCpu == 0) placed.scoringRequests.milliCpu = kDefaultScoringMilliCpu;
   if (placed.scoringRequests.memoryMilli == 0) placed.scoringRequests.memoryMilli = kDefaultScoringMemoryMilli;
   placed.ownerId = ownerId;
-  const api::Json spec = pod.value("spec", api::Json::object());
+  const api::Json& spec = member(pod, "spec");
   if (spec.contains("containers") && spec["containers"].is_array()) {
     for (const auto& c : spec["containers"]) {
       if (!c.contains("ports") || !c["ports"].is_array()) continue;
@@ -95,17 +104,18 @@ bool tolerates(const api::Json& tolerations, const Taint& taint) {
 }
 
 bool nodeMatchesPodAffinity(const api::Json& pod, const std::string& nodeName, const api::Json& nodeLabels) {
-  const api::Json spec = pod.value("spec", api::Json::object());
-  if (spec.contains("nodeSelector") && spec["nodeSelector"].is_object()) {
-    for (const auto& [key, value] : spec["nodeSelector"].items()) {
+  const api::Json& spec = member(pod, "spec");
+  const api::Json& nodeSelector = member(spec, "nodeSelector");
+  if (nodeSelector.is_object()) {
+    for (const auto& [key, value] : nodeSelector.items()) {
       auto it = nodeLabels.find(key);
       if (it == nodeLabels.end() || *it != value) return false;
     }
   }
-  api::Json required = api::at<api::Json>(
-      spec, {"affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"}, api::Json());
+  const api::Json& required =
+      member(member(member(spec, "affinity"), "nodeAffinity"), "requiredDuringSchedulingIgnoredDuringExecution");
   if (required.is_null()) return true;
-  api::Json terms = required.value("nodeSelectorTerms", api::Json::array());
+  const api::Json& terms = member(required, "nodeSelectorTerms");
   if (!terms.is_array()) return false;
   for (const auto& term : terms) {  // terms are ORed, requirements within a term ANDed
     bool hasRequirement = false, ok = true;
@@ -245,7 +255,7 @@ std::string ClusterState::nodeOfPod(const std::string& podKey) const {
 
 std::vector<std::string> ClusterState::filter(const NodeInfo& node, const api::Json& pod,
                                               const PlacedPod& placed) const {
-  const api::Json tolerations = api::at<api::Json>(pod, {"spec", "tolerations"}, api::Json::array());
+  const api::Json& tolerations = member(member(pod, "spec"), "tolerations");
   if (node.unschedulable &&
       !tolerates(tolerations, Taint{"node.kubernetes.io/unschedulable", "", "NoSchedule"}))
     return {"node(s) were unschedulable"};
