@@ -3,12 +3,14 @@
 // host-gw routes between them). All three are Ready; a Deployment of 6 replicas
 // spreads over them; a client pod on every node reaches the pods on the other
 // nodes by pod IP and `http://app` by name (its own node's DNS listener and
-// socket load balancer), round-robin over all six.
+// socket load balancer), round-robin over all six. Then `kubectl drain` moves
+// node 2's pods to the other nodes and leaves it cordoned.
 #include "tests/e2e/cluster/cluster_checks.h"
 #include "tests/e2e/harness/cluster.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -33,6 +35,7 @@ spec:
     metadata:
       labels: {app: app}
     spec:
+      terminationGracePeriodSeconds: 2  # httpd as PID 1 ignores SIGTERM: do not wait 30 s on a drain
       containers:
       - name: web
         image: docker.io/library/busybox:1.35
@@ -144,4 +147,17 @@ TEST(MultiNode, ThreeNodesSpreadAndCrossNodeTraffic) {
     for (const auto& [backend, count] : perBackend)
       EXPECT_EQ(count, kRequests / 6) << client << " " << backend << "\n" << output;
   }
+
+  // `kubectl drain` of node 2: cordoned, its app pods evicted and replaced on nodes 1 and 3.
+  auto drained = cluster.kubectl("drain node-2 --ignore-daemonsets --delete-emptydir-data --force --timeout=90s", 120s);
+  EXPECT_EQ(drained.exitCode, 0) << drained.output;
+  EXPECT_NE(cluster.kubectl("get node node-2 --no-headers").output.find("SchedulingDisabled"), std::string::npos);
+  std::vector<PodPlacement> after;
+  bool moved = waitFor([&] {
+    after = podsOf(cluster, "app=app");
+    auto live = readyPerNode(after);
+    return live["node-2"] == 0 && live["node-1"] + live["node-3"] == 6 &&
+           std::none_of(after.begin(), after.end(), [](const PodPlacement& p) { return p.node == "node-2"; });
+  }, 90s);
+  EXPECT_TRUE(moved) << describe(after) << "\n" << drained.output;
 }
