@@ -11,7 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -202,6 +204,9 @@ class Forwarder {
     return {};
   }
 
+  ~Forwarder() { stop(); }
+
+  // Idempotent: also cleans up after a start() that failed half way.
   void stop() {
     stop_ = true;
     if (wake_ >= 0) {
@@ -210,7 +215,9 @@ class Forwarder {
     }
     if (thread_.joinable()) thread_.join();
     if (channel_) ares_destroy(channel_);
+    channel_ = nullptr;
     if (wake_ >= 0) close(wake_);
+    wake_ = -1;
   }
 
   void forward(Bytes query, Reply reply) {
@@ -293,7 +300,43 @@ class Forwarder {
   std::thread thread_;
 };
 
+bool inDomain(const std::string& name, const std::string& domain) {
+  if (domain.empty()) return true;
+  if (name.size() == domain.size()) return name == domain;
+  return name.size() > domain.size() && name[name.size() - domain.size() - 1] == '.' &&
+         name.compare(name.size() - domain.size(), domain.size(), domain) == 0;
+}
+
+// What a TCP connection's replies write to; replies for forwarded queries may
+// come after the connection ended, so the fd is closed under the same lock.
+struct TcpConnection {
+  std::mutex mu;
+  int fd = -1;
+  bool closed = false;
+  std::atomic<int> pending{0};
+};
+
 }  // namespace
+
+Result<StubDomain> parseStubDomain(const std::string& text) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
+    return fail(EINVAL, "stub domain \"" + text + "\": want DOMAIN=IP[:PORT][,IP[:PORT]...]");
+  StubDomain out;
+  out.domain = text.substr(0, eq);
+  std::transform(out.domain.begin(), out.domain.end(), out.domain.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  while (!out.domain.empty() && out.domain.back() == '.') out.domain.pop_back();
+  if (out.domain.empty()) return fail(EINVAL, "stub domain \"" + text + "\": empty domain");
+  std::stringstream list(text.substr(eq + 1));
+  for (std::string u; std::getline(list, u, ',');) {
+    if (u.empty()) continue;
+    if (auto sa = parseEndpoint(u, 53); !sa) return fail(sa.error().wrap("stub domain " + out.domain));
+    out.upstreams.push_back(u);
+  }
+  if (out.upstreams.empty()) return fail(EINVAL, "stub domain \"" + text + "\": no upstream");
+  return out;
+}
 
 struct ClusterDns::Impl {
   DnsConfig config;
@@ -301,15 +344,23 @@ struct ClusterDns::Impl {
   std::atomic<std::shared_ptr<const ClusterDns::ClientNamespaces>> clients;
   AnswerCache cache{10000};
   Forwarder forwarder;
+  struct Stub {
+    std::string domain;
+    std::unique_ptr<Forwarder> forwarder;
+  };
+  std::vector<Stub> stubs;  // longest domain first
   std::vector<int> udpFds;
   std::vector<int> tcpFds;
   int stopFd = -1;
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   std::mutex connMu;
-  std::vector<std::thread> connections;
+  std::unordered_map<std::uint64_t, std::thread> connections;  // by connection number
+  std::vector<std::uint64_t> endedConnections;                // threads to join
+  std::uint64_t nextConnection = 0;
   std::atomic<int> openConnections{0};
-  std::atomic<std::uint64_t> queries{0}, clusterAnswers{0}, forwarded{0}, cacheHits{0}, formErrors{0}, autopathAnswers{0};
+  std::atomic<std::uint64_t> queries{0}, clusterAnswers{0}, forwarded{0}, cacheHits{0}, formErrors{0}, autopathAnswers{0},
+      stubForwarded{0}, tcpRefused{0};
 
   explicit Impl(const DnsConfig& c) : config(c), cache(c.cacheEntries) {}
 
@@ -324,7 +375,15 @@ struct ClusterDns::Impl {
       return;
     }
     ++forwarded;
-    forwarder.forward(std::move(query), [this, key, done = std::move(done)](const Bytes& answer) {
+    Forwarder* target = &forwarder;
+    for (auto& stub : stubs) {
+      if (inDomain(parsed.name, stub.domain)) {
+        target = stub.forwarder.get();
+        ++stubForwarded;
+        break;
+      }
+    }
+    target->forward(std::move(query), [this, key, done = std::move(done)](const Bytes& answer) {
       cache.store(key, answer);
       done(answer);
     });
@@ -433,10 +492,12 @@ struct ClusterDns::Impl {
     }
   }
 
-  static bool readFull(int fd, std::uint8_t* p, size_t n) {
+  // Reads exactly n bytes; false on EOF, error, stop, or an idle connection
+  // (RFC 7766: servers close idle connections).
+  bool readFull(int fd, std::uint8_t* p, size_t n) {
     while (n > 0) {
-      pollfd pfd{fd, POLLIN, 0};
-      if (poll(&pfd, 1, 10000) <= 0) return false;  // idle connections are closed (RFC 7766)
+      pollfd pfds[2] = {{fd, POLLIN, 0}, {stopFd, POLLIN, 0}};
+      if (poll(pfds, 2, config.tcpIdleTimeoutMs) <= 0 || stop || (pfds[1].revents & POLLIN)) return false;
       ssize_t r = read(fd, p, n);
       if (r <= 0) return false;
       p += r;
@@ -445,51 +506,83 @@ struct ClusterDns::Impl {
     return true;
   }
 
-  void serveConnection(int fd) {
+  void serveConnection(int fd, std::uint64_t number) {
     std::vector<std::uint8_t> msg;
     sockaddr_in peer{};
     socklen_t peerLen = sizeof peer;
     getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peerLen);
     std::uint32_t clientIp = ntohl(peer.sin_addr.s_addr);
-    auto writeMutex = std::make_shared<std::mutex>();
-    auto pending = std::make_shared<std::atomic<int>>(0);
+    // A client that stops reading must not hold this thread forever.
+    timeval sendTimeout{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, sizeof sendTimeout);
+    auto conn = std::make_shared<TcpConnection>();
+    conn->fd = fd;
     while (!stop) {
       std::uint8_t lenBuf[2];
       if (!readFull(fd, lenBuf, 2)) break;
       size_t len = (lenBuf[0] << 8) | lenBuf[1];
       msg.resize(len);
       if (len == 0 || !readFull(fd, msg.data(), len)) break;
-      ++*pending;
-      handle(msg.data(), len, false, [fd, writeMutex, pending](const Bytes& out) {
-        std::lock_guard lock(*writeMutex);
-        std::uint8_t hdr[2] = {static_cast<std::uint8_t>(out.size() >> 8), static_cast<std::uint8_t>(out.size())};
-        [[maybe_unused]] auto a = write(fd, hdr, 2);
-        [[maybe_unused]] auto b = write(fd, out.data(), out.size());
-        --*pending;
+      ++conn->pending;
+      handle(msg.data(), len, false, [conn](const Bytes& out) {
+        std::lock_guard lock(conn->mu);
+        if (!conn->closed) {
+          std::uint8_t hdr[2] = {static_cast<std::uint8_t>(out.size() >> 8), static_cast<std::uint8_t>(out.size())};
+          [[maybe_unused]] auto a = write(conn->fd, hdr, 2);
+          [[maybe_unused]] auto b = write(conn->fd, out.data(), out.size());
+        }
+        --conn->pending;
       }, clientIp);
     }
-    // Forwarded answers may still be on their way: wait for them before closing.
-    for (int i = 0; i < 50 && *pending > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    close(fd);
+    // Forwarded answers may still be on their way: give them a moment, then
+    // close (a later reply finds the connection closed and is dropped).
+    for (int i = 0; i < 50 && conn->pending > 0 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    {
+      std::lock_guard lock(conn->mu);
+      conn->closed = true;
+      close(fd);
+    }
     --openConnections;
+    std::lock_guard lock(connMu);
+    endedConnections.push_back(number);
+  }
+
+  // Joins the threads of connections that ended.
+  void reapConnections() {
+    std::vector<std::thread> done;
+    {
+      std::lock_guard lock(connMu);
+      for (auto number : endedConnections) {
+        auto it = connections.find(number);
+        if (it == connections.end()) continue;
+        done.push_back(std::move(it->second));
+        connections.erase(it);
+      }
+      endedConnections.clear();
+    }
+    for (auto& t : done) t.join();
   }
 
   void tcpLoop() {
     std::vector<pollfd> pfds{{stopFd, POLLIN, 0}};
     for (int fd : tcpFds) pfds.push_back({fd, POLLIN, 0});
     while (!stop) {
-      if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
+      int ready = poll(pfds.data(), pfds.size(), 1000);
+      reapConnections();
+      if (ready <= 0) continue;
       for (size_t i = 1; i < pfds.size(); ++i) {
         if (!(pfds[i].revents & POLLIN)) continue;
         int conn = accept4(pfds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (conn < 0) continue;
-        if (openConnections >= 128) {  // bounded: TCP is the rare path
+        if (openConnections >= config.maxTcpConnections) {  // bounded: TCP is the rare path
+          ++tcpRefused;
           close(conn);
           continue;
         }
         ++openConnections;
         std::lock_guard lock(connMu);
-        connections.emplace_back([this, conn] { serveConnection(conn); });
+        std::uint64_t number = nextConnection++;
+        connections.emplace(number, std::thread([this, conn, number] { serveConnection(conn, number); }));
       }
     }
   }
@@ -517,6 +610,14 @@ Result<std::unique_ptr<ClusterDns>> ClusterDns::start(const DnsConfig& config) {
   }
   auto upstreams = config.upstreams.empty() ? resolvConfServers(config.resolvConf) : config.upstreams;
   if (auto st = impl->forwarder.start(upstreams); !st) return fail(st.error());
+  for (const auto& stub : config.stubDomains) {
+    if (stub.upstreams.empty()) return fail(EINVAL, "stub domain " + stub.domain + ": no upstream");
+    auto forwarder = std::make_unique<Forwarder>();
+    if (auto st = forwarder->start(stub.upstreams); !st) return fail(st.error().wrap("stub domain " + stub.domain));
+    impl->stubs.push_back({stub.domain, std::move(forwarder)});
+  }
+  std::stable_sort(impl->stubs.begin(), impl->stubs.end(),
+                   [](const Impl::Stub& a, const Impl::Stub& b) { return a.domain.size() > b.domain.size(); });
   Impl* raw = impl.get();
   for (auto& fds : perThread) raw->threads.emplace_back([raw, fds] { raw->udpLoop(fds); });
   raw->threads.emplace_back([raw] { raw->tcpLoop(); });
@@ -530,11 +631,15 @@ ClusterDns::~ClusterDns() {
   std::uint64_t one = 1;
   [[maybe_unused]] auto n = write(impl_->stopFd, &one, sizeof one);
   for (auto& t : impl_->threads) t.join();
+  // The TCP loop has ended: no new connections; the open ones see stop.
+  std::unordered_map<std::uint64_t, std::thread> connections;
   {
     std::lock_guard lock(impl_->connMu);
-    for (auto& t : impl_->connections) t.join();
+    connections.swap(impl_->connections);
   }
+  for (auto& [number, t] : connections) t.join();
   impl_->forwarder.stop();
+  for (auto& stub : impl_->stubs) stub.forwarder->stop();
   for (int fd : impl_->udpFds) close(fd);
   for (int fd : impl_->tcpFds) close(fd);
   close(impl_->stopFd);
@@ -547,8 +652,14 @@ void ClusterDns::publishClients(std::shared_ptr<const ClientNamespaces> clients)
 }
 
 DnsCounters ClusterDns::counters() const {
-  return {impl_->queries, impl_->clusterAnswers, impl_->forwarded, impl_->cacheHits, impl_->formErrors,
-          impl_->autopathAnswers};
+  DnsCounters c{impl_->queries, impl_->clusterAnswers, impl_->forwarded, impl_->cacheHits, impl_->formErrors,
+                impl_->autopathAnswers};
+  c.stubForwarded = impl_->stubForwarded;
+  c.tcpConnections = static_cast<std::uint64_t>(std::max(0, impl_->openConnections.load()));
+  c.tcpRefused = impl_->tcpRefused;
+  std::lock_guard lock(impl_->connMu);
+  c.tcpThreads = impl_->connections.size();
+  return c;
 }
 
 }  // namespace ferry::dns

@@ -14,13 +14,31 @@
 
 namespace ferry::dns {
 
+// A domain whose names go to their own upstreams instead of the default ones
+// (kube-dns stubDomains, CoreDNS `forward` in a server block per zone).
+struct StubDomain {
+  std::string domain;                  // "corp.example": the name itself and every name below it
+  std::vector<std::string> upstreams;  // "ip:port" or "ip"
+};
+
+// Parses "corp.example=10.0.0.53:53[,10.0.0.54]" (the --dns-stub-domain flag).
+Result<StubDomain> parseStubDomain(const std::string& text);
+
 struct DnsConfig {
   std::vector<std::string> listen;     // "ip:port"
   std::string clusterDomain = "cluster.local";
   std::vector<std::string> upstreams;  // "ip:port" or "ip"; empty: nameservers of resolvConf
   std::string resolvConf = "/etc/resolv.conf";
+  // Names outside the cluster zone under one of these go to its upstreams (the
+  // longest matching domain wins); the cluster zone is always answered here.
+  std::vector<StubDomain> stubDomains;
   int udpThreads = 1;
   size_t cacheEntries = 10000;
+  // TCP (RFC 7766): a connection idle this long is closed; past maxTcpConnections
+  // new connections are closed at once. One thread per open connection, joined
+  // when it ends.
+  int tcpIdleTimeoutMs = 10000;
+  int maxTcpConnections = 128;
 };
 
 struct DnsCounters {
@@ -30,6 +48,10 @@ struct DnsCounters {
   std::uint64_t cacheHits = 0;
   std::uint64_t formErrors = 0;
   std::uint64_t autopathAnswers = 0;
+  std::uint64_t stubForwarded = 0;    // forwarded to a stub domain's upstreams
+  std::uint64_t tcpConnections = 0;   // open now
+  std::uint64_t tcpThreads = 0;       // connection threads not yet joined (open or just ended)
+  std::uint64_t tcpRefused = 0;       // closed at accept: too many open
 };
 
 class ClusterDns {

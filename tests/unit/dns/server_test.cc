@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <functional>
 #include <cstdio>
 #include <random>
 #include <regex>
@@ -36,14 +38,17 @@ struct Server {
   int port = 0;
 };
 
-Server startServer(const std::string& ip, const std::string& domain, std::vector<std::string> upstreams) {
+Server startServer(const std::string& ip, const std::string& domain, std::vector<std::string> upstreams,
+                   DnsConfig c = {}) {
   std::mt19937 rng{std::random_device{}()};
   for (int attempt = 0; attempt < 20; ++attempt) {
     int port = 20000 + static_cast<int>(rng() % 20000);
-    DnsConfig c;
     c.listen = {ip + ":" + std::to_string(port)};
     c.clusterDomain = domain;
     c.upstreams = upstreams;
+    // Without upstreams a server would read the machine's resolv.conf: never
+    // forward there (names it cannot answer get SERVFAIL instead).
+    c.resolvConf = "/dev/null";
     auto s = ClusterDns::start(c);
     if (s) return {std::move(*s), ip, port};
   }
@@ -165,4 +170,139 @@ TEST_F(DnsServerTest, AutopathAnswersTheFirstSearchQueryForKnownClients) {
   // Names that exist are answered as they are.
   EXPECT_EQ(runDig(at() + "-b 127.0.0.5 +short web.default.svc.cluster.local A"), "10.43.0.20\n");
   EXPECT_GE(cluster_.dns->counters().autopathAnswers, 3u);
+}
+
+TEST(StubDomainFlag, ParsesDomainAndUpstreams) {
+  auto stub = parseStubDomain("Corp.Example.=10.0.0.53:5353,10.0.0.54");
+  ASSERT_TRUE(stub) << stub.error().message;
+  EXPECT_EQ(stub->domain, "corp.example");
+  EXPECT_EQ(stub->upstreams, (std::vector<std::string>{"10.0.0.53:5353", "10.0.0.54"}));
+  EXPECT_FALSE(parseStubDomain("corp.example"));
+  EXPECT_FALSE(parseStubDomain("=10.0.0.53"));
+  EXPECT_FALSE(parseStubDomain("corp.example="));
+  auto bad = parseStubDomain("corp.example=dns.corp.example");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("not an IPv4 address"), std::string::npos) << bad.error().message;
+}
+
+// Two test upstreams on 127.0.0.x: names under the stub domain go to the stub's
+// upstream (and only those), everything else to the default one; the cluster
+// zone is still answered locally.
+TEST_F(DnsServerTest, StubDomainGoesToItsOwnUpstream) {
+  Server corp = startServer("127.0.0.3", "corp.example", {});
+  ASSERT_TRUE(corp.dns);
+  corp.dns->publish(buildZone("corp.example", {service("intranet", "it", "192.0.2.9")}, {}));
+  DnsConfig c;
+  c.stubDomains = {{"corp.example", {"127.0.0.3:" + std::to_string(corp.port)}},
+                   {"unused.corp.example", {"127.0.0.4:9"}}};  // longer, never matching: not chosen
+  Server stubbed = startServer("127.0.0.1", "cluster.local", {"127.0.0.2:" + std::to_string(upstream_.port)}, c);
+  ASSERT_TRUE(stubbed.dns);
+  stubbed.dns->publish(buildZone("cluster.local", {service("web", "default", "10.43.0.20")}, {}));
+  std::string at = "@127.0.0.1 -p " + std::to_string(stubbed.port) + " ";
+
+  EXPECT_EQ(runDig(at + "+short intranet.it.svc.corp.example A"), "192.0.2.9\n");
+  EXPECT_EQ(corp.dns->counters().queries, 1u);
+  EXPECT_EQ(upstream_.dns->counters().queries, 0u) << "a stub-domain name must not reach the default upstream";
+  EXPECT_EQ(runDig(at + "+short www.web.svc.example.test A"), "192.0.2.7\n");
+  EXPECT_EQ(upstream_.dns->counters().queries, 1u);
+  EXPECT_EQ(corp.dns->counters().queries, 1u) << "other names must not reach the stub's upstream";
+  // Negative answers come from the stub's upstream too.
+  EXPECT_NE(runDig(at + "nothing.it.svc.corp.example A").find("NXDOMAIN"), std::string::npos);
+  EXPECT_EQ(corp.dns->counters().queries, 2u);
+  // A name that only ends like the domain is not in it.
+  EXPECT_NE(runDig(at + "notcorp.example A").find("status:"), std::string::npos);
+  EXPECT_EQ(corp.dns->counters().queries, 2u);
+  EXPECT_EQ(runDig(at + "+short web.default.svc.cluster.local A"), "10.43.0.20\n");
+  EXPECT_EQ(stubbed.dns->counters().stubForwarded, 2u);
+}
+
+namespace {
+
+int connectTcp(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// Sends one length-prefixed query; returns the answer's rcode, or -1 when the
+// connection gave no answer (closed).
+int tcpQuery(int fd, const std::string& name) {
+  auto q = buildQuery(0x4242, name, kTypeA, false);
+  std::vector<std::uint8_t> msg{static_cast<std::uint8_t>(q.size() >> 8), static_cast<std::uint8_t>(q.size())};
+  msg.insert(msg.end(), q.begin(), q.end());
+  if (send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) return -1;
+  std::uint8_t length[2];
+  if (recv(fd, length, 2, MSG_WAITALL) != 2) return -1;
+  std::vector<std::uint8_t> reply((length[0] << 8) | length[1]);
+  if (reply.size() < 12 || recv(fd, reply.data(), reply.size(), MSG_WAITALL) != static_cast<ssize_t>(reply.size()))
+    return -1;
+  if (reply[0] != 0x42 || reply[1] != 0x42) return -1;
+  return reply[3] & 0xF;
+}
+
+bool waitUntil(const std::function<bool()>& condition) {
+  for (int i = 0; i < 200; ++i) {
+    if (condition()) return true;
+    usleep(50 * 1000);
+  }
+  return condition();
+}
+
+// True when the peer closed `fd` (read gives EOF or a reset within the timeout).
+bool closedByPeer(int fd) {
+  char c;
+  ssize_t n = recv(fd, &c, 1, 0);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+}  // namespace
+
+// TCP connections are bounded, closed when idle, and their threads are joined
+// once they end (none kept for the server's life).
+TEST_F(DnsServerTest, TcpConnectionsAreBoundedClosedWhenIdleAndReaped) {
+  DnsConfig c;
+  c.tcpIdleTimeoutMs = 1000;
+  c.maxTcpConnections = 4;
+  Server tcp = startServer("127.0.0.1", "cluster.local", {}, c);
+  ASSERT_TRUE(tcp.dns);
+  tcp.dns->publish(buildZone("cluster.local", {service("web", "default", "10.43.0.20")}, {}));
+
+  for (int round = 0; round < 2; ++round) {
+    std::vector<int> fds;
+    for (int i = 0; i < 4; ++i) {
+      int fd = connectTcp(tcp.port);
+      ASSERT_GE(fd, 0);
+      fds.push_back(fd);
+    }
+    // Each connection answers (several queries on one connection as well).
+    for (int fd : fds) EXPECT_EQ(tcpQuery(fd, "web.default.svc.cluster.local"), kNoError);
+    EXPECT_EQ(tcpQuery(fds[0], "nope.default.svc.cluster.local"), kNxDomain);
+    ASSERT_TRUE(waitUntil([&] { return tcp.dns->counters().tcpConnections == 4; }));
+    // A fifth is closed at once.
+    int extra = connectTcp(tcp.port);
+    ASSERT_GE(extra, 0);
+    EXPECT_TRUE(closedByPeer(extra));
+    close(extra);
+    EXPECT_EQ(tcp.dns->counters().tcpRefused, static_cast<std::uint64_t>(round + 1));
+    // One client leaves; the others go idle and are closed by the server.
+    close(fds[0]);
+    for (size_t i = 1; i < fds.size(); ++i) {
+      EXPECT_TRUE(closedByPeer(fds[i])) << "idle connection " << i << " stayed open";
+      close(fds[i]);
+    }
+    // Every connection thread is joined (reaped within the accept loop's second).
+    EXPECT_TRUE(waitUntil([&] {
+      auto k = tcp.dns->counters();
+      return k.tcpConnections == 0 && k.tcpThreads == 0;
+    })) << "open " << tcp.dns->counters().tcpConnections << ", threads " << tcp.dns->counters().tcpThreads;
+  }
 }
