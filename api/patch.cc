@@ -619,4 +619,16 @@ Result<Json> strategicMergePatch(std::string_view resource, const Json& original
   return result;
 }
 
+std::string listMergeKey(std::string_view resource, const std::vector<std::string>& path) {
+  const Schema* schema = schemas().forResource(resource);
+  const FieldMeta* meta = nullptr;
+  for (const auto& field : path) {
+    if (!schema) return "";
+    meta = schema->find(field);
+    if (!meta) return "";
+    schema = meta->type;
+  }
+  return meta && meta->merge ? meta->mergeKey : "";
+}
+
 }  // namespace ferry::api

@@ -7,7 +7,9 @@
 #include "api/error.h"
 #include "api/object.h"
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace ferry::api {
 
@@ -26,5 +28,12 @@ Result<Json> jsonPatch(const Json& target, const Json& operations);
 // directives $patch (delete|replace|merge), $setElementOrder/<list>,
 // $retainKeys and $deleteFromPrimitiveList/<list>; null deletes a key.
 Result<Json> strategicMergePatch(std::string_view resource, const Json& original, const Json& patch);
+
+// The patch merge key Kubernetes declares for the list of objects at `path`
+// (field names from the object's root; list elements are not steps, so
+// {"spec","template","spec","containers"} and then {...,"containers","ports"})
+// of `resource`: "name", "containerPort", ... ; "" for a list replaced as a
+// whole (atomic), a set of scalars, or a field Ferry has no schema for.
+std::string listMergeKey(std::string_view resource, const std::vector<std::string>& path);
 
 }  // namespace ferry::api

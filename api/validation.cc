@@ -1264,6 +1264,16 @@ std::vector<std::string> unsupportedFieldWarnings(std::string_view resource, con
 }
 
 void carryOverAllocatedFields(std::string_view resource, Json& obj, const Json& old) {
+  if (resourceBaseName(resource) == "nodes" && obj.is_object()) {
+    // The pod CIDR the server allocated stays when an update leaves it out.
+    const Json& oldSpec = member(old, "spec");
+    if (!str(oldSpec, "podCIDR").empty() && str(member(obj, "spec"), "podCIDR").empty()) {
+      if (!obj["spec"].is_object()) obj["spec"] = Json::object();
+      obj["spec"]["podCIDR"] = oldSpec["podCIDR"];
+      if (has(oldSpec, "podCIDRs")) obj["spec"]["podCIDRs"] = oldSpec["podCIDRs"];
+    }
+    return;
+  }
   if (resourceBaseName(resource) != "services" || !obj.is_object()) return;
   const Json& oldSpec = member(old, "spec");
   if (!oldSpec.is_object()) return;

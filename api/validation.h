@@ -49,7 +49,8 @@ std::vector<std::string> unsupportedFieldWarnings(std::string_view resource, con
 
 // On update, Kubernetes keeps values the server allocated when the new object
 // leaves them empty (Service clusterIP/clusterIPs/nodePorts/healthCheckNodePort,
-// so `kubectl replace` of the original manifest works). Call before validate().
+// so `kubectl replace` of the original manifest works; Ferry also keeps a
+// Node's podCIDR/podCIDRs). Call before validate().
 void carryOverAllocatedFields(std::string_view resource, Json& obj, const Json& old);
 
 }  // namespace ferry::api

@@ -1,10 +1,11 @@
 #include "controlplane-lite/api_handler.h"
 
 #include "api/log.h"
+#include "api/managed_fields.h"
 #include "controlplane-lite/discovery.h"
 #include "controlplane-lite/node_proxy.h"
 #include "controlplane-lite/object_policy.h"
-#include "controlplane-lite/strategic_merge.h"
+#include "controlplane-lite/protobuf_body.h"
 #include "controlplane-lite/tables.h"
 
 #include <fmt/format.h>
@@ -264,10 +265,21 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
     return statusResponse(404, "NotFound", "the server could not find the requested resource");
 
   const std::string& m = req.method;
-  if ((m == "POST" || m == "PUT" || m == "PATCH") && req.header("content-type").find("protobuf") != std::string::npos)
-    return statusResponse(415, "UnsupportedMediaType",
-                          "the body of the request was in an unknown format - accepted media types include: "
-                          "application/json, application/yaml (this server does not decode protobuf)");
+  if ((m == "POST" || m == "PUT" || m == "PATCH") && req.header("content-type").find("protobuf") != std::string::npos) {
+    // kubectl's typed create commands send protobuf and do not fall back to JSON on 415:
+    // decode the kinds they make, then handle the body as JSON (replies stay JSON).
+    if (m == "PATCH" || mediaType(req.header("content-type")) != "application/vnd.kubernetes.protobuf")
+      return statusResponse(415, "UnsupportedMediaType",
+                            "the body of the request was in an unknown format - accepted media types include: "
+                            "application/json, application/yaml, application/vnd.kubernetes.protobuf");
+    auto decoded = decodeProtobufObject(req.body);
+    if (!decoded) {
+      if (decoded.error().code == ENOTSUP) return statusResponse(415, "UnsupportedMediaType", decoded.error().message);
+      return statusResponse(400, "BadRequest", decoded.error().message);
+    }
+    req.body = decoded->dump();
+    req.headers["content-type"] = "application/json";
+  }
   bool watching = rp.legacyWatch || isTrue(req.param("watch"));
   RequestAttributes attrs;
   attrs.resourceRequest = true;
@@ -434,14 +446,14 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
       std::string manager = req.param("fieldManager");
       if (!manager.empty()) {
         Json entry = {{"manager", manager}, {"operation", "Update"}, {"apiVersion", r->apiVersion()},
-                      {"time", api::nowRfc3339()}, {"fieldsType", "FieldsV1"}, {"fieldsV1", fieldSetOf(*body)}};
+                      {"time", api::nowRfc3339()}, {"fieldsType", "FieldsV1"}, {"fieldsV1", api::fieldSetOf(r->qualifiedName(), *body)}};
         (*body)["metadata"]["managedFields"] = Json::array({entry});
       }
       if (req.hasParam("dryRun")) {
         // Server-side dry run: validation without a write.
         Json obj = *body;
         applyDefaults(*r, obj);
-        auto causes = validateObject(*r, obj);
+        auto causes = validateObject(*r, obj, nullptr);
         if (!causes.empty())
           return statusError(invalidError(fmt::format("{}{} \"{}\" is invalid", r->kind, r->group.empty() ? "" : "." + r->group, api::nameOf(obj)), causes), r, api::nameOf(obj));
         obj["apiVersion"] = r->apiVersion();

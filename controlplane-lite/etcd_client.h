@@ -22,9 +22,6 @@
 
 namespace ferry::cp {
 
-std::string base64Encode(const std::string& bytes);
-Result<std::string> base64Decode(const std::string& text);
-
 class EtcdClient {
  public:
   // `endpoints`: "host:port" each, tried in order.

@@ -1,5 +1,6 @@
 #include "controlplane-lite/etcd_store.h"
 
+#include "api/base64.h"
 #include "api/log.h"
 #include "controlplane-lite/etcd_client.h"
 
@@ -35,8 +36,8 @@ std::string rangeEndOf(std::string prefix) {
 
 Result<KeyValue> decodeKeyValue(const Json& kv) {
   KeyValue out;
-  auto key = base64Decode(kv.value("key", std::string()));
-  auto value = base64Decode(kv.value("value", std::string()));
+  auto key = api::base64Decode(kv.value("key", std::string()));
+  auto value = api::base64Decode(kv.value("value", std::string()));
   if (!key || !value) return fail(EIO, "etcd: a key or value is not valid base64");
   out.key = std::move(*key);
   out.value = std::move(*value);
@@ -46,16 +47,16 @@ Result<KeyValue> decodeKeyValue(const Json& kv) {
 }
 
 Json compareCreateRevision(const std::string& key, const char* result, std::int64_t revision) {
-  return {{"key", base64Encode(key)}, {"target", "CREATE"}, {"result", result},
+  return {{"key", api::base64Encode(key)}, {"target", "CREATE"}, {"result", result},
           {"create_revision", std::to_string(revision)}};
 }
 
 Json compareModRevision(const std::string& key, std::int64_t revision) {
-  return {{"key", base64Encode(key)}, {"target", "MOD"}, {"result", "EQUAL"},
+  return {{"key", api::base64Encode(key)}, {"target", "MOD"}, {"result", "EQUAL"},
           {"mod_revision", std::to_string(revision)}};
 }
 
-Json rangeRequest(const std::string& key) { return {{"request_range", {{"key", base64Encode(key)}}}}; }
+Json rangeRequest(const std::string& key) { return {{"request_range", {{"key", api::base64Encode(key)}}}}; }
 
 // One /v3/watch stream.
 struct WatchStream {
@@ -153,8 +154,8 @@ struct EtcdStore::Impl {
 
   void startStream(WatchStream& stream) {
     stream.endpoint = client->currentEndpoint();
-    Json create{{"key", base64Encode(stream.prefix.empty() ? std::string(1, '\0') : stream.prefix)},
-                {"range_end", base64Encode(rangeEndOf(stream.prefix))},
+    Json create{{"key", api::base64Encode(stream.prefix.empty() ? std::string(1, '\0') : stream.prefix)},
+                {"range_end", api::base64Encode(rangeEndOf(stream.prefix))},
                 {"start_revision", std::to_string(stream.nextRevision)},
                 {"prev_kv", true}};
     stream.requestBody = Json{{"create_request", create}}.dump();
@@ -354,7 +355,7 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(const std::vector<std::string
   auto impl = std::make_shared<Impl>();
   impl->client = std::move(*client);
   // Fail now rather than at the first request when nothing answers.
-  auto probe = impl->client->call("/v3/kv/range", Json{{"key", base64Encode("/")}, {"count_only", true}});
+  auto probe = impl->client->call("/v3/kv/range", Json{{"key", api::base64Encode("/")}, {"count_only", true}});
   if (!probe) return fail(probe.error().wrap("etcd store"));
   impl->multi = curl_multi_init();
   if (!impl->multi) return fail(ENOMEM, "etcd store: curl_multi_init failed");
@@ -367,7 +368,7 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(const std::vector<std::string
 Result<std::int64_t> EtcdStore::create(const std::string& key, const std::string& value) {
   if (key.empty()) return fail(EINVAL, "create: empty key");
   auto response = impl_->txn(compareCreateRevision(key, "EQUAL", 0),
-                             Json{{"request_put", {{"key", base64Encode(key)}, {"value", base64Encode(value)}}}},
+                             Json{{"request_put", {{"key", api::base64Encode(key)}, {"value", api::base64Encode(value)}}}},
                              nullptr);
   if (!response) return fail(response.error().wrap("create " + key));
   if (!response->value("succeeded", false)) return fail(EEXIST, "create " + key + ": already exists");
@@ -379,17 +380,17 @@ Result<std::int64_t> EtcdStore::update(const std::string& key, const std::string
   if (key.empty()) return fail(EINVAL, "update: empty key");
   return impl_->conditionalWrite(
       "update", key, expectedRevision,
-      Json{{"request_put", {{"key", base64Encode(key)}, {"value", base64Encode(value)}}}});
+      Json{{"request_put", {{"key", api::base64Encode(key)}, {"value", api::base64Encode(value)}}}});
 }
 
 Result<std::int64_t> EtcdStore::remove(const std::string& key, std::int64_t expectedRevision) {
   if (key.empty()) return fail(EINVAL, "delete: empty key");
   return impl_->conditionalWrite("delete", key, expectedRevision,
-                                 Json{{"request_delete_range", {{"key", base64Encode(key)}}}});
+                                 Json{{"request_delete_range", {{"key", api::base64Encode(key)}}}});
 }
 
 Result<KeyValue> EtcdStore::get(const std::string& key) {
-  auto response = impl_->client->call("/v3/kv/range", Json{{"key", base64Encode(key)}});
+  auto response = impl_->client->call("/v3/kv/range", Json{{"key", api::base64Encode(key)}});
   if (!response) return fail(response.error().wrap("get " + key));
   auto kvs = response->find("kvs");
   if (kvs == response->end() || kvs->empty()) return fail(ENOENT, "get " + key + ": not found");
@@ -402,7 +403,7 @@ Result<ListPage> EtcdStore::list(const std::string& prefix, const std::string& s
   // The smallest key after startAfter is startAfter + "\0".
   std::string from = startAfter.empty() || startAfter < prefix ? prefix : startAfter + std::string(1, '\0');
   if (from.empty()) from = std::string(1, '\0');
-  Json request{{"key", base64Encode(from)}, {"range_end", base64Encode(rangeEndOf(prefix))}};
+  Json request{{"key", api::base64Encode(from)}, {"range_end", api::base64Encode(rangeEndOf(prefix))}};
   if (limit > 0) request["limit"] = std::to_string(limit);
   auto response = impl_->client->call("/v3/kv/range", request);
   if (!response) return fail(response.error().wrap("list " + prefix));
@@ -424,7 +425,7 @@ Result<std::unique_ptr<StoreWatch>> EtcdStore::watch(const std::string& prefix, 
   if (!current) return fail(current.error().wrap("watch " + prefix));
   if (afterRevision + 1 <= *current) {
     // A read at the first revision the watch needs fails the same way the watch would.
-    Json probe{{"key", base64Encode("/")}, {"count_only", true}, {"revision", std::to_string(afterRevision + 1)}};
+    Json probe{{"key", api::base64Encode("/")}, {"count_only", true}, {"revision", std::to_string(afterRevision + 1)}};
     auto response = impl_->client->call("/v3/kv/range", probe);
     if (!response && response.error().code == ERANGE) {
       return fail(ERANGE, fmt::format("watch {} from revision {}: history is compacted", prefix, afterRevision));
@@ -447,7 +448,7 @@ Result<std::unique_ptr<StoreWatch>> EtcdStore::watch(const std::string& prefix, 
 }
 
 Result<std::int64_t> EtcdStore::currentRevision() {
-  auto response = impl_->client->call("/v3/kv/range", Json{{"key", base64Encode("/")}, {"count_only", true}});
+  auto response = impl_->client->call("/v3/kv/range", Json{{"key", api::base64Encode("/")}, {"count_only", true}});
   if (!response) return fail(response.error().wrap("current revision"));
   return etcdInt((*response)["header"], "revision");
 }

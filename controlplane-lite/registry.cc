@@ -1,14 +1,15 @@
 #include "controlplane-lite/registry.h"
 
 #include "api/log.h"
+#include "api/managed_fields.h"
+#include "api/patch.h"
+#include "api/yaml.h"
 #include "controlplane-lite/certs.h"
 #include "controlplane-lite/object_policy.h"
-#include "controlplane-lite/strategic_merge.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <openssl/rand.h>
-#include <yaml-cpp/yaml.h>
 
 #include <chrono>
 #include <ctime>
@@ -98,52 +99,18 @@ std::optional<std::uint32_t> parseIp(const std::string& s) {
   return ntohl(a.s_addr);
 }
 
-Json yamlToJson(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      Json out = Json::object();
-      for (const auto& kv : node) out[kv.first.as<std::string>()] = yamlToJson(kv.second);
-      return out;
-    }
-    case YAML::NodeType::Sequence: {
-      Json out = Json::array();
-      for (const auto& e : node) out.push_back(yamlToJson(e));
-      return out;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string& s = node.Scalar();
-      if (node.Tag() == "!") return s;  // quoted
-      if (s == "true" || s == "True") return true;
-      if (s == "false" || s == "False") return false;
-      if (s == "null" || s == "~") return nullptr;
-      try {
-        std::size_t pos = 0;
-        long long v = std::stoll(s, &pos);
-        if (pos == s.size()) return v;
-        double d = std::stod(s, &pos);
-        if (pos == s.size()) return d;
-      } catch (...) {
-      }
-      return s;
-    }
-    default:
-      return nullptr;
-  }
-}
-
 }  // namespace
 
 Result<Json> parseJsonOrYaml(const std::string& body, bool allowYaml) {
-  try {
-    return Json::parse(body);
-  } catch (const Json::exception& e) {
-    if (!allowYaml) return fail(EBADMSG, std::string("the request body is not valid JSON: ") + e.what());
+  // YAML is a superset of JSON, but a JSON body is read as JSON (exact numbers, its own error messages).
+  auto json = api::parseJson(body);
+  if (json || !allowYaml) {
+    if (!json) return fail(EBADMSG, "the request body is not valid JSON: " + json.error().message);
+    return json;
   }
-  try {
-    return yamlToJson(YAML::Load(body));
-  } catch (const std::exception& e) {
-    return fail(EBADMSG, std::string("the request body is not valid YAML: ") + e.what());
-  }
+  auto yaml = api::parseYaml(body);
+  if (!yaml) return fail(EBADMSG, "the request body is not valid YAML: " + yaml.error().message);
+  return yaml;
 }
 
 namespace {
@@ -311,7 +278,7 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   Json& meta = obj["metadata"];
   std::string ns = api::namespaceOf(obj);
   if (r->namespaced) {
-    if (ns.empty()) return fail(invalidError(kindAndName(*r, api::nameOf(obj)), {{"metadata.namespace", "FieldValueRequired", "Required value"}}));
+    if (ns.empty()) return fail(invalidError(kindAndName(*r, api::nameOf(obj)), {{"metadata.namespace", "Required value", api::Cause::kRequired}}));
     if (auto st = checkNamespaceWritable(ns); !st) return fail(st.error());
   } else {
     meta.erase("namespace");
@@ -331,15 +298,9 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   } else if (r->kind == "Deployment" || r->kind == "ReplicaSet" || r->kind == "HorizontalPodAutoscaler") {
     obj.erase("status");
   }
-  if (r->kind == "Pod" && obj["spec"].is_object() && !obj["spec"].contains("tolerations")) {
-    // DefaultTolerationSeconds admission, with the server's --pod-eviction-timeout.
-    std::int64_t seconds = config_.podEvictionTimeoutSeconds;
-    obj["spec"]["tolerations"] = Json::array(
-        {{{"key", "node.kubernetes.io/not-ready"}, {"operator", "Exists"}, {"effect", "NoExecute"}, {"tolerationSeconds", seconds}},
-         {{"key", "node.kubernetes.io/unreachable"}, {"operator", "Exists"}, {"effect", "NoExecute"}, {"tolerationSeconds", seconds}}});
-  }
-  applyDefaults(*r, obj);
-  auto causes = validateObject(*r, obj);
+  // Admission defaults include DefaultTolerationSeconds with the server's --pod-eviction-timeout.
+  applyDefaults(*r, obj, config_.podEvictionTimeoutSeconds);
+  auto causes = validateObject(*r, obj, nullptr);
   if (!causes.empty()) return fail(invalidError(kindAndName(*r, api::nameOf(obj)) + " is invalid", causes));
   std::string name = api::nameOf(obj);
   // Checked before admission so that a duplicate gets AlreadyExists, not an allocation error.
@@ -375,7 +336,7 @@ Result<Json> Registry::doUpdate(const Resource& r, const Json& input, UpdateMode
   if (!input.is_object()) return fail(EBADMSG, "the object must be a JSON object");
   std::string ns = r.namespaced ? api::namespaceOf(input) : "";
   std::string name = api::nameOf(input);
-  if (name.empty()) return fail(invalidError(kindAndName(r, name) + " is invalid", {{"metadata.name", "FieldValueRequired", "Required value"}}));
+  if (name.empty()) return fail(invalidError(kindAndName(r, name) + " is invalid", {{"metadata.name", "Required value", api::Cause::kRequired}}));
   std::string wantedRv = api::resourceVersionOf(input);
   std::string key = keyFor(r, ns, name);
   for (int attempt = 0; attempt < 20; ++attempt) {
@@ -404,10 +365,11 @@ Result<Json> Registry::doUpdate(const Resource& r, const Json& input, UpdateMode
         if (current->contains("status")) obj["status"] = (*current)["status"];
         else obj.erase("status");
       }
-      applyDefaults(r, obj);
+      applyDefaults(r, obj, config_.podEvictionTimeoutSeconds);
+      api::carryOverAllocatedFields(r.qualifiedName(), obj, *current);
       if (specOrRest(obj) != specOrRest(*current))
         meta["generation"] = api::at<std::int64_t>(*current, {"metadata", "generation"}, 1) + 1;
-      auto causes = validateObject(r, obj);
+      auto causes = validateObject(r, obj, &*current);
       if (!causes.empty()) return fail(invalidError(kindAndName(r, name) + " is invalid", causes));
       if (auto st = admitUpdate(r, *current, obj); !st) return fail(st.error());
     }
@@ -523,6 +485,7 @@ Result<Json> Registry::remove(const std::string& resource, const std::string& ns
       }
     }
 
+
     if (changed) {
       auto rev = store_.update(key, encode(obj), modRevision);
       if (!rev) {
@@ -550,9 +513,9 @@ Result<ObjectList> Registry::list(const std::string& resource, const std::string
 Result<ListResult> Registry::listPage(const std::string& resource, const std::string& nsIn, const ListRequest& request) {
   REQUIRE_RESOURCE(r, resource);
   std::string ns = r->namespaced ? nsIn : "";
-  auto labels = LabelSelector::parse(request.options.labelSelector);
+  auto labels = api::LabelSelector::parse(request.options.labelSelector);
   if (!labels) return fail(EBADMSG, labels.error().message);
-  auto fields = FieldSelector::parse(request.options.fieldSelector);
+  auto fields = api::FieldSelector::parse(request.options.fieldSelector);
   if (!fields) return fail(EBADMSG, fields.error().message);
   std::string prefix = prefixFor(*r, ns);
   ListResult out;
@@ -562,7 +525,7 @@ Result<ListResult> Registry::listPage(const std::string& resource, const std::st
     if (startAfter.rfind(prefix, 0) != 0) return fail(EBADMSG, "continue: the token does not belong to this list");
   }
   // An exact name narrows the read to one key.
-  std::string exactName = fields->requiredValue("metadata.name");
+  std::string exactName = fields->exactValue("metadata.name").value_or("");
   if (!exactName.empty() && (!r->namespaced || !ns.empty()) && request.continueToken.empty()) {
     auto kv = store_.get(keyFor(*r, ns, exactName));
     auto rev = store_.currentRevision();
@@ -570,7 +533,7 @@ Result<ListResult> Registry::listPage(const std::string& resource, const std::st
     out.list.resourceVersion = std::to_string(*rev);
     if (kv) {
       auto obj = decode(kv->value, kv->modRevision);
-      if (obj && labels->matches(api::labelsOf(*obj)) && fields->matches(*obj)) out.list.items.push_back(std::move(*obj));
+      if (obj && labels->matchesObject(*obj) && fields->matches(*obj)) out.list.items.push_back(std::move(*obj));
     } else if (kv.error().code != ENOENT) {
       return fail(kv.error());
     }
@@ -586,7 +549,7 @@ Result<ListResult> Registry::listPage(const std::string& resource, const std::st
       startAfter = kv.key;
       auto obj = decode(kv.value, kv.modRevision);
       if (!obj) continue;
-      if (!labels->matches(api::labelsOf(*obj)) || !fields->matches(*obj)) continue;
+      if (!labels->matchesObject(*obj) || !fields->matches(*obj)) continue;
       out.list.items.push_back(std::move(*obj));
       if (request.limit > 0 && static_cast<std::int64_t>(out.list.items.size()) >= request.limit) {
         // More may follow: hand out a token unless this was the last key.
@@ -616,9 +579,9 @@ Result<std::unique_ptr<ObjectWatch>> Registry::watch(const std::string& resource
   REQUIRE_RESOURCE(r, resource);
   WatchFilter filter;
   filter.ns = r->namespaced ? ns : "";
-  auto labels = LabelSelector::parse(options.labelSelector);
+  auto labels = api::LabelSelector::parse(options.labelSelector);
   if (!labels) return fail(EBADMSG, labels.error().message);
-  auto fields = FieldSelector::parse(options.fieldSelector);
+  auto fields = api::FieldSelector::parse(options.fieldSelector);
   if (!fields) return fail(EBADMSG, fields.error().message);
   filter.labels = std::move(*labels);
   filter.fields = std::move(*fields);
@@ -659,7 +622,7 @@ Result<Json> Registry::patch(const std::string& resource, const std::string& nsI
           return fail(EBADMSG, "the name of the object (" + api::nameOf(obj) + ") does not match the name on the URL (" + name + ")");
         obj["metadata"]["namespace"] = ns;
         if (!r->namespaced) obj["metadata"].erase("namespace");
-        recordManagedFields(obj, request.fieldManager, "Apply", r->apiVersion(), fieldSetOf(*patchDoc));
+        recordManagedFields(obj, request.fieldManager, "Apply", r->apiVersion(), api::fieldSetOf(r->qualifiedName(), *patchDoc));
         auto made = create(resource, obj);
         if (made && created) *created = true;
         if (!made && made.error().code == EEXIST) continue;
@@ -669,27 +632,34 @@ Result<Json> Registry::patch(const std::string& resource, const std::string& nsI
     }
     Json base = *current;
     if (request.subresource == "scale") base = scaleOf(*r, *current);
+    // A Scale has no merge keys of its own.
+    const std::string smpResource = request.subresource == "scale" ? "scales.autoscaling" : r->qualifiedName();
     Json patched;
     try {
+      // A patch that cannot be applied is the request's fault: 400, as Kubernetes answers.
+      auto badPatch = [](const Error& e) { return fail(EBADMSG, "the patch could not be applied: " + e.message); };
       if (type == "application/merge-patch+json" || type == "application/merge-json-patch+json") {
-        patched = base;
-        patched.merge_patch(*patchDoc);
+        auto merged = api::jsonMergePatch(base, *patchDoc);
+        if (!merged) return badPatch(merged.error());
+        patched = std::move(*merged);
       } else if (type == "application/json-patch+json") {
-        patched = base.patch(*patchDoc);
+        auto merged = api::jsonPatch(base, *patchDoc);
+        if (!merged) return badPatch(merged.error());
+        patched = std::move(*merged);
       } else if (type == "application/strategic-merge-patch+json") {
-        auto merged = strategicMergePatch(base, *patchDoc);
-        if (!merged) return fail(merged.error());
+        auto merged = api::strategicMergePatch(smpResource, base, *patchDoc);
+        if (!merged) return badPatch(merged.error());
         patched = std::move(*merged);
       } else if (apply) {
-        Json applied = stripDirectives(*patchDoc);
+        Json applied = api::stripDirectives(*patchDoc);
         // Conflicts: fields another manager set to a different value.
-        Json fieldSet = fieldSetOf(applied);
-        std::vector<std::string> mine = fieldSetLeaves(fieldSet);
+        Json fieldSet = api::fieldSetOf(r->qualifiedName(), applied);
+        std::vector<std::string> mine = api::fieldSetLeaves(fieldSet);
         std::vector<std::string> conflicts;
         Json managed = api::at<Json>(base, {"metadata", "managedFields"}, Json::array());
         for (const auto& entry : managed) {
           if (entry.value("manager", "") == request.fieldManager) continue;
-          for (const auto& leaf : fieldSetLeaves(entry.value("fieldsV1", Json::object()))) {
+          for (const auto& leaf : api::fieldSetLeaves(entry.value("fieldsV1", Json::object()))) {
             if (std::find(mine.begin(), mine.end(), leaf) == mine.end()) continue;
             auto have = valueAtLeaf(base, leaf);
             auto want = valueAtLeaf(applied, leaf);
@@ -702,8 +672,8 @@ Result<Json> Registry::patch(const std::string& resource, const std::string& nsI
           for (const auto& c : conflicts) msg += " " + c;
           return fail(EALREADY, msg);
         }
-        auto merged = strategicMergePatch(base, applied);
-        if (!merged) return fail(merged.error());
+        auto merged = api::strategicMergePatch(smpResource, base, applied);
+        if (!merged) return badPatch(merged.error());
         patched = std::move(*merged);
         recordManagedFields(patched, request.fieldManager, "Apply", r->apiVersion(), fieldSet);
       } else {
@@ -716,7 +686,7 @@ Result<Json> Registry::patch(const std::string& resource, const std::string& nsI
     }
     if (!patched.is_object()) return fail(EBADMSG, "the patch did not produce an object");
     if (!apply && !request.fieldManager.empty() && request.subresource.empty())
-      recordManagedFields(patched, request.fieldManager, "Update", r->apiVersion(), fieldSetOf(stripDirectives(*patchDoc)));
+      recordManagedFields(patched, request.fieldManager, "Update", r->apiVersion(), api::fieldSetOf(r->qualifiedName(), api::stripDirectives(*patchDoc)));
     if (request.subresource == "scale") {
       auto updated = updateScale(resource, ns, name, patched);
       if (!updated && updated.error().code == ECANCELED && api::resourceVersionOf(*patchDoc).empty()) continue;
@@ -765,7 +735,7 @@ Result<Json> Registry::updateScale(const std::string& resource, const std::strin
   auto replicas = api::at<Json>(scale, {"spec", "replicas"});
   if (!replicas.is_number_integer() || replicas.get<std::int64_t>() < 0)
     return fail(invalidError(fmt::format("Scale.autoscaling \"{}\" is invalid", name),
-                             {{"spec.replicas", "FieldValueInvalid", "Invalid value: " + replicas.dump() + ": must be greater than or equal to 0"}}));
+                             {{"spec.replicas", "Invalid value: " + replicas.dump() + ": must be greater than or equal to 0", api::Cause::kInvalid}}));
   std::string rv = api::resourceVersionOf(scale);
   for (int attempt = 0; attempt < 20; ++attempt) {
     std::int64_t modRevision = 0;
@@ -784,7 +754,7 @@ Result<Json> Registry::updateScale(const std::string& resource, const std::strin
 
 Status Registry::bindPod(const std::string& ns, const std::string& name, const std::string& nodeName) {
   const Resource* r = findResource("pods");
-  if (nodeName.empty()) return fail(invalidError("Binding \"" + name + "\" is invalid", {{"target.name", "FieldValueRequired", "Required value"}}));
+  if (nodeName.empty()) return fail(invalidError("Binding \"" + name + "\" is invalid", {{"target.name", "Required value", api::Cause::kRequired}}));
   for (int attempt = 0; attempt < 20; ++attempt) {
     std::int64_t modRevision = 0;
     auto pod = read(*r, ns, name, &modRevision);
@@ -818,7 +788,7 @@ Status Registry::admitCreate(const Resource& r, Json& obj) {
     if (requested != "None") {
       auto ip = allocateServiceIP(requested);
       if (!ip) return fail(invalidError(kindAndName(r, api::nameOf(obj)) + " is invalid",
-                                        {{"spec.clusterIPs", "FieldValueInvalid", "Invalid value: [\"" + requested + "\"]: " + ip.error().message}}));
+                                        {{"spec.clusterIPs", "Invalid value: [\"" + requested + "\"]: " + ip.error().message, api::Cause::kInvalid}}));
       spec["clusterIP"] = *ip;
       spec["clusterIPs"] = Json::array({*ip});
     } else {
@@ -831,8 +801,7 @@ Status Registry::admitCreate(const Resource& r, Json& obj) {
         if (!port) {
           releaseOnDelete(r, obj);
           return fail(invalidError(kindAndName(r, api::nameOf(obj)) + " is invalid",
-                                   {{fmt::format("spec.ports[{}].nodePort", i), "FieldValueInvalid",
-                                     "Invalid value: " + p.value("nodePort", Json(0)).dump() + ": " + port.error().message}}));
+                                   {{fmt::format("spec.ports[{}].nodePort", i), "Invalid value: " + p.value("nodePort", Json(0)).dump() + ": " + port.error().message, api::Cause::kInvalid}}));
         }
         p["nodePort"] = *port;
       }
@@ -861,7 +830,7 @@ Status Registry::admitUpdate(const Resource& r, const Json& old, Json& obj) {
       if (oldSpec.contains("clusterIPs")) spec["clusterIPs"] = oldSpec["clusterIPs"];
     } else if (newIp != oldIp && !oldIp.empty()) {
       return fail(invalidError(kindAndName(r, api::nameOf(obj)) + " is invalid",
-                               {{"spec.clusterIPs[0]", "FieldValueInvalid", "Invalid value: []string{\"" + newIp + "\"}: may not change once set"}}));
+                               {{"spec.clusterIPs[0]", "Invalid value: []string{\"" + newIp + "\"}: may not change once set", api::Cause::kInvalid}}));
     }
     if (!spec.contains("clusterIPs") && oldSpec.contains("clusterIPs")) spec["clusterIPs"] = oldSpec["clusterIPs"];
     std::string type = spec.value("type", "ClusterIP");
@@ -888,7 +857,7 @@ Status Registry::admitUpdate(const Resource& r, const Json& old, Json& obj) {
     std::string newNode = api::at<std::string>(obj, {"spec", "nodeName"});
     if (!oldNode.empty() && oldNode != newNode)
       return fail(invalidError(kindAndName(r, api::nameOf(obj)) + " is invalid",
-                               {{"spec.nodeName", "FieldValueForbidden", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds`"}}));
+                               {{"spec.nodeName", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds`", api::Cause::kForbidden}}));
   }
   return {};
 }

@@ -8,7 +8,7 @@ using api::Json;
 
 bool WatchFilter::matches(const Json& object) const {
   if (!ns.empty() && api::namespaceOf(object) != ns) return false;
-  if (!labels.empty() && !labels.matches(api::labelsOf(object))) return false;
+  if (!labels.matchesEverything() && !labels.matchesObject(object)) return false;
   if (!fields.empty() && !fields.matches(object)) return false;
   return true;
 }

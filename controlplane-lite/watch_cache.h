@@ -6,8 +6,8 @@
 // own, which answers ERANGE (410 Gone) when the history is compacted.
 #pragma once
 
+#include "api/selector.h"
 #include "controlplane-lite/object_client.h"
-#include "controlplane-lite/selectors.h"
 #include "controlplane-lite/store.h"
 
 #include <cstdint>
@@ -21,8 +21,8 @@ namespace ferry::cp {
 
 struct WatchFilter {
   std::string ns;  // empty: every namespace
-  LabelSelector labels;
-  FieldSelector fields;
+  api::LabelSelector labels;
+  api::FieldSelector fields;
   bool matches(const api::Json& object) const;
 };
 

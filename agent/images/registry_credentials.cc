@@ -1,5 +1,7 @@
 #include "agent/images/registry_credentials.h"
 
+#include "api/base64.h"
+
 #include <fstream>
 #include <sstream>
 
@@ -8,25 +10,6 @@
 
 namespace ferry::images {
 namespace {
-
-Result<std::string> base64Decode(const std::string& in) {
-  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=' || c == '\n' || c == '\r') continue;
-    auto pos = alphabet.find(c);
-    if (pos == std::string::npos) return fail(Error::invalid("not base64"));
-    buffer = (buffer << 6) | static_cast<unsigned>(pos);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xff));
-    }
-  }
-  return out;
-}
 
 // "https://index.docker.io/v1/" → "docker.io"; "http://reg:5000/team/" → "reg:5000/team".
 std::string normalizeLocation(std::string key) {
@@ -79,7 +62,7 @@ Result<CredentialSet> parseDockerConfigJson(const std::string& text) {
     entry.credentials.identityToken = jsonString(it.value(), "identitytoken");
     std::string auth = jsonString(it.value(), "auth");
     if (!auth.empty()) {
-      auto decoded = base64Decode(auth);
+      auto decoded = api::base64Decode(auth);
       if (!decoded) return fail(Error::invalid(fmt::format("docker config: auths[\"{}\"].auth is not base64", it.key())));
       auto colon = decoded->find(':');
       if (colon == std::string::npos)

@@ -322,6 +322,56 @@ TEST_F(KubectlE2E, Kubectl133FullWorkflow) {
   EXPECT_HAS(gone, "not found");
 }
 
+// kubectl's typed `create` subcommands send protobuf bodies (and do not fall back to
+// JSON on 415): the server decodes them; replies stay JSON.
+TEST_F(KubectlE2E, CreateSubcommandsSendProtobuf) {
+  const std::string k = kKubectl133;
+  auto ns = kubectl(k, "create namespace team-a");
+  EXPECT_OK(ns);
+  EXPECT_HAS(ns, "namespace/team-a created");
+  auto cm = kubectl(k, "create configmap web-config -n team-a --from-literal=greeting=hello --from-literal=mode=prod");
+  EXPECT_OK(cm);
+  EXPECT_HAS(cm, "configmap/web-config created");
+  auto secret = kubectl(k, "create secret generic db-pass -n team-a --from-literal=user=admin");
+  EXPECT_OK(secret);
+  auto deploy = kubectl(k, "create deployment web -n team-a --image=nginx:1.25 --replicas=3 --port=80");
+  EXPECT_OK(deploy);
+  EXPECT_HAS(deploy, "deployment.apps/web created");
+  auto svc = kubectl(k, "create service nodeport web -n team-a --tcp=80:8080");
+  EXPECT_OK(svc);
+  auto sa = kubectl(k, "create serviceaccount builder -n team-a");
+  EXPECT_OK(sa);
+
+  // The request really was protobuf (so this test proves the decoder, not a JSON path).
+  auto verbose = kubectl(k, "create configmap probe -n team-a --from-literal=a=b -v=8");
+  EXPECT_OK(verbose);
+  EXPECT_HAS(verbose, "Content-Type: application/vnd.kubernetes.protobuf");
+
+  auto data = kubectl(k, "get configmap web-config -n team-a -o jsonpath={.data.greeting}/{.data.mode}");
+  EXPECT_OK(data);
+  EXPECT_EQ(data.output, "hello/prod");
+  auto user = kubectl(k, "get secret db-pass -n team-a -o jsonpath={.data.user}/{.type}");
+  EXPECT_OK(user);
+  EXPECT_EQ(user.output, "YWRtaW4=/Opaque");
+  auto replicas = kubectl(k, "get deploy web -n team-a -o jsonpath={.spec.replicas}/{.spec.template.spec.containers[0].image}/{.spec.template.spec.containers[0].ports[0].containerPort}");
+  EXPECT_OK(replicas);
+  EXPECT_EQ(replicas.output, "3/nginx:1.25/80");
+  auto ports = kubectl(k, "get svc web -n team-a -o jsonpath={.spec.type}/{.spec.ports[0].port}/{.spec.ports[0].targetPort}");
+  EXPECT_OK(ports);
+  EXPECT_EQ(ports.output, "NodePort/80/8080");
+  auto nsLabel = kubectl(k, "get ns team-a -o jsonpath={.status.phase}");
+  EXPECT_OK(nsLabel);
+  EXPECT_EQ(nsLabel.output, "Active");
+  auto hpa = kubectl(k, "autoscale deployment web -n team-a --min=2 --max=5 --cpu-percent=60");
+  EXPECT_OK(hpa);
+  auto hpaSpec = kubectl(k, "get hpa web -n team-a -o jsonpath={.spec.minReplicas}/{.spec.maxReplicas}/{.spec.metrics[0].resource.target.averageUtilization}");
+  EXPECT_OK(hpaSpec);
+  EXPECT_EQ(hpaSpec.output, "2/5/60");
+  auto again = kubectl(k, "create configmap web-config -n team-a --from-literal=x=y");
+  EXPECT_NE(again.exitCode, 0);
+  EXPECT_HAS(again, "already exists");
+}
+
 TEST_F(KubectlE2E, Kubectl127AndDispatcher) {
   for (const char* k : {kKubectl127, kDispatcher}) {
     if (!fs::exists(k)) continue;

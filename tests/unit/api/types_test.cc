@@ -53,3 +53,15 @@ TEST(Base64, DecodesPaddedAndWrappedTextAndNamesBadInput) {
   ASSERT_FALSE(bad.has_value());
   EXPECT_NE(bad.error().message.find("offset 3"), std::string::npos) << bad.error().message;
 }
+
+TEST(Base64, EncodesWithPaddingAndRoundTripsBinary) {
+  EXPECT_EQ(ferry::api::base64Encode(""), "");
+  EXPECT_EQ(ferry::api::base64Encode("f"), "Zg==");
+  EXPECT_EQ(ferry::api::base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(ferry::api::base64Encode("foo"), "Zm9v");
+  EXPECT_EQ(ferry::api::base64Encode("foobar"), "Zm9vYmFy");  // RFC 4648 test vectors
+  std::string binary;
+  for (int i = 0; i < 256; ++i) binary.push_back(static_cast<char>(i));
+  EXPECT_EQ(ferry::api::base64Decode(ferry::api::base64Encode(binary)).value_or("?"), binary);
+  EXPECT_EQ(ferry::api::base64Encode(std::string("\0", 1)), "AA==");  // etcd's "from the first key"
+}

@@ -1,11 +1,12 @@
 // Pure pieces of the API server: routing, auth decisions, Status shapes,
 // tables, selectors, strategic merge patch, discovery.
 #include "controlplane-lite/api_handler.h"
+#include "api/managed_fields.h"
+#include "api/patch.h"
+#include "api/selector.h"
 #include "controlplane-lite/auth.h"
 #include "controlplane-lite/discovery.h"
 #include "controlplane-lite/object_policy.h"
-#include "controlplane-lite/selectors.h"
-#include "controlplane-lite/strategic_merge.h"
 #include "controlplane-lite/tables.h"
 
 #include <gtest/gtest.h>
@@ -129,8 +130,8 @@ TEST(StatusErrors, ShapedAsKubernetes) {
 
   const Resource* deploys = findResource("deployments.apps");
   auto inv = statusError(invalidError("Deployment.apps \"web\" is invalid",
-                                      {{"spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"},
-                                       {"spec.template.spec.containers[0].image", "FieldValueRequired", "Required value"}}),
+                                      {{"spec.replicas", "Invalid value: -1: must be greater than or equal to 0", api::Cause::kInvalid},
+                                       {"spec.template.spec.containers[0].image", "Required value", api::Cause::kRequired}}),
                          deploys, "web");
   EXPECT_EQ(inv.status, 422);
   body = Json::parse(inv.body);
@@ -152,7 +153,7 @@ TEST(Validation, ReportsEveryBadField) {
   const Resource* deploys = findResource("deployments.apps");
   Json d = Json::parse(R"({"metadata":{"name":"Bad_Name"},"spec":{"replicas":-1,"selector":{"matchLabels":{"app":"a"}},
     "template":{"metadata":{"labels":{"app":"b"}},"spec":{"containers":[{"name":"c"}]}}}})");
-  auto causes = validateObject(*deploys, d);
+  auto causes = validateObject(*deploys, d, nullptr);
   std::vector<std::string> fields;
   for (const auto& c : causes) fields.push_back(c.field);
   EXPECT_NE(std::find(fields.begin(), fields.end(), "metadata.name"), fields.end());
@@ -198,6 +199,8 @@ TEST(Tables, PodColumnsAndDurations) {
 }
 
 TEST(Selectors, LabelAndField) {
+  using api::FieldSelector;
+  using api::LabelSelector;
   auto l = LabelSelector::parse("app=web,tier!=db,env in (a,b),!legacy");
   ASSERT_TRUE(l);
   EXPECT_TRUE(l->matches({{"app", "web"}, {"env", "a"}}));
@@ -217,7 +220,7 @@ TEST(StrategicMerge, ClientSideApplyKeepsPortsAndOrders) {
     {"name":"side","image":"busybox"}]}}}})");
   Json patch = Json::parse(R"({"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"side"},{"name":"nginx"}],
     "containers":[{"image":"nginx:1.26","name":"nginx"}]}}}})");
-  auto merged = strategicMergePatch(original, patch);
+  auto merged = api::strategicMergePatch("deployments.apps", original, patch);
   ASSERT_TRUE(merged);
   auto cs = (*merged)["spec"]["template"]["spec"]["containers"];
   ASSERT_EQ(cs.size(), 2u);
@@ -229,13 +232,13 @@ TEST(StrategicMerge, ClientSideApplyKeepsPortsAndOrders) {
     "metadata":{"labels":{"gone":null},"finalizers":["b"],"$deleteFromPrimitiveList/finalizers":["a"]}})");
   Json withMeta = original;
   withMeta["metadata"] = Json::parse(R"({"labels":{"gone":"x","kept":"y"},"finalizers":["a"]})");
-  merged = strategicMergePatch(withMeta, del);
+  merged = api::strategicMergePatch("deployments.apps", withMeta, del);
   ASSERT_TRUE(merged);
   EXPECT_EQ((*merged)["spec"]["template"]["spec"]["containers"].size(), 1u);
   EXPECT_FALSE((*merged)["metadata"]["labels"].contains("gone"));
   EXPECT_EQ((*merged)["metadata"]["finalizers"], Json::array({"b"}));
 
-  Json set = fieldSetOf(Json::parse(R"({"metadata":{"name":"x","labels":{"app":"a"}},"spec":{"replicas":2}})"));
+  Json set = api::fieldSetOf("deployments.apps", Json::parse(R"({"metadata":{"name":"x","labels":{"app":"a"}},"spec":{"replicas":2}})"));
   EXPECT_TRUE(set["f:metadata"]["f:labels"].contains("f:app"));
   EXPECT_TRUE(set["f:spec"].contains("f:replicas"));
 }

@@ -287,3 +287,99 @@ TEST_F(RegistryTest, WatchDeliversAfterResourceVersionWithSelectors) {
   EXPECT_EQ(api::nameOf(replay[0].object), "other");
   EXPECT_EQ(replay[1].type, "MODIFIED");
 }
+
+// The API server runs on api/'s selectors, YAML reader, patches, defaulting
+// and validation. Where the server's former copies differed, these pin the
+// Kubernetes behaviour that was kept.
+TEST_F(RegistryTest, SelectorsFollowKubernetesSyntax) {
+  for (int gen = 1; gen <= 3; ++gen) {
+    Json cm = {{"metadata", {{"name", "gen-" + std::to_string(gen)}, {"namespace", "default"},
+                             {"labels", {{"gen", std::to_string(gen)}}}}}};
+    ASSERT_TRUE(registry_->create("configmaps", cm));
+  }
+  // `gen>1` is a Gt requirement in Kubernetes' selector syntax (it was read as "label gen>1 exists").
+  ListRequest gt;
+  gt.options.labelSelector = "gen>1";
+  auto newer = registry_->listPage("configmaps", "default", gt);
+  ASSERT_TRUE(newer) << newer.error().message;
+  EXPECT_EQ(newer->list.items.size(), 2u);
+  // A value that is not a label value is a bad request, not a selector that matches nothing.
+  ListRequest bad;
+  bad.options.labelSelector = "gen=a b";
+  auto refused = registry_->listPage("configmaps", "default", bad);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EBADMSG);
+}
+
+TEST_F(RegistryTest, StrategicMergeKnowsAtomicLists) {
+  Json slice = Json::parse(R"({"metadata":{"name":"web-1","namespace":"default","labels":{"kubernetes.io/service-name":"web"}},
+    "addressType":"IPv4","endpoints":[{"addresses":["10.42.0.5"]}],"ports":[{"name":"http","port":80,"protocol":"TCP"}]})");
+  ASSERT_TRUE(registry_->create("endpointslices.discovery.k8s.io", slice));
+  // EndpointSlice.ports is atomic in Kubernetes: a strategic merge patch replaces it
+  // (it used to be merged by "port" because the list is called "ports").
+  PatchRequest smp{"application/strategic-merge-patch+json", R"({"ports":[{"name":"metrics","port":9090,"protocol":"TCP"}]})", "", false, ""};
+  auto patched = registry_->patch("endpointslices.discovery.k8s.io", "default", "web-1", smp);
+  ASSERT_TRUE(patched) << patched.error().message;
+  ASSERT_EQ((*patched)["ports"].size(), 1u);
+  EXPECT_EQ((*patched)["ports"][0]["name"], "metrics");
+  // A directive the patch format does not have is a bad request.
+  PatchRequest bogus{"application/strategic-merge-patch+json", R"({"metadata":{"$patch":"bogus"}})", "", false, ""};
+  auto refused = registry_->patch("endpointslices.discovery.k8s.io", "default", "web-1", bogus);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EBADMSG);
+}
+
+TEST_F(RegistryTest, ApplyYamlIsTypedLikeKubernetes) {
+  // go-yaml v2 (what Kubernetes reads YAML with) reads 0x3 as the integer 3; it used to become the float 3.0.
+  const std::string yaml = R"(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hex
+  namespace: default
+spec:
+  replicas: 0x3
+  selector:
+    matchLabels: {app: hex}
+  template:
+    metadata:
+      labels: {app: hex}
+    spec:
+      containers:
+      - name: web
+        image: "nginx:1.25"
+)";
+  PatchRequest ssa{"application/apply-patch+yaml", yaml, "kubectl", false, ""};
+  auto made = registry_->patch("deployments.apps", "default", "hex", ssa);
+  ASSERT_TRUE(made) << made.error().message;
+  EXPECT_TRUE((*made)["spec"]["replicas"].is_number_integer());
+  EXPECT_EQ((*made)["spec"]["replicas"], 3);
+}
+
+TEST_F(RegistryTest, AdmissionDefaultsAndValidationFollowKubernetes) {
+  // DefaultTolerationSeconds adds what the pod does not already tolerate (it used to add
+  // nothing once the pod had any toleration).
+  Json pod = Json::parse(R"({"metadata":{"name":"p","namespace":"default"},"spec":{
+    "tolerations":[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":10}],
+    "containers":[{"name":"c","image":"busybox:1.36"}]}})");
+  auto made = registry_->create("pods", pod);
+  ASSERT_TRUE(made) << made.error().message;
+  const Json& tolerations = (*made)["spec"]["tolerations"];
+  ASSERT_EQ(tolerations.size(), 2u);
+  EXPECT_EQ(tolerations[0]["tolerationSeconds"], 10);
+  EXPECT_EQ(tolerations[1]["key"], "node.kubernetes.io/unreachable");
+  EXPECT_EQ((*made)["spec"]["serviceAccountName"], "default");
+  // The scheduler may still bind by setting spec.nodeName once.
+  Json bound = *made;
+  bound["spec"]["nodeName"] = "node-1";
+  ASSERT_TRUE(registry_->update("pods", bound));
+  Json moved = *registry_->get("pods", "default", "p");
+  moved["spec"]["nodeName"] = "node-2";
+  EXPECT_FALSE(registry_->update("pods", moved));
+
+  // A Service name is a DNS-1035 label (starts with a letter); it was checked as DNS-1123.
+  Json svc = Json::parse(R"({"metadata":{"name":"1web","namespace":"default"},"spec":{"ports":[{"port":80}]}})");
+  auto refused = registry_->create("services", svc);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EINVAL);
+  EXPECT_NE(refused.error().message.find("metadata.name"), std::string::npos);
+}
