@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include <cstdint>
-#include <ctime>
 #include <vector>
 
 namespace ferry::cp {
@@ -256,15 +255,6 @@ Result<std::vector<WireField>> fieldsOf(std::string_view data) {
 // The field path for messages: "spec.template.spec.containers", or the top level.
 std::string where(const std::string& path) { return path.empty() ? "(object)" : path; }
 
-std::string rfc3339(std::int64_t seconds) {
-  std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::int32_t asInt32(std::uint64_t v) { return static_cast<std::int32_t>(static_cast<std::uint32_t>(v)); }
 
 class Decoder {
@@ -391,7 +381,7 @@ class Decoder {
       if (f.number == 2 && f.wireType == kVarint) nanos = f.varint;
     }
     if (seconds == 0 && nanos == 0) return Json();
-    return Json(rfc3339(static_cast<std::int64_t>(seconds)));
+    return Json(api::toRfc3339(static_cast<std::int64_t>(seconds)));
   }
 
   int depth_ = 0;

@@ -153,6 +153,14 @@ TEST(ProtobufBody, BadInputIsRefusedWithAReason) {
   ASSERT_TRUE(zero) << zero.error().message;
   EXPECT_EQ((*zero)["metadata"]["name"], "team-a");
 
+  // A set metav1.Time {1: seconds} becomes RFC 3339 (1700000000 = 2023-11-14T22:13:20Z).
+  std::string timed = std::string("\x0a\x0b\x0a\x01t\x42\x06\x08\x80\xe2\xcf\xaa\x06", 13);
+  std::string timedBody = std::string("k8s\0", 4) + "\x0a" + static_cast<char>(typeMeta.size()) + typeMeta + "\x12" +
+                          static_cast<char>(timed.size()) + timed;
+  auto withTime = decodeProtobufObject(timedBody);
+  ASSERT_TRUE(withTime) << withTime.error().message;
+  EXPECT_EQ((*withTime)["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
+
   // A kind without a table: 415, not a guess.
   std::string podMeta = std::string("\x0a\x02v1\x12\x03Pod", 9);
   std::string podBody = std::string("k8s\0", 4) + "\x0a" + static_cast<char>(podMeta.size()) + podMeta + std::string("\x12\x00", 2);
