@@ -424,8 +424,10 @@ struct ClusterDns::Impl {
       w.reset(q, kNoError, false);
       w.addCname(q.name, zoneRef->ttl, x);
       auto rcode = copyAnswers(answer.data(), answer.size(), w);
-      if (!rcode) {
-        w.reset(q, kServFail, false);
+      if (!rcode || (*rcode != kNoError && *rcode != kNxDomain)) {
+        // The upstream failed (SERVFAIL, REFUSED, garbage): fall back to what
+        // the asked name itself is in the zone, which holds it does not exist.
+        zoneRef->answer(q, w);
       } else if (*rcode == kNxDomain) {
         // Every candidate failed: the original name does not exist either.
         w.reset(q, kNxDomain, true);

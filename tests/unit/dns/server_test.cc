@@ -164,6 +164,10 @@ TEST_F(DnsServerTest, AutopathAnswersTheFirstSearchQueryForKnownClients) {
   // A name that exists nowhere is still NXDOMAIN.
   auto missing = runDig(at() + "-b 127.0.0.5 nothing.web.svc.example.test.default.svc.cluster.local A");
   EXPECT_NE(missing.find("NXDOMAIN"), std::string::npos) << missing;
+  // The last candidate goes upstream; when the upstream fails (this one has no
+  // upstream of its own: SERVFAIL) the asked name is answered from the zone.
+  auto failed = runDig(at() + "-b 127.0.0.5 nothing.default.svc.cluster.local A");
+  EXPECT_NE(failed.find("status: NXDOMAIN"), std::string::npos) << failed;
   // A client we do not know keeps the plain behaviour.
   auto other = runDig(at() + "-b 127.0.0.6 www.web.svc.example.test.default.svc.cluster.local A");
   EXPECT_NE(other.find("NXDOMAIN"), std::string::npos) << other;
