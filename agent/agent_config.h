@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace ferry::agent {
 
@@ -22,6 +23,7 @@ struct AgentConfig {
   std::string clusterDomain = "cluster.local";
   std::string dnsUpstream;             // host:port[,host:port]; empty: the node's resolv.conf
   std::string dnsListen = "127.0.0.53:53"; // where the node-local DNS listens; the DNS ClusterIP is steered here
+  std::vector<std::string> dnsStubDomains; // "corp.example=10.0.0.53:53[,...]": that domain goes to its own upstreams
   std::string proxyMode = "ebpf";      // ebpf | nftables
   std::string systemReserved;          // e.g. cpu=100m,memory=256Mi
   std::string kubeReserved;

@@ -123,6 +123,7 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   swConfig.clusterDomain = config.clusterDomain;
   swConfig.dnsListenAddress = gateway;
   swConfig.dnsUpstream = config.dnsUpstream;
+  swConfig.dnsStubDomains = config.dnsStubDomains;
   ServiceWatcher services(**serviceProxy, swConfig);
   if (auto st = services.startDns(); !st) log::warn("cluster DNS: {}", st.error().message);
 

@@ -1,5 +1,7 @@
 #include "cmd/options.h"
 
+#include "dns/cluster_dns.h"
+
 #include <fmt/format.h>
 
 #include <optional>
@@ -44,6 +46,23 @@ Flag boolean(std::string name, std::string help, bool& target) {
   return f;
 }
 
+// A DNS stub domain; repeatable, each use adds one.
+Flag stubDomains(std::string name, std::string help, std::vector<std::string>& target) {
+  std::string flagName = name;
+  return Flag{std::move(name), std::move(help),
+              [&target] {
+                std::string all;
+                for (const auto& s : target) all += (all.empty() ? "" : " ") + s;
+                return all;
+              },
+              [&target, flagName](const std::string& v) -> Status {
+                if (auto stub = dns::parseStubDomain(v); !stub)
+                  return fail(EINVAL, fmt::format("--{}: {}", flagName, stub.error().message));
+                target.push_back(v);
+                return {};
+              }};
+}
+
 void addShared(FlagTable& t, agent::AgentConfig& a) {
   t.push_back(text("node-name", "name of this node (default: hostname)", a.nodeName));
   t.push_back(text("node-ip", "address other nodes reach this one on (default: first global address)", a.nodeIP));
@@ -53,6 +72,9 @@ void addShared(FlagTable& t, agent::AgentConfig& a) {
   t.push_back(text("bridge", "node bridge that pod veths attach to", a.bridgeName));
   t.push_back(text("dns-upstream", "upstream DNS servers host:port[,...] (default: /etc/resolv.conf)", a.dnsUpstream));
   t.push_back(text("dns-listen", "node-local DNS listener address:port", a.dnsListen));
+  t.push_back(stubDomains("dns-stub-domain",
+                          "DOMAIN=IP[:PORT][,...]: names under DOMAIN go to these upstreams (repeatable)",
+                          a.dnsStubDomains));
   t.push_back(text("proxy-mode", "Service load balancing: ebpf | nftables", a.proxyMode));
   t.push_back(text("system-reserved", "resources kept from pods, e.g. cpu=100m,memory=256Mi", a.systemReserved));
   t.push_back(text("kube-reserved", "resources kept for Ferry itself", a.kubeReserved));

@@ -28,6 +28,11 @@ Status ServiceWatcher::startDns() {
   std::stringstream ss(config_.dnsUpstream);
   for (std::string item; std::getline(ss, item, ',');)
     if (!item.empty()) dc.upstreams.push_back(item);
+  for (const auto& text : config_.dnsStubDomains) {
+    auto stub = dns::parseStubDomain(text);
+    if (!stub) return fail(stub.error().wrap("--dns-stub-domain"));
+    dc.stubDomains.push_back(std::move(*stub));
+  }
   auto started = dns::ClusterDns::start(dc);
   if (!started) return fail(started.error());
   dns_ = std::move(*started);

@@ -22,6 +22,7 @@ struct ServiceWatcherConfig {
   std::string dnsListenAddress;  // node-local DNS address (the bridge gateway); empty: no DNS
   int dnsPort = 53;
   std::string dnsUpstream;       // host:port[,...]; empty: the node's resolv.conf
+  std::vector<std::string> dnsStubDomains;  // "domain=host:port[,...]" each
   std::string dnsNamespace = "kube-system";
   std::string dnsServiceName = "kube-dns";
 };
