@@ -326,7 +326,8 @@ Status BpfServiceMaps::deletePendingBackends() {
 Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState& state) {
   auto key0 = keyOf(frontend, 0);
   if (!key0) return fail(key0.error());
-  const std::string where = fmt::format("frontend {}:{}/{}", frontend.address, frontend.port, frontend.protocol);
+  // Formatted only on failure: a full sync calls this for every frontend.
+  auto where = [&] { return fmt::format("frontend {}:{}/{}", frontend.address, frontend.port, frontend.protocol); };
 
   auto existing = frontends_.find(frontend);
   const bool isNew = existing == frontends_.end();
@@ -337,13 +338,13 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
   std::set<uint32_t> wantedSet;
   for (const std::string& text : state.backends) {
     auto colon = text.rfind(':');
-    if (colon == std::string::npos) return fail(EINVAL, where + ": backend " + text + ": want addr:port");
+    if (colon == std::string::npos) return fail(EINVAL, where() + ": backend " + text + ": want addr:port");
     auto address = parseIPv4(text.substr(0, colon), "backend address");
-    if (!address) return fail(address.error().wrap(where));
+    if (!address) return fail(address.error().wrap(where()));
     int port = std::atoi(text.c_str() + colon + 1);
-    if (port <= 0 || port > 65535) return fail(EINVAL, where + ": backend " + text + ": port out of range");
+    if (port <= 0 || port > 65535) return fail(EINVAL, where() + ": backend " + text + ": port out of range");
     auto id = acquireBackend({*address, htons(static_cast<uint16_t>(port)), key0->protocol});
-    if (!id) return fail(id.error().wrap(where));
+    if (!id) return fail(id.error().wrap(where()));
     if (wantedSet.insert(*id).second) wanted.push_back(*id);
     else releaseBackend(*id);  // duplicate entry
   }
@@ -383,10 +384,10 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
       id = freeServiceIds_.back();
       freeServiceIds_.pop_back();
     } else {
-      if (nextServiceId_ >= LB_MAX_SERVICE_IDS) return fail(ENOSPC, where + ": service ids exhausted");
+      if (nextServiceId_ >= LB_MAX_SERVICE_IDS) return fail(ENOSPC, where() + ": service ids exhausted");
       id = nextServiceId_++;
     }
-    if (auto st = resetCounter(id); !st) return fail(st.error().wrap(where));
+    if (auto st = resetCounter(id); !st) return fail(st.error().wrap(where()));
     after.serviceId = id;
   }
   after.flags = state.clientIPAffinity ? LB_SERVICE_CLIENT_IP_AFFINITY : 0;
@@ -401,7 +402,7 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
     lb4_service value{};
     value.backend_id = slots[i];
     value.service_id = after.serviceId;
-    if (auto st = writeSlot(key, value); !st) return fail(st.error().wrap(where));
+    if (auto st = writeSlot(key, value); !st) return fail(st.error().wrap(where()));
   }
   // 3. The service entry.
   if (isNew || after.flags != before.flags || after.affinityTimeoutSec != before.affinityTimeoutSec ||
@@ -411,14 +412,14 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
     value.service_id = after.serviceId;
     value.affinity_timeout_sec = after.affinityTimeoutSec;
     value.flags = after.flags;
-    if (auto st = writeEntry(*key0, value); !st) return fail(st.error().wrap(where));
+    if (auto st = writeEntry(*key0, value); !st) return fail(st.error().wrap(where()));
   }
   frontends_[frontend] = after;
   // 4. Slots no longer counted, then backends nothing names any more.
   for (size_t i = slots.size(); i < before.slots.size(); ++i) {
     lb4_key key = *key0;
     key.backend_slot = static_cast<uint16_t>(i + 1);
-    if (auto st = deleteSlot(key); !st) return fail(st.error().wrap(where));
+    if (auto st = deleteSlot(key); !st) return fail(st.error().wrap(where()));
   }
   for (uint32_t id : before.slots) releaseBackend(id);
   return deletePendingBackends();

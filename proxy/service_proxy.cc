@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 
 namespace ferry::proxy {
@@ -31,12 +32,19 @@ struct ServiceProxy::Impl {
 
   // nftables carries every Service in nftables mode; in ebpf mode only the
   // NodePort entries for traffic from other hosts. A full sync replaces the
-  // table in one transaction.
-  Status syncNftables() {
+  // table in one transaction. `plansByService`: every Service's plans, when the
+  // caller has them already (a full sync builds them once).
+  Status syncNftables(const std::map<std::string, std::vector<ServicePortPlan>>* plansByService = nullptr) {
+    std::map<std::string, std::vector<ServicePortPlan>> computed;
+    if (!plansByService) {
+      for (const std::string& key : table.serviceKeys()) computed[key] = table.plan(key);
+      plansByService = &computed;
+    }
     std::map<std::string, NftFragment> fragments;
     std::map<std::string, std::map<FrontendKey, FrontendState>> frontends;
-    for (const std::string& key : table.serviceKeys()) {
-      std::vector<ServicePortPlan> plans = table.plan(key);
+    for (const auto& [key, plans] : *plansByService) {
+      // ebpf mode: a Service without NodePorts has nothing in nftables.
+      if (ebpf && !hasNodePorts(plans)) continue;
       NftFragment f = renderServiceFragment(plans, nftOptions());
       if (!f.empty()) fragments[key] = std::move(f);
       for (const auto& p : plans) frontends[key].merge(frontendsOf(p, config.nodeIP));
@@ -101,28 +109,50 @@ struct ServiceProxy::Impl {
 
   Status resyncAll() {
     if (!ebpf) return syncNftables();
-    std::map<FrontendKey, std::pair<std::string, FrontendState>> desired;
-    for (const auto& p : table.planAll())
-      for (auto& [k, v] : frontendsOf(p, config.nodeIP)) desired[k] = {p.serviceKey, v};
+    // Plans are built once, per Service, and serve both the maps and
+    // nftables. Memory is what a full sync of 100,000 Services costs (every
+    // newly touched page faults), so temporaries are dropped as soon as they
+    // are used: a Service's plans right after it is programmed, unless
+    // nftables needs them too (NodePorts).
+    std::map<std::string, std::vector<ServicePortPlan>> plansByService;
+    for (std::string& key : table.serviceKeys()) {
+      std::vector<ServicePortPlan> plans = table.plan(key);
+      if (!plans.empty()) plansByService.emplace(std::move(key), std::move(plans));
+    }
     ownedFrontends.clear();
+    // What the maps held before (sorted: frontends() walks an ordered map),
+    // marked as each is programmed again; the unmarked rest is stale. Empty on
+    // a first start, so that costs nothing then.
+    const std::vector<FrontendKey> before = maps->frontends();
+    std::vector<bool> stillWanted(before.size(), false);
     // All writes go in bulk, in make-before-break order across Services; what
     // was collected is applied even when a later Service fails.
     maps->beginBatch();
     Status programmed = [&]() -> Status {
-      for (const auto& [frontend, entry] : desired) {
-        if (auto st = maps->program(frontend, entry.second); !st) return fail(st.error().wrap("resync service " + entry.first));
-        ownedFrontends[entry.first].insert(frontend);
+      for (auto it = plansByService.begin(); it != plansByService.end();) {
+        const std::string& key = it->first;
+        std::map<FrontendKey, FrontendState> desired;
+        for (const ServicePortPlan& p : it->second) desired.merge(frontendsOf(p, config.nodeIP));
+        for (const auto& [frontend, state] : desired) {
+          if (auto st = maps->program(frontend, state); !st) return fail(st.error().wrap("resync service " + key));
+          ownedFrontends[key].insert(frontend);
+          if (auto at = std::lower_bound(before.begin(), before.end(), frontend); at != before.end() && *at == frontend)
+            stillWanted[at - before.begin()] = true;
+        }
+        if (hasNodePorts(it->second)) ++it;
+        else it = plansByService.erase(it);
       }
-      for (const FrontendKey& f : maps->frontends()) {
-        if (desired.count(f)) continue;
-        if (auto st = maps->remove(f); !st) return fail(st.error().wrap("resync: remove stale frontend"));
+      for (size_t i = 0; i < before.size(); ++i) {
+        if (stillWanted[i]) continue;
+        if (auto st = maps->remove(before[i]); !st) return fail(st.error().wrap("resync: remove stale frontend"));
       }
       return maps->collectBackends();
     }();
     Status committed = maps->commitBatch();
     if (!programmed) return programmed;
     if (!committed) return fail(committed.error().wrap("resync"));
-    return syncNftables();
+    // plansByService now holds only Services with NodePorts: all nftables needs in ebpf mode.
+    return syncNftables(&plansByService);
   }
 
 };

@@ -173,9 +173,20 @@ int main(int argc, char** argv) {
       env.nodeWorker().run([&] {
         auto t0 = Clock::now();
         double cpu0 = threadCpuSeconds();
+        rusage before{}, after{};
+        getrusage(RUSAGE_THREAD, &before);
         auto st = proxy->resync(services, slices);
         row.syncSeconds = std::chrono::duration<double>(Clock::now() - t0).count();
         row.syncCpuSeconds = threadCpuSeconds() - cpu0;
+        getrusage(RUSAGE_THREAD, &after);
+        // Where wall time goes besides CPU: page faults (costly in this VM),
+        // blocking (voluntary switches) and preemption (involuntary).
+        std::cerr << fmt::format("{} {}: sync {:.3f}s wall {:.3f}s cpu ({:.3f}s user), {} minor faults, {} voluntary / {} involuntary switches\n",
+                                 mode, n, row.syncSeconds, row.syncCpuSeconds,
+                                 static_cast<double>(after.ru_utime.tv_sec - before.ru_utime.tv_sec) +
+                                     static_cast<double>(after.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1e6,
+                                 after.ru_minflt - before.ru_minflt,
+                                 after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw);
         if (!st) {
           std::cerr << mode << " resync " << n << ": " << st.error().message << "\n";
           ok = false;
