@@ -19,11 +19,11 @@ namespace {
 
 class RunningControlLoops : public ControlLoops {
  public:
-  RunningControlLoops(ObjectClient& client, const ServerConfig& config)
+  RunningControlLoops(ObjectClient& client, const ServerConfig& config, PodMetricsLookup podMetrics)
       : informers_(client),
         events_(client, "controller-manager"),
         context_{client, informers_, events_, config},
-        metrics_(client) {
+        metrics_(std::move(podMetrics)) {
     loops_.push_back(std::make_unique<Scheduler>(context_));
     loops_.push_back(std::make_unique<ReplicaSetController>(context_));
     loops_.push_back(std::make_unique<DeploymentController>(context_));
@@ -55,8 +55,9 @@ class RunningControlLoops : public ControlLoops {
 
 }  // namespace
 
-std::unique_ptr<ControlLoops> startControlLoops(ObjectClient& client, const ServerConfig& config) {
-  return std::make_unique<RunningControlLoops>(client, config);
+std::unique_ptr<ControlLoops> startControlLoops(ObjectClient& client, const ServerConfig& config,
+                                                PodMetricsLookup podMetrics) {
+  return std::make_unique<RunningControlLoops>(client, config, std::move(podMetrics));
 }
 
 }  // namespace ferry::cp

@@ -4,7 +4,7 @@
 
 namespace ferry::cp {
 
-std::unique_ptr<ControlLoops> startControlLoops(ObjectClient&, const ServerConfig&) {
+std::unique_ptr<ControlLoops> startControlLoops(ObjectClient&, const ServerConfig&, PodMetricsLookup) {
   return std::make_unique<ControlLoops>();
 }
 

@@ -176,4 +176,10 @@ HttpResponse MetricsApi::serve(const HttpRequest& req, const std::string& plural
                     {"items", items}});
 }
 
+std::optional<Json> MetricsApi::podMetrics(const std::string& ns, const std::string& name) {
+  auto items = listPodMetrics(ns, "", name);
+  if (items.empty()) return std::nullopt;
+  return items.front();
+}
+
 }  // namespace ferry::cp

@@ -35,6 +35,8 @@ class MetricsApi {
   // GET /apis/metrics.k8s.io/v1beta1/{nodes[/N] | [namespaces/NS/]pods[/N]}; `plural` is
   // "nodes" or "pods". labelSelector is honoured (from the Node/Pod objects).
   HttpResponse serve(const HttpRequest& request, const std::string& plural, const std::string& ns, const std::string& name);
+  // One pod's PodMetrics object (what the HPA reads), or nullopt when it has no sample yet.
+  std::optional<api::Json> podMetrics(const std::string& ns, const std::string& name);
 
  private:
   // The node's summary, fetched at most every few seconds.

@@ -90,6 +90,9 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   if (!nodeClient) return fail(nodeClient.error().wrap("node API client certificate"));
   NodeProxy nodeProxy(*nodeClient);
   MetricsApi metrics(registry, nodeProxy);
+  PodMetricsLookup podMetrics = [&metrics](const std::string& ns, const std::string& pod) {
+    return metrics.podMetrics(ns, pod);
+  };
 
   ApiHandlerOptions handlerOptions;
   handlerOptions.joinToken = creds->joinToken;
@@ -115,7 +118,7 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
                                               std::string(hostname) + "-" + std::to_string(::getpid()));
     elector->start();
   } else if (config.runControllers) {
-    loops = startControlLoops(registry, config);
+    loops = startControlLoops(registry, config, podMetrics);
   }
   if (onReady) onReady();
 
@@ -124,7 +127,7 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
     if (!elector) continue;
     if (elector->isLeader() && !loops) {
       log::info("leading: starting the scheduler and controllers");
-      loops = startControlLoops(registry, config);
+      loops = startControlLoops(registry, config, podMetrics);
     } else if (!elector->isLeader() && loops) {
       log::info("lost leadership: stopping the scheduler and controllers");
       loops.reset();

@@ -5,7 +5,8 @@
 namespace ferry::cp {
 
 std::optional<std::int64_t> ApiPodMetricsSource::podCpuMilli(const std::string& ns, const std::string& pod) {
-  auto metrics = client_.get("pods.metrics.k8s.io", ns, pod);
+  if (!lookup_) return std::nullopt;
+  auto metrics = lookup_(ns, pod);
   if (!metrics) return std::nullopt;
   auto containers = metrics->value("containers", api::Json::array());
   if (!containers.is_array() || containers.empty()) return std::nullopt;
