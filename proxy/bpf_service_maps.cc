@@ -224,8 +224,7 @@ Status BpfServiceMaps::adoptMaps() {
   for (auto& [id, backend] : dumpMap<uint32_t, lb4_backend>(backendsFd)) {
     BackendAddr addr{backend.address, backend.port, backend.protocol};
     backendIds_[addr] = id;
-    backendById_[id] = addr;
-    backendRefs_[id] = 0;
+    addBackend(id, addr, 0);
     nextBackendId_ = std::max(nextBackendId_, id + 1);
   }
   std::map<std::tuple<uint32_t, uint16_t, uint8_t, uint16_t>, lb4_service> entries;
@@ -244,7 +243,7 @@ Status BpfServiceMaps::adoptMaps() {
       auto it = entries.find({address, port, protocol, static_cast<uint16_t>(i)});
       uint32_t id = it == entries.end() ? 0 : it->second.backend_id;
       p.slots.push_back(id);
-      if (backendRefs_.count(id)) backendRefs_[id]++;
+      if (BackendRecord* b = liveBackend(id)) b->refs++;
     }
     nextServiceId_ = std::max(nextServiceId_, p.serviceId + 1);
     frontends_[f] = std::move(p);
@@ -263,13 +262,13 @@ Status BpfServiceMaps::adoptMaps() {
       bpf_map_delete_elem(servicesFd, &key);
     }
   }
-  log::info("proxy: adopted {} frontends and {} backends from {}", frontends_.size(), backendById_.size(), dir_);
+  log::info("proxy: adopted {} frontends and {} backends from {}", frontends_.size(), backendIds_.size(), dir_);
   return {};
 }
 
 Result<uint32_t> BpfServiceMaps::acquireBackend(const BackendAddr& addr) {
   if (auto it = backendIds_.find(addr); it != backendIds_.end()) {
-    backendRefs_[it->second]++;
+    backends_[it->second].refs++;
     return it->second;
   }
   uint32_t id;
@@ -286,21 +285,20 @@ Result<uint32_t> BpfServiceMaps::acquireBackend(const BackendAddr& addr) {
   value.protocol = std::get<2>(addr);
   if (auto st = writeBackend(id, value); !st) return fail(st.error());
   backendIds_[addr] = id;
-  backendById_[id] = addr;
-  backendRefs_[id] = 1;
+  addBackend(id, addr, 1);
   return id;
 }
 
 void BpfServiceMaps::releaseBackend(uint32_t id) {
-  auto it = backendRefs_.find(id);
-  if (it == backendRefs_.end()) return;
-  if (it->second > 0) it->second--;
-  if (it->second == 0) pendingBackendRelease_.push_back(id);
+  BackendRecord* b = liveBackend(id);
+  if (!b) return;
+  if (b->refs > 0) b->refs--;
+  if (b->refs == 0) pendingBackendRelease_.push_back(id);
 }
 
 Status BpfServiceMaps::collectBackends() {
-  for (auto& [id, refs] : backendRefs_)
-    if (refs == 0) pendingBackendRelease_.push_back(id);
+  for (uint32_t id = 0; id < backends_.size(); ++id)
+    if (backends_[id].live && backends_[id].refs == 0) pendingBackendRelease_.push_back(id);
   return deletePendingBackends();
 }
 
@@ -309,12 +307,11 @@ Status BpfServiceMaps::deletePendingBackends() {
   pendingBackendRelease_.erase(std::unique(pendingBackendRelease_.begin(), pendingBackendRelease_.end()),
                                pendingBackendRelease_.end());
   for (uint32_t id : pendingBackendRelease_) {
-    auto refs = backendRefs_.find(id);
-    if (refs == backendRefs_.end() || refs->second != 0) continue;  // taken again meanwhile
+    BackendRecord* b = liveBackend(id);
+    if (!b || b->refs != 0) continue;  // taken again meanwhile
     if (auto st = deleteBackend(id); !st) return st;
-    backendIds_.erase(backendById_[id]);
-    backendById_.erase(id);
-    backendRefs_.erase(refs);
+    backendIds_.erase(b->addr);
+    *b = BackendRecord{};
     // In a batch the delete is still pending: the id is reusable only after it.
     if (batch_) batch_->freedBackendIds.push_back(id);
     else freeBackendIds_.push_back(id);

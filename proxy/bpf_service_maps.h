@@ -83,8 +83,19 @@ class BpfServiceMaps {
   std::vector<std::pair<std::string, bpf_link*>> links_;
   std::map<FrontendKey, Programmed> frontends_;
   std::map<BackendAddr, uint32_t> backendIds_;
-  std::map<uint32_t, BackendAddr> backendById_;
-  std::map<uint32_t, uint32_t> backendRefs_;
+  // By backend id (ids are small and dense): a vector, not maps, because a
+  // full sync of 100,000 Services holds 300,000 of them.
+  struct BackendRecord {
+    BackendAddr addr{};
+    uint32_t refs = 0;  // slots naming it
+    bool live = false;
+  };
+  std::vector<BackendRecord> backends_;
+  BackendRecord* liveBackend(uint32_t id) { return id < backends_.size() && backends_[id].live ? &backends_[id] : nullptr; }
+  void addBackend(uint32_t id, const BackendAddr& addr, uint32_t refs) {
+    if (id >= backends_.size()) backends_.resize(id + 1);
+    backends_[id] = BackendRecord{addr, refs, true};
+  }
   std::vector<uint32_t> pendingBackendRelease_;
   uint32_t nextBackendId_ = 1;
   std::vector<uint32_t> freeBackendIds_;
