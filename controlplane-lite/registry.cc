@@ -3,6 +3,7 @@
 #include "api/log.h"
 #include "api/managed_fields.h"
 #include "api/patch.h"
+#include "api/qos.h"
 #include "api/yaml.h"
 #include "controlplane-lite/certs.h"
 #include "controlplane-lite/object_policy.h"
@@ -292,9 +293,7 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   meta["creationTimestamp"] = api::nowRfc3339();
   meta["generation"] = 1;
   if (r->kind == "Pod") {
-    std::string nodeName = api::at<std::string>(obj, {"spec", "nodeName"});
-    Json status = {{"phase", "Pending"}, {"qosClass", "BestEffort"}};
-    obj["status"] = status;
+    obj["status"] = Json{{"phase", "Pending"}};
   } else if (r->kind == "Deployment" || r->kind == "ReplicaSet" || r->kind == "HorizontalPodAutoscaler") {
     obj.erase("status");
   }
@@ -302,6 +301,8 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   applyDefaults(*r, obj, config_.podEvictionTimeoutSeconds);
   auto causes = validateObject(*r, obj, nullptr);
   if (!causes.empty()) return fail(invalidError(kindAndName(*r, api::nameOf(obj)) + " is invalid", causes));
+  // As Kubernetes does at creation, from the defaulted spec (requests copied from limits).
+  if (r->kind == "Pod") obj["status"]["qosClass"] = api::qosClass(obj["spec"]);
   std::string name = api::nameOf(obj);
   // Checked before admission so that a duplicate gets AlreadyExists, not an allocation error.
   if (store_.get(keyFor(*r, ns, name))) return fail(EEXIST, fmt::format("{} already exists", resourceAndName(*r, name)));

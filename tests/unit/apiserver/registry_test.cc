@@ -383,3 +383,22 @@ TEST_F(RegistryTest, AdmissionDefaultsAndValidationFollowKubernetes) {
   EXPECT_EQ(refused.error().code, EINVAL);
   EXPECT_NE(refused.error().message.find("metadata.name"), std::string::npos);
 }
+
+TEST_F(RegistryTest, PodStatusCarriesTheQosClassOfItsDefaultedSpec) {
+  auto podWith = [](const std::string& name, const std::string& resources) {
+    return Json::parse(R"({"metadata":{"name":")" + name + R"(","namespace":"default"},"spec":{"containers":[
+      {"name":"c","image":"busybox:1.36","resources":)" + resources + "}]}}");
+  };
+  // Limits only: requests default to the limits, so the pod is Guaranteed (it was always
+  // reported BestEffort before).
+  auto guaranteed = registry_->create("pods", podWith("g", R"({"limits":{"cpu":"250m","memory":"64Mi"}})"));
+  ASSERT_TRUE(guaranteed) << guaranteed.error().message;
+  EXPECT_EQ((*guaranteed)["status"]["qosClass"], "Guaranteed");
+  auto burstable = registry_->create("pods", podWith("b", R"({"requests":{"cpu":"100m"}})"));
+  ASSERT_TRUE(burstable) << burstable.error().message;
+  EXPECT_EQ((*burstable)["status"]["qosClass"], "Burstable");
+  auto bestEffort = registry_->create("pods", podWith("e", "{}"));
+  ASSERT_TRUE(bestEffort) << bestEffort.error().message;
+  EXPECT_EQ((*bestEffort)["status"]["qosClass"], "BestEffort");
+  EXPECT_EQ((*bestEffort)["status"]["phase"], "Pending");
+}
