@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -23,7 +24,11 @@ using ferry::cp::decodeProtobufObject;
 namespace {
 
 std::string captured(const std::string& name) {
-  auto path = std::filesystem::path(__FILE__).parent_path() / "testdata" / (name + ".kubectl133.pb");
+  // CTest runs the test in its build directory, where a relative __FILE__ does not resolve.
+  const char* source = std::getenv("FERRY_SOURCE_DIR");
+  auto dir = source ? std::filesystem::path(source) / "tests" / "unit" / "apiserver"
+                    : std::filesystem::path(__FILE__).parent_path();
+  auto path = dir / "testdata" / (name + ".kubectl133.pb");
   std::ifstream in(path, std::ios::binary);
   EXPECT_TRUE(in) << path;
   return std::string(std::istreambuf_iterator<char>(in), {});
