@@ -163,6 +163,31 @@ NodeRegistration::NodeRegistration(ApiClient& client, NodeFacts facts, const Age
     : client_(client), facts_(std::move(facts)), config_(config) {}
 
 Result<std::string> NodeRegistration::registerAndWaitForPodCIDR(int timeoutSeconds, const std::atomic<bool>& stop) {
+  // Like the kubelet, keep trying while the API server cannot be reached (it may still be
+  // starting, or the node's link just came back); any answer from it is final.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);
+  for (;;) {
+    auto attempt = registerOnce();
+    if (attempt || attempt.error().code != ECONNREFUSED || stop || std::chrono::steady_clock::now() >= deadline) {
+      if (!attempt) return fail(attempt.error());
+      break;
+    }
+    log::warn("{} (retrying)", attempt.error().message);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  std::string path = "/api/v1/nodes/" + facts_.name;
+  for (int waited = 0; waited < timeoutSeconds * 10 && !stop; ++waited) {
+    auto node = client_.get(path);
+    if (node) {
+      std::string cidr = api::at<std::string>(*node, {"spec", "podCIDR"});
+      if (!cidr.empty()) return cidr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return fail(ETIMEDOUT, "node " + facts_.name + ": no podCIDR assigned by the control plane");
+}
+
+Status NodeRegistration::registerOnce() {
   api::Json desired = buildNodeObject(facts_, config_);
   std::string path = "/api/v1/nodes/" + facts_.name;
   auto created = client_.post("/api/v1/nodes", desired);
@@ -182,15 +207,7 @@ Result<std::string> NodeRegistration::registerAndWaitForPodCIDR(int timeoutSecon
     if (auto st = client_.put(path + "/status", update); !st)
       log::warn("set initial status of node {}: {}", facts_.name, st.error().message);
   }
-  for (int waited = 0; waited < timeoutSeconds * 10 && !stop; ++waited) {
-    auto node = client_.get(path);
-    if (node) {
-      std::string cidr = api::at<std::string>(*node, {"spec", "podCIDR"});
-      if (!cidr.empty()) return cidr;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return fail(ETIMEDOUT, "node " + facts_.name + ": no podCIDR assigned by the control plane");
+  return {};
 }
 
 Status NodeRegistration::renewLease() {

@@ -31,7 +31,8 @@ class NodeRegistration {
   NodeRegistration(ApiClient& client, NodeFacts facts, const AgentConfig& config);
 
   // Creates or updates the Node; returns its podCIDR once the control plane
-  // has assigned one (waits up to `timeoutSeconds`).
+  // has assigned one (waits up to `timeoutSeconds`, retrying while the server
+  // cannot be reached).
   Result<std::string> registerAndWaitForPodCIDR(int timeoutSeconds, const std::atomic<bool>& stop);
   // Renews the Lease in kube-node-lease (creates it first time).
   Status renewLease();
@@ -39,6 +40,8 @@ class NodeRegistration {
   Status reportReady(bool ready, const std::string& reason, const std::string& message);
 
  private:
+  // One create-or-refresh of the Node object.
+  Status registerOnce();
   ApiClient& client_;
   NodeFacts facts_;
   const AgentConfig& config_;
