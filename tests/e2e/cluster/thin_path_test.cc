@@ -67,13 +67,6 @@ spec:
     command: ["sh", "-c", "for i in $(seq 30); do wget -qO- http://app || echo FAILED; done; echo DONE"]
 )";
 
-std::string makeBusyboxImage(const std::string& dir) {
-  std::string src = std::getenv("FERRY_SOURCE_DIR") ? std::getenv("FERRY_SOURCE_DIR") : ".";
-  std::string out = dir + "/busybox.tar";
-  auto r = ferry::e2e::run({src + "/tests/images/make-busybox-oci", out}, 120s);
-  return r.exitCode == 0 ? out : "";
-}
-
 // The client container's CRI log lines (stream F|P text), from the node's log dir.
 std::string clientOutput(const Cluster& c) {
   std::string out;
@@ -103,7 +96,7 @@ TEST(ThinPath, DeploymentReachedByNameRoundRobin) {
   Cluster cluster(ClusterOptions{.nodes = 1});
   ASSERT_EQ(cluster.start(), "");
   fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
+  std::string image = ferry::e2e::makeBusyboxImage(cluster.workDir() + "/images");
   ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
   ASSERT_EQ(cluster.importImage(image), "");
 

@@ -29,13 +29,6 @@ spec:
     command: ["sh", "-c", "echo line-1; echo line-2; echo line-3; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo later; fi; i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; sleep 0.2; done"]
 )";
 
-std::string makeBusyboxImage(const std::string& dir) {
-  std::string src = std::getenv("FERRY_SOURCE_DIR") ? std::getenv("FERRY_SOURCE_DIR") : ".";
-  std::string out = dir + "/busybox.tar";
-  auto r = ferry::e2e::run({src + "/tests/images/make-busybox-oci", out}, 120s);
-  return r.exitCode == 0 ? out : "";
-}
-
 }  // namespace
 
 TEST(NodeApi, KubectlLogsExecTopThroughTheAgent) {
@@ -43,7 +36,7 @@ TEST(NodeApi, KubectlLogsExecTopThroughTheAgent) {
   Cluster cluster(ClusterOptions{.nodes = 1});
   ASSERT_EQ(cluster.start(), "");
   fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
+  std::string image = ferry::e2e::makeBusyboxImage(cluster.workDir() + "/images");
   ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
   ASSERT_EQ(cluster.importImage(image), "");
 
