@@ -89,6 +89,7 @@ struct WatchChannel {
   std::deque<std::string> lines;
   std::string lastResourceVersion;
   bool overflow = false;
+  std::string endMessage;  // set with overflow when the watch ended for another reason (ERROR from the cache)
   std::unique_ptr<ObjectWatch> watch;
 };
 
@@ -357,6 +358,13 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
       auto w = registry_.watch(qn, rp.ns, rv, lo, [weak, encode](const WatchEvent& e) {
         auto ch = weak.lock();
         if (!ch) return;
+        if (e.type == "ERROR") {  // the watch cache ended this watch: the client must list again
+          std::lock_guard lock(ch->mu);
+          ch->overflow = true;
+          ch->endMessage = e.object.value("message", "the watch ended");
+          ch->cv.notify_one();
+          return;
+        }
         std::string line = (*encode)(e.type, e.object);
         std::lock_guard lock(ch->mu);
         if (ch->lines.size() > 10000) {
@@ -381,12 +389,13 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
         while (!out.stopping()) {
           std::deque<std::string> batch;
           bool overflow = false;
-          std::string lastRv;
+          std::string lastRv, endMessage;
           {
             std::unique_lock lock(channel->mu);
             channel->cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return !channel->lines.empty() || channel->overflow; });
             batch.swap(channel->lines);
             overflow = channel->overflow;
+            endMessage = channel->endMessage;
             lastRv = channel->lastResourceVersion;
           }
           std::string chunk;
@@ -395,7 +404,7 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
           if (overflow) {
             Json err = {{"type", "ERROR"},
                         {"object", {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
-                                    {"message", "the watcher fell too far behind"}, {"reason", "Expired"}, {"code", 410}}}};
+                                    {"message", endMessage.empty() ? "the watcher fell too far behind" : endMessage}, {"reason", "Expired"}, {"code", 410}}}};
             out.write(err.dump() + "\n");
             return;
           }

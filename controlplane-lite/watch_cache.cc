@@ -28,6 +28,13 @@ class WatchCache::Handle : public ObjectWatch {
 
 namespace {
 
+// What a watcher gets when its stream ends for a reason of the store's: Kubernetes'
+// 410 Expired, so that clients (kubectl, informers) list again and watch from there.
+Json expiredStatus(const std::string& reason) {
+  return Json{{"kind", "Status"},      {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
+              {"message", reason},     {"reason", "Expired"}, {"code", 410}};
+}
+
 // A watcher resuming from before the cache's window: its own store watch.
 class DirectWatch : public ObjectWatch {
  public:
@@ -70,6 +77,10 @@ Status WatchCache::ensureStarted() {
 void WatchCache::onStoreEvent(const StoreEvent& event) {
   std::lock_guard lock(mu_);
   if (!alive_) return;
+  if (event.type == StoreEvent::Type::Error) {
+    restartAfterStoreError(event.kv.value);
+    return;
+  }
   const bool deleted = event.type == StoreEvent::Type::Delete;
   auto obj = decode_(event.kv.value, event.kv.modRevision);
   if (!obj) {
@@ -99,6 +110,24 @@ void WatchCache::onStoreEvent(const StoreEvent& event) {
   for (auto& w : snapshot) deliver(*w, entry);
 }
 
+void WatchCache::restartAfterStoreError(const std::string& reason) {
+  // Events may be missing from here on, so neither the objects nor the window can be
+  // trusted: forget them, end every watcher (as Kubernetes' cacher does when its
+  // reflector's watch fails) and list + watch again when the next watcher arrives.
+  log::warn("watch cache {}: the store's watch ended ({}); ending {} watchers, relisting at the next watch", prefix_,
+            reason, watchers_.size());
+  auto ended = std::move(watchers_);
+  watchers_.clear();
+  storeWatch_.reset();  // called from inside this watch's own sink, which the Store allows
+  started_ = false;
+  current_.clear();
+  history_.clear();
+  oldestResumable_ = 0;
+  latest_ = 0;
+  Json status = expiredStatus("the store's watch ended: " + reason);
+  for (auto& [id, w] : ended) w->sink(WatchEvent{"ERROR", status});
+}
+
 void WatchCache::deliver(Watcher& w, const Entry& e) {
   if (e.revision <= w.afterRevision) return;
   bool nowMatches = !e.deleted && w.filter.matches(*e.object);
@@ -124,6 +153,10 @@ Result<std::unique_ptr<ObjectWatch>> WatchCache::add(std::int64_t afterRevision,
     auto shared = std::make_shared<Watcher>(Watcher{0, afterRevision, std::move(filter), std::move(sink)});
     auto decode = decode_;
     auto w = store_.watch(prefix_, afterRevision, [shared, decode](const StoreEvent& e) {
+      if (e.type == StoreEvent::Type::Error) {
+        shared->sink(WatchEvent{"ERROR", expiredStatus("the store's watch ended: " + e.kv.value)});
+        return;
+      }
       auto obj = decode(e.kv.value, e.kv.modRevision);
       if (!obj) return;
       if (!shared->filter.matches(*obj)) return;

@@ -4,6 +4,8 @@
 // Kubernetes does) and a window of recent events for watchers that resume
 // from a resourceVersion. Older resumption falls back to a store watch of its
 // own, which answers ERANGE (410 Gone) when the history is compacted.
+// When the store ends the cache's watch (StoreEvent::Type::Error), every watcher
+// gets an ERROR event (410 Expired) and the cache lists again at the next add().
 #pragma once
 
 #include "api/selector.h"
@@ -55,6 +57,7 @@ class WatchCache {
 
   Status ensureStarted();
   void onStoreEvent(const StoreEvent& event);
+  void restartAfterStoreError(const std::string& reason);
   static void deliver(Watcher& watcher, const Entry& entry);
   void removeWatcher(std::uint64_t id);
 

@@ -1,0 +1,150 @@
+// WatchCache when the store ends its watch (StoreEvent::Type::Error): every
+// watcher gets ERROR 410 and nothing after it; the next watcher makes the cache
+// list again, so it sees what changed while no watch was running.
+#include "controlplane-lite/sqlite_store.h"
+#include "controlplane-lite/watch_cache.h"
+#include "tests/unit/store/store_fixture.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+namespace ferry::cp {
+namespace {
+
+using api::Json;
+
+// A real SQLite store whose watches the test can end with an Error, as etcd's
+// watch does when history was compacted while it reconnected (that path cannot be
+// provoked on demand against a real etcd).
+class EndableStore : public Store {
+ public:
+  explicit EndableStore(Store& inner) : inner_(inner) {}
+  Result<std::int64_t> create(const std::string& k, const std::string& v) override { return inner_.create(k, v); }
+  Result<std::int64_t> update(const std::string& k, const std::string& v, std::int64_t rev) override {
+    return inner_.update(k, v, rev);
+  }
+  Result<std::int64_t> remove(const std::string& k, std::int64_t rev) override { return inner_.remove(k, rev); }
+  Result<KeyValue> get(const std::string& k) override { return inner_.get(k); }
+  Result<ListPage> list(const std::string& prefix, const std::string& after, std::int64_t limit) override {
+    ++lists;
+    return inner_.list(prefix, after, limit);
+  }
+  Result<std::unique_ptr<StoreWatch>> watch(const std::string& prefix, std::int64_t after,
+                                            std::function<void(const StoreEvent&)> sink) override {
+    ++watches;
+    lastSink = sink;
+    return inner_.watch(prefix, after, std::move(sink));
+  }
+  Result<std::int64_t> currentRevision() override { return inner_.currentRevision(); }
+
+  void endLastWatch(const std::string& reason) {
+    StoreEvent end;
+    end.type = StoreEvent::Type::Error;
+    end.kv.value = reason;
+    lastSink(end);
+  }
+
+  int lists = 0;
+  int watches = 0;
+  std::function<void(const StoreEvent&)> lastSink;
+
+ private:
+  Store& inner_;
+};
+
+struct Received {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<WatchEvent> events;
+  std::function<void(const WatchEvent&)> sink() {
+    return [this](const WatchEvent& e) {
+      std::lock_guard lock(mu);
+      events.push_back(e);
+      cv.notify_all();
+    };
+  }
+  bool waitFor(std::size_t n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return events.size() >= n; });
+  }
+  std::vector<WatchEvent> snapshot() {
+    std::lock_guard lock(mu);
+    return events;
+  }
+};
+
+std::string configMap(const std::string& name, const std::string& value) {
+  return Json{{"metadata", {{"name", name}, {"namespace", "default"}}}, {"data", {{"v", value}}}}.dump();
+}
+
+TEST(WatchCacheStoreError, EndsEveryWatcherWith410AndRelistsForTheNext) {
+  auto dir = testing::makeTempDir("watch-cache");
+  auto sqlite = SqliteStore::open((dir / "state.db").string());
+  ASSERT_TRUE(sqlite) << sqlite.error().message;
+  EndableStore store(**sqlite);
+  WatchCache cache(store, "/registry/configmaps/", [](const std::string& value, std::int64_t revision) -> Result<Json> {
+    Json obj = Json::parse(value);
+    obj["metadata"]["resourceVersion"] = std::to_string(revision);
+    return obj;
+  });
+
+  ASSERT_TRUE(store.create("/registry/configmaps/default/a", configMap("a", "1")));
+  Received first;
+  auto watch = cache.add(-1, {}, first.sink());
+  ASSERT_TRUE(watch) << watch.error().message;
+  EXPECT_EQ(store.lists, 1);
+  ASSERT_TRUE(store.create("/registry/configmaps/default/b", configMap("b", "1")));
+  ASSERT_TRUE(first.waitFor(1));
+  EXPECT_EQ(first.snapshot()[0].type, "ADDED");
+
+  store.endLastWatch("compacted while reconnecting");
+  ASSERT_TRUE(first.waitFor(2));
+  auto got = first.snapshot();
+  EXPECT_EQ(got[1].type, "ERROR");
+  EXPECT_EQ(got[1].object.value("code", 0), 410);
+  EXPECT_EQ(got[1].object.value("reason", ""), "Expired");
+  EXPECT_NE(got[1].object.value("message", "").find("compacted while reconnecting"), std::string::npos);
+  EXPECT_EQ(cache.watcherCount(), 0u);
+
+  // Changed while nothing watched: the ended watcher hears nothing more...
+  auto b = store.get("/registry/configmaps/default/b");
+  ASSERT_TRUE(b);
+  auto changedAt = store.update("/registry/configmaps/default/b", configMap("b", "2"), b->modRevision);
+  ASSERT_TRUE(changedAt);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(first.snapshot().size(), 2u);
+
+  // ...and the next watcher makes the cache list and watch again, then gets new events.
+  Received second;
+  auto again = cache.add(-1, {}, second.sink());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(store.lists, 2);
+  EXPECT_EQ(store.watches, 2);
+  ASSERT_TRUE(store.create("/registry/configmaps/default/c", configMap("c", "1")));
+  ASSERT_TRUE(second.waitFor(1));
+  EXPECT_EQ(second.snapshot()[0].type, "ADDED");
+  EXPECT_EQ(second.snapshot()[0].object["metadata"].value("name", ""), "c");
+  // The relisted cache knows b's new state: a label-less change of b is a MODIFIED of it.
+  b = store.get("/registry/configmaps/default/b");
+  ASSERT_TRUE(store.update("/registry/configmaps/default/b", configMap("b", "3"), b->modRevision));
+  ASSERT_TRUE(second.waitFor(2));
+  EXPECT_EQ(second.snapshot()[1].type, "MODIFIED");
+
+  // A watcher resuming from before the relist gets the change it missed (from the store).
+  Received resumed;
+  auto resume = cache.add(*changedAt - 1, {}, resumed.sink());
+  ASSERT_TRUE(resume) << resume.error().message;
+  ASSERT_TRUE(resumed.waitFor(1));
+  EXPECT_EQ(resumed.snapshot()[0].object["data"].value("v", ""), "2");
+
+  first.events.clear();
+  watch->reset();
+  again->reset();
+  resume->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ferry::cp
