@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include "agent/core/api_client.h"
+#include "agent/core/node_credentials.h"
 #include "agent/core/node_registration.h"
 #include "agent/core/pod_manager.h"
 #include "agent/core/service_watcher.h"
@@ -26,33 +27,6 @@ namespace fs = std::filesystem;
 namespace ferry::agent {
 namespace {
 
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.erase(s.begin());
-  return s;
-}
-
-Result<Credentials> credentialsFor(const AgentConfig& config, const std::string& nodeName) {
-  if (!config.kubeconfig.empty()) return loadKubeconfig(config.kubeconfig);
-  std::ifstream in(config.tokenFile);
-  if (!in) return fail(ENOENT, "--token-file " + config.tokenFile + ": cannot read");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  Credentials c;
-  c.server = config.server;
-  // The join token names the node it is used for (the API server's node identity).
-  c.bearerToken = nodeName + ":" + trim(ss.str());
-  // The cluster CA sits beside the token in the server's data dir; a node joined
-  // from elsewhere gets it copied along with the token.
-  fs::path ca = fs::path(config.tokenFile).parent_path() / "tls" / "ca.crt";
-  std::ifstream caIn(ca);
-  if (!caIn) return fail(ENOENT, "cluster CA " + ca.string() + " not found beside --token-file");
-  std::stringstream caText;
-  caText << caIn.rdbuf();
-  c.caPem = caText.str();
-  return c;
-}
-
 // The path of this process's agent cgroup root in the v2 tree, where the
 // Service programs attach so every pod's sockets pass them.
 std::string unifiedRoot(SandboxManager& sandboxes) { return sandboxes.cgroups().unifiedDirectory(""); }
@@ -66,7 +40,7 @@ void sleepUnlessStopped(const std::atomic<bool>& stop, std::chrono::milliseconds
 
 Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::function<void()> onReady) {
   NodeFacts facts = discoverNodeFacts(config);
-  auto creds = credentialsFor(config, facts.name);
+  auto creds = ensureNodeClientCredentials(config, facts.name, 120, stop);
   if (!creds) return fail(creds.error());
   ApiClient client(*creds);
   fs::create_directories(config.dataDir);
@@ -135,6 +109,16 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   apiConfig.nodeIP = facts.internalIP;
   apiConfig.nodeName = facts.name;
   apiConfig.clusterCaPem = creds->caPem;
+  cp::SubjectAltNames servingNames{{facts.name}, {}};
+  if (facts.hostname != facts.name && !facts.hostname.empty()) servingNames.dnsNames.push_back(facts.hostname);
+  if (!facts.internalIP.empty()) servingNames.ips = {facts.internalIP};
+  if (auto serving = ensureNodeServingCertificate(client, config.dataDir, creds->caPem, facts.name, servingNames)) {
+    apiConfig.servingCertPem = serving->certPem;
+    apiConfig.servingKeyPem = serving->keyPem;
+  } else {
+    log::warn("no serving certificate from the cluster CA, the API server will refuse this node's API: {}",
+              serving.error().message);
+  }
   // Pods run without it (only logs, exec and stats are missing): a failure is not fatal.
   auto nodeApi = NodeApi::start(apiConfig, pods, **sandboxes, containerRuntime);
   if (nodeApi) log::info("node API listening on port {}", (*nodeApi)->port());

@@ -68,7 +68,9 @@ int runServerCommand(const std::vector<std::string>& args) {
   agent.serviceCIDR = server.serviceCIDR;
   agent.clusterDNS = server.clusterDNS;
   agent.clusterDomain = server.clusterDomain;
-  agent.kubeconfig = server.dataDir + "/kubeconfig";
+  // The server's own node joins like any other (k3s does the same): its agent buys a
+  // node certificate with the join token and is held to NodeRestriction.
+  agent.tokenFile = server.dataDir + "/token";
   std::string port = server.listen.substr(server.listen.rfind(':') + 1);
   agent.server = "https://127.0.0.1:" + port;
 

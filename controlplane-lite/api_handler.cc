@@ -214,6 +214,18 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
     return r;
   }
   if (who.role == Role::Anonymous) return statusResponse(401, "Unauthorized", "Unauthorized");
+  if (path == kNodeCertificatePath || who.role == Role::Bootstrap) {
+    RequestAttributes endpoint;
+    endpoint.verb = req.method == "POST" ? "create" : "get";
+    endpoint.path = path;
+    auto decision = authorize(who, endpoint);
+    if (!decision.allowed)
+      return statusResponse(403, "Forbidden", fmt::format("User \"{}\" cannot {} path \"{}\": {}", who.user,
+                                                          endpoint.verb, path, decision.reason));
+    if (!options_.serveNodeCertificate)
+      return statusResponse(404, "NotFound", "the server could not find the requested resource");
+    return options_.serveNodeCertificate(req, who);
+  }
 
   std::string accept = req.header("accept");
   if (path == "/api" || path == "/api/" || path == "/apis" || path == "/apis/") {

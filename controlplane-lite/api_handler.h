@@ -35,6 +35,8 @@ struct ApiHandlerOptions {
   std::function<HttpResponse(const HttpRequest&, const std::string& plural, const std::string& ns,
                              const std::string& name)>
       serveMetrics;
+  // Serves kNodeCertificatePath (node_certificates.h); unset: 404.
+  std::function<HttpResponse(const HttpRequest&, const Identity&)> serveNodeCertificate;
 };
 
 class ApiHandler {

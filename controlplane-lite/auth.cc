@@ -2,6 +2,7 @@
 
 #include "controlplane-lite/http_server.h"
 
+#include <fmt/format.h>
 #include <openssl/crypto.h>
 
 #include <algorithm>
@@ -102,10 +103,12 @@ Identity authenticate(const HttpRequest& request, const std::string& joinToken) 
     token = token.substr(colon + 1);
   }
   if (!constantTimeEquals(token, joinToken) || !isValidNodeName(node)) return id;
-  id.role = Role::Node;
+  // The shared token proves only that the caller may join, not which node it is:
+  // it buys a certificate request for the name it gives, nothing else.
+  id.role = Role::Bootstrap;
   id.nodeName = node;
-  id.user = "system:node:" + node;
-  id.groups = {"system:nodes", "system:authenticated"};
+  id.user = "system:bootstrap:" + node;
+  id.groups = {"system:bootstrappers", "system:authenticated"};
   return id;
 }
 
@@ -120,6 +123,11 @@ Decision authorize(const Identity& who, const RequestAttributes& what, const std
       return allow();
     case Role::Node:
       return authorizeNode(who, what, boundNode);
+    case Role::Bootstrap:
+      if (!what.resourceRequest && what.path == kNodeCertificatePath && what.verb == "create") return allow();
+      return deny(fmt::format("the join token only allows requesting the node's certificate (POST {}); "
+                              "authenticate with the certificate it issues",
+                              kNodeCertificatePath));
     case Role::View:
       if (!what.resourceRequest) return allow();
       if (!isReadVerb(what.verb)) return deny("the view role is read-only");

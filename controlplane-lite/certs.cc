@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <ctime>
 #include <sys/stat.h>
 
 namespace ferry::cp {
@@ -162,6 +163,83 @@ std::string base64(const std::string& in) {
   return out;
 }
 
+using ReqPtr = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
+
+Result<ReqPtr> requestFromPem(const std::string& pem) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  if (!req) return fail(EINVAL, "parse certificate request (want a PEM \"CERTIFICATE REQUEST\")");
+  return req;
+}
+
+std::string altNames(const SubjectAltNames& sans) {
+  std::string alt;
+  for (const auto& d : sans.dnsNames) alt += (alt.empty() ? "" : ",") + ("DNS:" + d);
+  for (const auto& ip : sans.ips) alt += (alt.empty() ? "" : ",") + ("IP:" + ip);
+  return alt;
+}
+
+void readSubject(X509_NAME* name, std::string& commonName, std::vector<std::string>& organizations) {
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+    ASN1_STRING* data = X509_NAME_ENTRY_get_data(e);
+    std::string value(reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)), static_cast<std::size_t>(ASN1_STRING_length(data)));
+    if (nid == NID_commonName) commonName = value;
+    if (nid == NID_organizationName) organizations.push_back(value);
+  }
+}
+
+void readAltNames(GENERAL_NAMES* names, SubjectAltNames& out, int& other) {
+  for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    if (n->type == GEN_DNS) {
+      const ASN1_STRING* s = n->d.dNSName;
+      out.dnsNames.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s)));
+    } else if (n->type == GEN_IPADD && n->d.iPAddress->length == 4) {
+      const unsigned char* b = n->d.iPAddress->data;
+      out.ips.push_back(fmt::format("{}.{}.{}.{}", b[0], b[1], b[2], b[3]));
+    } else {
+      ++other;  // IPv6, e-mail, URI, ...: Ferry's node certificates never carry them
+    }
+  }
+}
+
+std::int64_t asn1TimeToUnix(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+// A certificate for `publicKey`, signed by the CA.
+Result<std::string> signPublicKey(const PemPair& ca, EVP_PKEY* publicKey, const std::string& commonName,
+                                  const std::vector<std::string>& organizations, const SubjectAltNames& sans,
+                                  bool serverAuth, int validDays) {
+  auto caKey = keyFromPem(ca.keyPem);
+  if (!caKey) return fail(caKey.error().wrap("CA key"));
+  auto caCert = certFromPem(ca.certPem);
+  if (!caCert) return fail(caCert.error().wrap("CA certificate"));
+  CertPtr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  setRandomSerial(cert.get());
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 60L * 60 * 24 * validDays);
+  X509_set_pubkey(cert.get(), publicKey);
+  setSubject(X509_get_subject_name(cert.get()), commonName, organizations);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(caCert->get()));
+  std::vector<std::pair<int, std::string>> exts = {
+      {NID_basic_constraints, "critical,CA:FALSE"},
+      {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
+      {NID_ext_key_usage, serverAuth ? "serverAuth" : "clientAuth"},
+      {NID_authority_key_identifier, "keyid:always"},
+  };
+  if (std::string alt = altNames(sans); !alt.empty()) exts.push_back({NID_subject_alt_name, alt});
+  for (const auto& [nid, value] : exts)
+    if (auto st = addExtension(cert.get(), caCert->get(), nid, value); !st) return fail(st.error());
+  if (X509_sign(cert.get(), caKey->get(), EVP_sha256()) == 0) return fail(EIO, "sign certificate");
+  return certToPem(cert.get());
+}
+
 }  // namespace
 
 Result<PemPair> makeCertificateAuthority() { return makeCa(); }
@@ -177,34 +255,113 @@ std::string randomHex(std::size_t bytes) {
 Result<PemPair> issueCertificate(const PemPair& ca, const std::string& commonName,
                                  const std::vector<std::string>& organizations, const SubjectAltNames& sans,
                                  bool serverAuth, int validDays) {
-  auto caKey = keyFromPem(ca.keyPem);
-  if (!caKey) return fail(caKey.error().wrap("CA key"));
-  auto caCert = certFromPem(ca.certPem);
-  if (!caCert) return fail(caCert.error().wrap("CA certificate"));
   auto key = newKey();
   if (!key) return fail(key.error());
-  CertPtr cert(X509_new());
-  X509_set_version(cert.get(), 2);
-  setRandomSerial(cert.get());
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 60L * 60 * 24 * validDays);
-  X509_set_pubkey(cert.get(), key->get());
-  setSubject(X509_get_subject_name(cert.get()), commonName, organizations);
-  X509_set_issuer_name(cert.get(), X509_get_subject_name(caCert->get()));
-  std::vector<std::pair<int, std::string>> exts = {
-      {NID_basic_constraints, "critical,CA:FALSE"},
-      {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
-      {NID_ext_key_usage, serverAuth ? "serverAuth" : "clientAuth"},
-      {NID_authority_key_identifier, "keyid:always"},
-  };
-  std::string alt;
-  for (const auto& d : sans.dnsNames) alt += (alt.empty() ? "" : ",") + ("DNS:" + d);
-  for (const auto& ip : sans.ips) alt += (alt.empty() ? "" : ",") + ("IP:" + ip);
-  if (!alt.empty()) exts.push_back({NID_subject_alt_name, alt});
-  for (const auto& [nid, value] : exts)
-    if (auto st = addExtension(cert.get(), caCert->get(), nid, value); !st) return fail(st.error());
-  if (X509_sign(cert.get(), caKey->get(), EVP_sha256()) == 0) return fail(EIO, "sign certificate");
-  return PemPair{certToPem(cert.get()), keyToPem(key->get())};
+  auto cert = signPublicKey(ca, key->get(), commonName, organizations, sans, serverAuth, validDays);
+  if (!cert) return fail(cert.error());
+  return PemPair{*cert, keyToPem(key->get())};
+}
+
+Result<CertificateRequest> makeCertificateRequest(const std::string& commonName,
+                                                  const std::vector<std::string>& organizations,
+                                                  const SubjectAltNames& sans) {
+  auto key = newKey();
+  if (!key) return fail(key.error());
+  ReqPtr req(X509_REQ_new());
+  X509_REQ_set_version(req.get(), 0);
+  setSubject(X509_REQ_get_subject_name(req.get()), commonName, organizations);
+  X509_REQ_set_pubkey(req.get(), key->get());
+  std::string alt = altNames(sans);
+  if (!alt.empty()) {
+    STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, nullptr, nullptr, req.get(), nullptr, 0);
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, alt.c_str());
+    if (!ext) {
+      sk_X509_EXTENSION_free(exts);
+      return fail(EINVAL, "certificate request subjectAltName " + alt);
+    }
+    sk_X509_EXTENSION_push(exts, ext);
+    X509_REQ_add_extensions(req.get(), exts);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  }
+  if (X509_REQ_sign(req.get(), key->get(), EVP_sha256()) == 0) return fail(EIO, "sign certificate request");
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(bio.get(), req.get());
+  return CertificateRequest{bioToString(bio.get()), keyToPem(key->get())};
+}
+
+Result<RequestedSubject> parseCertificateRequest(const std::string& csrPem) {
+  auto req = requestFromPem(csrPem);
+  if (!req) return fail(req.error());
+  KeyPtr key(X509_REQ_get_pubkey(req->get()));
+  if (!key) return fail(EINVAL, "certificate request has no public key");
+  if (X509_REQ_verify(req->get(), key.get()) != 1)
+    return fail(EINVAL, "certificate request signature does not match its public key");
+  RequestedSubject out;
+  readSubject(X509_REQ_get_subject_name(req->get()), out.commonName, out.organizations);
+  STACK_OF(X509_EXTENSION)* exts = X509_REQ_get_extensions(req->get());
+  if (exts) {
+    int at = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
+    if (at >= 0) {
+      auto* names = static_cast<GENERAL_NAMES*>(X509V3_EXT_d2i(X509v3_get_ext(exts, at)));
+      readAltNames(names, out.sans, out.otherSans);
+      GENERAL_NAMES_free(names);
+    }
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  }
+  return out;
+}
+
+Result<std::string> signCertificateRequest(const PemPair& ca, const std::string& csrPem, const std::string& commonName,
+                                           const std::vector<std::string>& organizations, const SubjectAltNames& sans,
+                                           bool serverAuth, int validDays) {
+  auto req = requestFromPem(csrPem);
+  if (!req) return fail(req.error());
+  KeyPtr key(X509_REQ_get_pubkey(req->get()));
+  if (!key || X509_REQ_verify(req->get(), key.get()) != 1)
+    return fail(EINVAL, "certificate request signature does not match its public key");
+  return signPublicKey(ca, key.get(), commonName, organizations, sans, serverAuth, validDays);
+}
+
+Result<CertificateFacts> inspectCertificate(const std::string& certPem) {
+  auto cert = certFromPem(certPem);
+  if (!cert) return fail(cert.error());
+  CertificateFacts facts;
+  readSubject(X509_get_subject_name(cert->get()), facts.commonName, facts.organizations);
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert->get(), NID_subject_alt_name, nullptr, nullptr));
+  int other = 0;
+  readAltNames(names, facts.sans, other);
+  GENERAL_NAMES_free(names);
+  facts.notBefore = asn1TimeToUnix(X509_get0_notBefore(cert->get()));
+  facts.notAfter = asn1TimeToUnix(X509_get0_notAfter(cert->get()));
+  return facts;
+}
+
+Status verifyCertificate(const std::string& certPem, const std::string& caPem, const std::string& keyPem) {
+  auto cert = certFromPem(certPem);
+  if (!cert) return fail(cert.error());
+  auto ca = certFromPem(caPem);
+  if (!ca) return fail(ca.error().wrap("CA"));
+  std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>> store(X509_STORE_new());
+  X509_STORE_add_cert(store.get(), ca->get());
+  std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>> ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), cert->get(), nullptr);
+  if (X509_verify_cert(ctx.get()) != 1)
+    return fail(EKEYREJECTED, fmt::format("certificate not valid for the cluster CA: {}",
+                                          X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+  if (!keyPem.empty()) {
+    auto key = keyFromPem(keyPem);
+    if (!key) return fail(key.error());
+    if (X509_check_private_key(cert->get(), key->get()) != 1)
+      return fail(EKEYREJECTED, "the private key does not belong to the certificate");
+  }
+  return {};
+}
+
+Status writeFileAtomically(const std::string& path, const std::string& content, unsigned mode) {
+  return writeFile(path, content, static_cast<mode_t>(mode));
 }
 
 std::string makeKubeconfig(const std::string& serverUrl, const std::string& caPem, const PemPair& client,

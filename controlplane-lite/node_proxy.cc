@@ -6,6 +6,7 @@
 #include <boost/asio/ssl.hpp>
 #include <fmt/format.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -112,7 +113,8 @@ namespace {
 // One TLS connection to an agent. Used from one thread at a time.
 class AgentConnection {
  public:
-  explicit AgentConnection(const PemPair& client) : clientCert_(client), tls_(ssl::context::tls_client) {
+  AgentConnection(const PemPair& client, const std::string& caPem)
+      : clientCert_(client), caPem_(caPem), tls_(ssl::context::tls_client) {
     SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
   }
 
@@ -126,12 +128,20 @@ class AgentConnection {
     try {
       tls_.use_certificate_chain(asio::buffer(clientCert_.certPem));
       tls_.use_private_key(asio::buffer(clientCert_.keyPem), ssl::context::pem);
-      tls_.set_verify_mode(ssl::verify_none);
     } catch (const std::exception& e) {
       return fail(EINVAL, std::string("client certificate: ") + e.what());
     }
+    try {
+      tls_.add_certificate_authority(asio::buffer(caPem_));
+      tls_.set_verify_mode(ssl::verify_peer);
+    } catch (const std::exception& e) {
+      return fail(EINVAL, std::string("cluster CA: ") + e.what());
+    }
     // The TLS session copies the context's certificate when it is made: after loading it.
     stream_ = std::make_unique<ssl::stream<tcp::socket>>(io_, tls_);
+    // The agent must prove it is at the node's address (an IP SAN of its certificate).
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(stream_->native_handle()), endpoint.substr(0, colon).c_str()) != 1)
+      return fail(EINVAL, "node address \"" + endpoint.substr(0, colon) + "\" for certificate checks");
     auto& socket = stream_->next_layer();
     socket.open(target.protocol(), ec);
     if (ec) return fail(ec.value(), "socket: " + ec.message());
@@ -155,6 +165,11 @@ class AgentConnection {
     timeval sendTimeout{60, 0};
     ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, sizeof sendTimeout);
     stream_->handshake(ssl::stream_base::client, ec);
+    if (long verdict = SSL_get_verify_result(stream_->native_handle()); ec && verdict != X509_V_OK)
+      return fail(EKEYREJECTED,
+                  fmt::format("the agent's serving certificate at {} is not trusted: {} (it must be signed by the "
+                              "cluster CA for the node's address {})",
+                              endpoint, X509_verify_cert_error_string(verdict), endpoint.substr(0, colon)));
     if (ec) return fail(EPROTO, "TLS handshake with " + endpoint + ": " + ec.message());
     return {};
   }
@@ -197,6 +212,7 @@ class AgentConnection {
 
  private:
   PemPair clientCert_;
+  std::string caPem_;
   asio::io_context io_;
   ssl::context tls_;
   std::unique_ptr<ssl::stream<tcp::socket>> stream_;
@@ -212,9 +228,9 @@ struct Opened {
   std::string leftover;  // bytes after the head
 };
 
-Result<Opened> openRequest(const PemPair& client, const std::string& endpoint, const std::string& request,
-                           std::chrono::seconds timeout) {
-  auto conn = std::make_shared<AgentConnection>(client);
+Result<Opened> openRequest(const PemPair& client, const std::string& caPem, const std::string& endpoint,
+                           const std::string& request, std::chrono::seconds timeout) {
+  auto conn = std::make_shared<AgentConnection>(client, caPem);
   if (auto st = conn->connect(endpoint, std::chrono::seconds(10)); !st) return fail(st.error());
   if (!conn->write(request)) return fail(EIO, "sending the request to " + endpoint);
   std::string buffered;
@@ -271,11 +287,12 @@ Result<std::string> readBody(Opened& o, std::chrono::seconds timeout, std::size_
 
 }  // namespace
 
-NodeProxy::NodeProxy(PemPair clientCertificate) : client_(std::move(clientCertificate)) {}
+NodeProxy::NodeProxy(PemPair clientCertificate, std::string clusterCaPem)
+    : client_(std::move(clientCertificate)), caPem_(std::move(clusterCaPem)) {}
 
 Result<std::string> NodeProxy::get(const std::string& endpoint, const std::string& path, std::chrono::seconds timeout) {
   std::string request = fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n", path, endpoint);
-  auto opened = openRequest(client_, endpoint, request, timeout);
+  auto opened = openRequest(client_, caPem_, endpoint, request, timeout);
   if (!opened) return fail(opened.error());
   auto body = readBody(*opened, timeout, 32u << 20);
   opened->conn->close();
@@ -295,7 +312,9 @@ HttpResponse NodeProxy::proxy(const std::string& endpoint, const HttpRequest& or
     request += "Connection: close\r\n";
   }
   request += "\r\n";
-  auto opened = openRequest(client_, endpoint, request, std::chrono::seconds(30));
+  auto opened = openRequest(client_, caPem_, endpoint, request, std::chrono::seconds(30));
+  if (!opened && opened.error().code == EKEYREJECTED)
+    return statusResponse(502, "BadGateway", opened.error().message);
   if (!opened) return unreachable(endpoint, opened.error().message);
 
   if (opened->head.status == 101) {

@@ -1,8 +1,10 @@
 // The API server's client to the nodes' agents (agent/server/node_api.h): relays
 // pods/log streams and pods/exec WebSocket sessions, and fetches /stats/summary for
 // metrics.k8s.io. It authenticates with a client certificate the cluster CA signed
-// (O=system:masters). The agents' serving certificates are self-signed and not
-// verified — as kube-apiserver does without --kubelet-certificate-authority.
+// (O=system:masters) and verifies the agent's serving certificate against the cluster
+// CA and the node's address (as kube-apiserver does with
+// --kubelet-certificate-authority): an agent whose certificate is not CA-signed or does
+// not name the address is refused, with the reason in the Status kubectl prints.
 #pragma once
 
 #include "api/error.h"
@@ -24,11 +26,12 @@ std::string nodeApiEndpoint(const api::Json& node);
 
 class NodeProxy : public NodeConnector {
  public:
-  explicit NodeProxy(PemPair clientCertificate);
+  // `clusterCaPem`: the CA the agents' serving certificates must chain to.
+  NodeProxy(PemPair clientCertificate, std::string clusterCaPem);
 
   // pods/log: the agent's chunked text streamed on; pods/exec: the WebSocket upgrade
   // forwarded and the connection relayed byte for byte both ways. Errors become Status
-  // objects (503 when the agent cannot be reached).
+  // objects (503 when the agent cannot be reached, 502 when its certificate is refused).
   HttpResponse proxy(const std::string& nodeAddress, const HttpRequest& original, const std::string& pathAndQuery) override;
 
   // A plain GET of the whole body (status 200 only).
@@ -36,6 +39,7 @@ class NodeProxy : public NodeConnector {
 
  private:
   PemPair client_;
+  std::string caPem_;
 };
 
 // ---- HTTP/1.1 response parsing, exposed for tests ----

@@ -8,6 +8,7 @@
 #include "controlplane-lite/http_server.h"
 #include "controlplane-lite/leader_election.h"
 #include "controlplane-lite/metrics_api.h"
+#include "controlplane-lite/node_certificates.h"
 #include "controlplane-lite/node_proxy.h"
 #include "controlplane-lite/registry.h"
 #include "controlplane-lite/store.h"
@@ -88,7 +89,7 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   // The client certificate the API server shows the agents' node APIs (logs, exec, stats).
   auto nodeClient = issueCertificate(creds->ca, "ferry:apiserver-node-client", {"system:masters"}, {}, false, 365);
   if (!nodeClient) return fail(nodeClient.error().wrap("node API client certificate"));
-  NodeProxy nodeProxy(*nodeClient);
+  NodeProxy nodeProxy(*nodeClient, creds->ca.certPem);
   MetricsApi metrics(registry, nodeProxy);
   PodMetricsLookup podMetrics = [&metrics](const std::string& ns, const std::string& pod) {
     return metrics.podMetrics(ns, pod);
@@ -99,6 +100,14 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   handlerOptions.caPem = creds->ca.certPem;
   handlerOptions.serveMetrics = [&metrics](const HttpRequest& req, const std::string& plural, const std::string& ns,
                                            const std::string& name) { return metrics.serve(req, plural, ns, name); };
+  NodeCertificateIssuer nodeCertificates(creds->ca, [&registry](const std::string& name) -> std::optional<api::Json> {
+    auto node = registry.get("nodes", "", name);
+    if (!node) return std::nullopt;
+    return *node;
+  });
+  handlerOptions.serveNodeCertificate = [&nodeCertificates](const HttpRequest& req, const Identity& who) {
+    return nodeCertificates.serve(req, who);
+  };
   ApiHandler handler(registry, handlerOptions, &nodeProxy);
   HttpsServerOptions httpOptions;
   httpOptions.listen = config.listen;

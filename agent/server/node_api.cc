@@ -294,18 +294,23 @@ Result<std::unique_ptr<NodeApi>> NodeApi::start(const NodeApiConfig& config, Pod
   if (colon == std::string::npos) return fail(EINVAL, "--listen: want host:port, got \"" + config.listen + "\"");
   std::string host = config.listen.substr(0, colon);
   if (host.empty() || host == "0.0.0.0") host = config.nodeIP.empty() ? "0.0.0.0" : config.nodeIP;
-  // Self-signed serving certificate for this node's name and address.
-  auto ca = cp::makeCertificateAuthority();
-  if (!ca) return fail(ca.error().wrap("node API serving certificate"));
-  cp::SubjectAltNames sans;
-  sans.dnsNames = {config.nodeName};
-  if (!config.nodeIP.empty()) sans.ips = {config.nodeIP};
-  auto serving = cp::issueCertificate(*ca, "system:node:" + config.nodeName, {"system:nodes"}, sans, true, 3650);
-  if (!serving) return fail(serving.error().wrap("node API serving certificate"));
   cp::HttpsServerOptions options;
   options.listen = host + config.listen.substr(colon);
-  options.certPem = serving->certPem + ca->certPem;
-  options.keyPem = serving->keyPem;
+  if (!config.servingCertPem.empty()) {
+    options.certPem = config.servingCertPem;
+    options.keyPem = config.servingKeyPem;
+  } else {
+    // No certificate from the cluster: a self-signed one for this node's name and address.
+    auto ca = cp::makeCertificateAuthority();
+    if (!ca) return fail(ca.error().wrap("node API serving certificate"));
+    cp::SubjectAltNames sans;
+    sans.dnsNames = {config.nodeName};
+    if (!config.nodeIP.empty()) sans.ips = {config.nodeIP};
+    auto serving = cp::issueCertificate(*ca, "system:node:" + config.nodeName, {"system:nodes"}, sans, true, 3650);
+    if (!serving) return fail(serving.error().wrap("node API serving certificate"));
+    options.certPem = serving->certPem + ca->certPem;
+    options.keyPem = serving->keyPem;
+  }
   options.clientCaPem = config.clusterCaPem;
   options.maxBodyBytes = 64 * 1024;
   NodeApi* self = nodeApi.get();

@@ -7,8 +7,10 @@
 //   GET /metrics                                  Prometheus text
 // Everything but /healthz needs a client certificate signed by the cluster CA with
 // O=system:masters (the API server's, or an admin's); anyone else gets 401/403.
-// The serving certificate is self-signed (as the kubelet's is by default): the API
-// server does not verify it.
+// The serving certificate is the node's, signed by the cluster CA for its addresses
+// (agent/core/node_credentials.h); the API server verifies it. Without one the agent
+// serves a self-signed certificate, which the API server refuses (so logs/exec fail
+// with that reason instead of silently trusting an unproven agent).
 #pragma once
 
 #include "api/error.h"
@@ -82,6 +84,8 @@ struct NodeApiConfig {
   std::string nodeIP;
   std::string nodeName;
   std::string clusterCaPem;  // client certificates must chain to it
+  std::string servingCertPem;  // signed by the cluster CA; empty: self-signed
+  std::string servingKeyPem;
 };
 
 class NodeApi {

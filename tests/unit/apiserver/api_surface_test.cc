@@ -57,8 +57,16 @@ TEST(Auth, AnonymousAdminNodeAndViewDecisions) {
   admin.clientCertOrganizations = {"system:masters"};
   EXPECT_EQ(authenticate(admin, "tok").role, Role::Admin);
 
+  // The join token is only a bootstrap identity (node_certificates_test); the node's
+  // own certificate makes it the node.
+  HttpRequest token;
+  token.headers["authorization"] = "Bearer node-a:tok";
+  EXPECT_EQ(authenticate(token, "tok").role, Role::Bootstrap);
+  EXPECT_EQ(authenticate(token, "tok").nodeName, "node-a");
   HttpRequest node;
-  node.headers["authorization"] = "Bearer node-a:tok";
+  node.clientCertVerified = true;
+  node.clientCertCommonName = "system:node:node-a";
+  node.clientCertOrganizations = {"system:nodes"};
   Identity n = authenticate(node, "tok");
   ASSERT_EQ(n.role, Role::Node);
   EXPECT_EQ(n.nodeName, "node-a");

@@ -56,10 +56,20 @@ struct Fixture {
   std::string endpoint;
 };
 
-Fixture startAgentLikeServer() {
+// How the stand-in agent's serving certificate is made.
+enum class Serving { CaSignedForItsAddress, SelfSigned, CaSignedForAnotherAddress };
+
+Fixture startAgentLikeServer(Serving serving = Serving::CaSignedForItsAddress) {
   Fixture f;
   f.ca = *makeCertificateAuthority();
-  f.serving = *issueCertificate(f.ca, "node", {}, SubjectAltNames{{}, {"127.0.0.1"}}, true, 1);
+  if (serving == Serving::CaSignedForItsAddress)
+    f.serving = *issueCertificate(f.ca, "node", {}, SubjectAltNames{{}, {"127.0.0.1"}}, true, 1);
+  if (serving == Serving::CaSignedForAnotherAddress)
+    f.serving = *issueCertificate(f.ca, "node", {}, SubjectAltNames{{}, {"127.0.0.2"}}, true, 1);
+  if (serving == Serving::SelfSigned) {
+    auto own = *makeCertificateAuthority();
+    f.serving = *issueCertificate(own, "node", {}, SubjectAltNames{{}, {"127.0.0.1"}}, true, 1);
+  }
   f.client = *issueCertificate(f.ca, "apiserver", {"system:masters"}, {}, false, 1);
   auto otherCa = *makeCertificateAuthority();
   f.stranger = *issueCertificate(otherCa, "apiserver", {"system:masters"}, {}, false, 1);
@@ -119,11 +129,11 @@ Fixture startAgentLikeServer() {
 
 TEST(NodeProxy, GetWithClientCertificateAndRefusedWithout) {
   auto f = startAgentLikeServer();
-  NodeProxy proxy(f.client);
+  NodeProxy proxy(f.client, f.ca.certPem);
   auto body = proxy.get(f.endpoint, "/stats/summary", 10s);
   ASSERT_TRUE(body) << body.error().message;
   EXPECT_EQ(*body, R"({"node":{"nodeName":"n1"}})");
-  NodeProxy stranger(f.stranger);
+  NodeProxy stranger(f.stranger, f.ca.certPem);
   auto refused = stranger.get(f.endpoint, "/stats/summary", 10s);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("401"), std::string::npos) << refused.error().message;
@@ -133,7 +143,7 @@ TEST(NodeProxy, GetWithClientCertificateAndRefusedWithout) {
 
 TEST(NodeProxy, StreamsChunkedBodyAndPassesErrors) {
   auto f = startAgentLikeServer();
-  NodeProxy proxy(f.client);
+  NodeProxy proxy(f.client, f.ca.certPem);
   HttpRequest original;
   auto r = proxy.proxy(f.endpoint, original, "/logs");
   ASSERT_EQ(r.status, 200);
@@ -151,7 +161,7 @@ TEST(NodeProxy, StreamsChunkedBodyAndPassesErrors) {
 
 TEST(NodeProxy, RelaysAnUpgradedConnectionBothWays) {
   auto f = startAgentLikeServer();
-  NodeProxy proxy(f.client);
+  NodeProxy proxy(f.client, f.ca.certPem);
   HttpRequest original;
   original.headers = {{"upgrade", "websocket"}, {"connection", "Upgrade"}, {"sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="},
                       {"sec-websocket-version", "13"}, {"sec-websocket-protocol", "v5.channel.k8s.io"}};
@@ -185,4 +195,27 @@ TEST(NodeProxy, RelaysAnUpgradedConnectionBothWays) {
   ::close(fds[1]);
   relay.join();  // the relay ends when the client side closes
   ::close(fds[0]);
+}
+
+TEST(NodeProxy, RefusesAnAgentWhoseCertificateTheClusterCaDidNotSign) {
+  auto f = startAgentLikeServer(Serving::SelfSigned);
+  NodeProxy proxy(f.client, f.ca.certPem);
+  auto body = proxy.get(f.endpoint, "/stats/summary", 10s);
+  ASSERT_FALSE(body);
+  EXPECT_NE(body.error().message.find("not trusted"), std::string::npos) << body.error().message;
+  HttpRequest original;
+  auto r = proxy.proxy(f.endpoint, original, "/logs");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_FALSE(r.stream);
+  EXPECT_NE(r.body.find("is not trusted"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("signed by the cluster CA"), std::string::npos) << r.body;
+}
+
+TEST(NodeProxy, RefusesACaSignedCertificateForAnotherAddress) {
+  auto f = startAgentLikeServer(Serving::CaSignedForAnotherAddress);
+  NodeProxy proxy(f.client, f.ca.certPem);
+  HttpRequest original;
+  auto r = proxy.proxy(f.endpoint, original, "/logs");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_NE(r.body.find("IP address mismatch"), std::string::npos) << r.body;
 }
