@@ -5,10 +5,12 @@
 #include <ares.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,6 +61,13 @@ Result<int> bindSocket(const sockaddr_in& sa, int type) {
   // The node-local address may appear a moment after we start (bridge set-up).
   int freebind = 1;
   setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &freebind, sizeof freebind);
+  if (type == SOCK_DGRAM) {
+    // Room for a burst while the thread is off the CPU (the default ~200 KB holds
+    // ~2 ms at 100k queries/s); the kernel caps it at net.core.rmem_max. Queued
+    // packets are kernel memory, used only while they wait.
+    int bytes = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
   if (bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
     int err = errno;
     close(fd);
@@ -251,9 +260,12 @@ class Forwarder {
     }
   }
 
+  // Idle, the loop wakes every second for c-ares' timeouts; the batch and the
+  // poll set keep their capacity so that costs no allocation.
   void loop() {
+    std::vector<Pending> batch;
+    std::vector<pollfd> fds;
     while (!stop_) {
-      std::deque<Pending> batch;
       {
         std::lock_guard lock(mu_);
         batch.swap(queue_);
@@ -262,9 +274,10 @@ class Forwarder {
         auto* owned = new Pending(std::move(p));
         ares_send(channel_, owned->query.data(), static_cast<int>(owned->query.size()), onAnswer, owned);
       }
+      batch.clear();
       ares_socket_t socks[ARES_GETSOCK_MAXNUM];
       int mask = ares_getsock(channel_, socks, ARES_GETSOCK_MAXNUM);
-      std::vector<pollfd> fds{{wake_, POLLIN, 0}};
+      fds.assign(1, {wake_, POLLIN, 0});
       for (int i = 0; i < ARES_GETSOCK_MAXNUM; ++i) {
         short ev = 0;
         if (ARES_GETSOCK_READABLE(mask, i)) ev |= POLLIN;
@@ -296,7 +309,7 @@ class Forwarder {
   int wake_ = -1;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::deque<Pending> queue_;
+  std::vector<Pending> queue_;
   std::thread thread_;
 };
 
@@ -314,6 +327,31 @@ struct TcpConnection {
   int fd = -1;
   bool closed = false;
   std::atomic<int> pending{0};
+};
+
+// Where an answer goes: a UDP client on one of our sockets, or a TCP
+// connection. A plain value (a std::function holding the UDP peer would
+// allocate for every query); copied into the callback of a forwarded query.
+struct ReplyTo {
+  int udpFd = -1;
+  sockaddr_in peer{};
+  std::shared_ptr<TcpConnection> tcp;
+
+  void send(const Bytes& out) const {
+    if (!tcp) {
+      sendto(udpFd, out.data(), out.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&peer), sizeof peer);
+      return;
+    }
+    std::lock_guard lock(tcp->mu);
+    if (!tcp->closed) {
+      // Length and message in one write: two writes would leave the message
+      // behind Nagle's algorithm until the client's delayed ACK (~40 ms).
+      std::uint8_t hdr[2] = {static_cast<std::uint8_t>(out.size() >> 8), static_cast<std::uint8_t>(out.size())};
+      iovec parts[2] = {{hdr, 2}, {const_cast<std::uint8_t*>(out.data()), out.size()}};
+      [[maybe_unused]] auto n = writev(tcp->fd, parts, 2);
+    }
+    --tcp->pending;
+  }
 };
 
 }  // namespace
@@ -353,6 +391,11 @@ struct ClusterDns::Impl {
   std::vector<int> tcpFds;
   int stopFd = -1;
   std::atomic<bool> stop{false};
+  // Building a zone leaves its transient maps (and the caller's copies of the
+  // Services) in malloc's free lists, where they would stay counted in RSS
+  // until the next build: the TCP loop, which wakes every second, hands them
+  // back to the kernel soon after a publish (when the caller has freed them).
+  std::atomic<bool> trimPending{false};
   std::vector<std::thread> threads;
   std::mutex connMu;
   std::unordered_map<std::uint64_t, std::thread> connections;  // by connection number
@@ -393,26 +436,33 @@ struct ClusterDns::Impl {
   // "<x>.<ns>.svc.<domain>" that does not exist is what a pod in <ns> asks first
   // for <x>; answer with what its later search candidates would find. Returns
   // false when the query is not such a case.
-  bool autopath(const Query& q, const Zone& z, std::uint32_t clientIp, bool udp, const Reply& reply) {
+  bool autopath(const Query& q, const Zone& z, std::uint32_t clientIp, bool udp, const ReplyTo& reply) {
     auto known = clients.load();
     if (!known || q.qclass != kClassIN) return false;
     auto it = known->find(clientIp);
     if (it == known->end()) return false;
-    std::string suffix = "." + it->second + ".svc." + z.domain;
-    if (q.name.size() <= suffix.size() || q.name.compare(q.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    // Every query of a pod on this node passes here: match ".<ns>.svc.<domain>"
+    // piece by piece rather than building the suffix.
+    const std::string& ns = it->second;
+    std::string_view name = q.name;
+    size_t suffixSize = 1 + ns.size() + 5 + z.domain().size();
+    if (name.size() <= suffixSize) return false;
+    std::string_view suffix = name.substr(name.size() - suffixSize);
+    if (suffix[0] != '.' || suffix.substr(1, ns.size()) != ns || suffix.substr(1 + ns.size(), 5) != ".svc." ||
+        suffix.substr(6 + ns.size()) != z.domain())
       return false;
     if (z.exists(q.name)) return false;
-    std::string x = q.name.substr(0, q.name.size() - suffix.size());
+    std::string x(name.substr(0, name.size() - suffixSize));
     size_t limit = udp ? q.udpPayload : 65535;
     thread_local ResponseWriter writer;
-    for (const std::string& candidate : {x + ".svc." + z.domain, x + "." + z.domain, x}) {
+    for (const std::string& candidate : {x + ".svc." + z.domain(), x + "." + z.domain(), x}) {
       if (!z.authoritativeFor(candidate)) continue;
       if (!z.exists(candidate) && candidate != x) continue;
       writer.reset(q, kNoError, true);
-      writer.addCname(q.name, z.ttl, candidate);
+      writer.addCname(q.name, z.ttl(), candidate);
       writer.setRcode(z.appendAnswer(candidate, q.qtype, writer));
       ++autopathAnswers;
-      reply(writer.finish(limit));
+      reply.send(writer.finish(limit));
       return true;
     }
     // Not in the cluster: the client would end on <x> itself, upstream.
@@ -422,7 +472,7 @@ struct ClusterDns::Impl {
     resolveUpstream(buildQuery(q.id, x, q.qtype, true), upstream, [q, x, limit, zoneRef = zone.load(), reply](const Bytes& answer) {
       ResponseWriter w;
       w.reset(q, kNoError, false);
-      w.addCname(q.name, zoneRef->ttl, x);
+      w.addCname(q.name, zoneRef->ttl(), x);
       auto rcode = copyAnswers(answer.data(), answer.size(), w);
       if (!rcode || (*rcode != kNoError && *rcode != kNxDomain)) {
         // The upstream failed (SERVFAIL, REFUSED, garbage): fall back to what
@@ -431,16 +481,16 @@ struct ClusterDns::Impl {
       } else if (*rcode == kNxDomain) {
         // Every candidate failed: the original name does not exist either.
         w.reset(q, kNxDomain, true);
-        w.addSoa(zoneRef->domain, zoneRef->ttl, zoneRef->ttl, true);
+        w.addSoa(zoneRef->domain(), zoneRef->ttl(), zoneRef->ttl(), true);
       } else {
         w.setRcode(*rcode);
       }
-      reply(w.finish(limit));
+      reply.send(w.finish(limit));
     });
     return true;
   }
 
-  void handle(const std::uint8_t* data, size_t length, bool udp, const Reply& reply, std::uint32_t clientIp = 0) {
+  void handle(const std::uint8_t* data, size_t length, bool udp, const ReplyTo& reply, std::uint32_t clientIp = 0) {
     thread_local Query query;
     thread_local ResponseWriter writer;
     ++queries;
@@ -449,7 +499,7 @@ struct ClusterDns::Impl {
     if (!parsed) {
       ++formErrors;
       if (headerRead && !(data[2] & 0x80))
-        reply(errorResponse(data, length, parsed.error().code == ENOTSUP ? kNotImp : kFormErr, false));
+        reply.send(errorResponse(data, length, parsed.error().code == ENOTSUP ? kNotImp : kFormErr, false));
       return;  // garbage without a header (or a response) is dropped
     }
     size_t limit = udp ? query.udpPayload : 65535;
@@ -458,16 +508,16 @@ struct ClusterDns::Impl {
     if (z && query.qclass == kClassIN && z->authoritativeFor(query.name)) {
       ++clusterAnswers;
       z->answer(query, writer);
-      reply(writer.finish(limit));
+      reply.send(writer.finish(limit));
       return;
     }
     resolveUpstream(Bytes(data, data + length), query, [limit, reply](const Bytes& answer) {
       if (answer.size() > limit) {
         Bytes cut = answer;
         truncateForUdp(cut, limit);
-        reply(cut);
+        reply.send(cut);
       } else {
-        reply(answer);
+        reply.send(answer);
       }
     });
   }
@@ -476,6 +526,7 @@ struct ClusterDns::Impl {
     std::vector<pollfd> pfds{{stopFd, POLLIN, 0}};
     for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
     std::uint8_t buf[kMaxUdpPayload + 512];
+    ReplyTo reply;
     while (!stop) {
       if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
       for (size_t i = 1; i < pfds.size(); ++i) {
@@ -486,9 +537,9 @@ struct ClusterDns::Impl {
           socklen_t peerLen = sizeof peer;
           ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&peer), &peerLen);
           if (n < 0) break;
-          handle(buf, static_cast<size_t>(n), true, [fd, peer](const Bytes& out) {
-            sendto(fd, out.data(), out.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&peer), sizeof peer);
-          }, ntohl(peer.sin_addr.s_addr));
+          reply.udpFd = fd;
+          reply.peer = peer;
+          handle(buf, static_cast<size_t>(n), true, reply, ntohl(peer.sin_addr.s_addr));
         }
       }
     }
@@ -519,6 +570,8 @@ struct ClusterDns::Impl {
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, sizeof sendTimeout);
     auto conn = std::make_shared<TcpConnection>();
     conn->fd = fd;
+    ReplyTo reply;
+    reply.tcp = conn;
     while (!stop) {
       std::uint8_t lenBuf[2];
       if (!readFull(fd, lenBuf, 2)) break;
@@ -526,15 +579,7 @@ struct ClusterDns::Impl {
       msg.resize(len);
       if (len == 0 || !readFull(fd, msg.data(), len)) break;
       ++conn->pending;
-      handle(msg.data(), len, false, [conn](const Bytes& out) {
-        std::lock_guard lock(conn->mu);
-        if (!conn->closed) {
-          std::uint8_t hdr[2] = {static_cast<std::uint8_t>(out.size() >> 8), static_cast<std::uint8_t>(out.size())};
-          [[maybe_unused]] auto a = write(conn->fd, hdr, 2);
-          [[maybe_unused]] auto b = write(conn->fd, out.data(), out.size());
-        }
-        --conn->pending;
-      }, clientIp);
+      handle(msg.data(), len, false, reply, clientIp);
     }
     // Forwarded answers may still be on their way: give them a moment, then
     // close (a later reply finds the connection closed and is dropped).
@@ -571,6 +616,7 @@ struct ClusterDns::Impl {
     while (!stop) {
       int ready = poll(pfds.data(), pfds.size(), 1000);
       reapConnections();
+      if (trimPending.exchange(false)) malloc_trim(0);
       if (ready <= 0) continue;
       for (size_t i = 1; i < pfds.size(); ++i) {
         if (!(pfds[i].revents & POLLIN)) continue;
@@ -647,7 +693,10 @@ ClusterDns::~ClusterDns() {
   close(impl_->stopFd);
 }
 
-void ClusterDns::publish(std::shared_ptr<const Zone> zone) { impl_->zone.store(std::move(zone)); }
+void ClusterDns::publish(std::shared_ptr<const Zone> zone) {
+  impl_->zone.store(std::move(zone));
+  impl_->trimPending = true;
+}
 
 void ClusterDns::publishClients(std::shared_ptr<const ClientNamespaces> clients) {
   impl_->clients.store(std::move(clients));

@@ -67,8 +67,9 @@ Status parseQuery(const std::uint8_t* data, size_t length, Query& out, bool& hea
   out.qtype = get16(data + offset);
   out.qclass = get16(data + offset + 2);
   offset += 4;
-  // Additional section: only OPT matters (EDNS0).
-  std::string scratch;
+  // Additional section: only OPT matters (EDNS0). The names there are read
+  // into a buffer that keeps its capacity (a query allocates nothing).
+  thread_local std::string scratch;
   for (std::uint16_t i = 0; i < ar; ++i) {
     if (auto st = readName(data, length, offset, scratch); !st) return st;
     if (offset + 10 > length) return fail(EINVAL, "truncated additional record");
@@ -100,26 +101,47 @@ void ResponseWriter::put32(std::uint32_t v) {
   put16(static_cast<std::uint16_t>(v));
 }
 
-void ResponseWriter::writeName(std::string_view name) {
-  // Longest already-written suffix of `name` (label-aligned) becomes a pointer.
-  std::string_view rest = name;
-  while (!rest.empty()) {
+namespace {
+
+// Is `text` the name `head` + "." + `tail` (tail possibly empty)?
+bool isJoined(std::string_view text, std::string_view head, std::string_view tail) {
+  if (tail.empty()) return text == head;
+  return text.size() == head.size() + 1 + tail.size() && text.substr(0, head.size()) == head &&
+         text[head.size()] == '.' && text.substr(head.size() + 1) == tail;
+}
+
+}  // namespace
+
+ResponseWriter::ResponseWriter() {
+  // Room for the largest name in every compression slot, and for a UDP answer:
+  // a warm writer allocates only for TCP answers past 4 KB.
+  for (auto& n : names_) n.reserve(255);
+  buf_.reserve(kMaxUdpPayload + 512);
+}
+
+void ResponseWriter::writeName(std::string_view head, std::string_view tail) {
+  if (head.empty()) std::swap(head, tail);
+  // Longest already-written suffix (label-aligned) becomes a pointer.
+  while (!head.empty()) {
     for (size_t i = 0; i < writtenCount_; ++i) {
-      if (written_[i].text == rest) {
+      if (isJoined(written_[i].text, head, tail)) {
         put16(static_cast<std::uint16_t>(0xC000 | written_[i].offset));
         return;
       }
     }
     if (writtenCount_ < written_.size() && buf_.size() < 0x3FFF) {
-      names_[writtenCount_].assign(rest);
-      written_[writtenCount_] = {names_[writtenCount_], static_cast<std::uint16_t>(buf_.size())};
+      std::string& stored = names_[writtenCount_];
+      stored.assign(head);
+      if (!tail.empty()) stored.append(".").append(tail);
+      written_[writtenCount_] = {stored, static_cast<std::uint16_t>(buf_.size())};
       ++writtenCount_;
     }
-    size_t dot = rest.find('.');
-    std::string_view label = rest.substr(0, dot);
+    size_t dot = head.find('.');
+    std::string_view label = head.substr(0, dot);
     buf_.push_back(static_cast<std::uint8_t>(label.size()));
     buf_.insert(buf_.end(), label.begin(), label.end());
-    rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+    head = dot == std::string_view::npos ? std::string_view() : head.substr(dot + 1);
+    if (head.empty()) std::swap(head, tail);
   }
   buf_.push_back(0);
 }
@@ -178,9 +200,9 @@ void ResponseWriter::addA(std::string_view name, std::uint32_t ttl, std::uint32_
 }
 
 void ResponseWriter::addNameRecord(std::uint16_t type, std::string_view name, std::uint32_t ttl,
-                                   std::string_view target) {
+                                   std::string_view targetHead, std::string_view targetTail) {
   beginRecord(name, type, ttl, Section::Answer);
-  writeName(target);
+  writeName(targetHead, targetTail);
   endRecord();
 }
 
@@ -194,6 +216,11 @@ void ResponseWriter::addPtr(std::string_view name, std::uint32_t ttl, std::strin
 
 void ResponseWriter::addNs(std::string_view name, std::uint32_t ttl, std::string_view target) {
   addNameRecord(kTypeNS, name, ttl, target);
+}
+
+void ResponseWriter::addNs(std::string_view name, std::uint32_t ttl, std::string_view targetHead,
+                           std::string_view targetTail) {
+  addNameRecord(kTypeNS, name, ttl, targetHead, targetTail);
 }
 
 void ResponseWriter::addTxt(std::string_view name, std::uint32_t ttl, std::string_view text) {
@@ -229,10 +256,8 @@ void ResponseWriter::addSrv(std::string_view name, std::uint32_t ttl, std::uint1
 
 void ResponseWriter::addSoa(std::string_view zone, std::uint32_t ttl, std::uint32_t minimum, bool inAuthority) {
   beginRecord(zone, kTypeSOA, ttl, inAuthority ? Section::Authority : Section::Answer);
-  std::string mname = "ns.dns." + std::string(zone);
-  std::string rname = "hostmaster." + std::string(zone);
-  writeName(mname);
-  writeName(rname);
+  writeName("ns.dns", zone);
+  writeName("hostmaster", zone);
   // The serial moves with time so secondaries (and caches) notice changes.
   put32(static_cast<std::uint32_t>(time(nullptr)));
   put32(7200);

@@ -48,11 +48,14 @@ Status readName(const std::uint8_t* message, size_t length, size_t& offset, std:
 // Builds one response. Reuse an instance per thread: reset() keeps capacity.
 class ResponseWriter {
  public:
+  ResponseWriter();
   void reset(const Query& query, std::uint8_t rcode, bool authoritative);
   void addA(std::string_view name, std::uint32_t ttl, std::uint32_t addressHostOrder);
   void addCname(std::string_view name, std::uint32_t ttl, std::string_view target);
   void addPtr(std::string_view name, std::uint32_t ttl, std::string_view target);
   void addNs(std::string_view name, std::uint32_t ttl, std::string_view target);
+  // NS whose target is `targetHead` + "." + `targetTail` (built without a string).
+  void addNs(std::string_view name, std::uint32_t ttl, std::string_view targetHead, std::string_view targetTail);
   void addTxt(std::string_view name, std::uint32_t ttl, std::string_view text);
   void addSrv(std::string_view name, std::uint32_t ttl, std::uint16_t priority, std::uint16_t weight,
               std::uint16_t port, std::string_view target);
@@ -70,8 +73,11 @@ class ResponseWriter {
   void beginRecord(std::string_view name, std::uint16_t type, std::uint32_t ttl, Section section);
   void endRecord();
   // A record whose rdata is one (compressible) name: CNAME, PTR, NS.
-  void addNameRecord(std::uint16_t type, std::string_view name, std::uint32_t ttl, std::string_view target);
-  void writeName(std::string_view name);
+  void addNameRecord(std::uint16_t type, std::string_view name, std::uint32_t ttl, std::string_view targetHead,
+                     std::string_view targetTail = {});
+  void writeName(std::string_view name) { writeName(name, {}); }
+  // Writes the name `head` + "." + `tail` (either may be empty).
+  void writeName(std::string_view head, std::string_view tail);
   void put16(std::uint16_t v);
   void put32(std::uint32_t v);
 

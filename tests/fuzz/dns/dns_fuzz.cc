@@ -6,27 +6,48 @@
 #include "dns/zone.h"
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace {
 
+// A small zone with every kind of record: a ClusterIP Service with a named
+// port (A, SRV, PTR), a dual-stack one (AAAA), a headless one with per-pod
+// names, an ExternalName (CNAME), and the zone's own TXT/SOA/NS.
 const ferry::dns::Zone& testZone() {
-  static const ferry::dns::Zone zone = [] {
-    ferry::dns::Zone z;
-    z.domain = "cluster.local";
-    z.names["app.default.svc.cluster.local"].a = {0x0a2b0001};
-    z.names["hl.default.svc.cluster.local"].a = {0x0a2a0005, 0x0a2a0006};
-    z.names["web-0.hl.default.svc.cluster.local"].a = {0x0a2a0005};
-    z.names["_http._tcp.app.default.svc.cluster.local"].srv = {{80, "app.default.svc.cluster.local"}};
-    z.names["ext.default.svc.cluster.local"].cname = "example.org";
-    z.names["1.0.43.10.in-addr.arpa"].ptr = {"app.default.svc.cluster.local"};
-    z.names["dns-version.cluster.local"].txt = "1.1.0";
-    for (const char* n : {"svc.cluster.local", "default.svc.cluster.local", "_tcp.app.default.svc.cluster.local"})
-      z.interior.insert(n);
-    z.namespaces.insert("default");
-    return z;
+  static const std::shared_ptr<const ferry::dns::Zone> zone = [] {
+    ferry::api::Service app;
+    app.name = "app";
+    app.ns = "default";
+    app.clusterIP = "10.43.0.1";
+    app.ports.push_back({"http", "TCP", 80, {}, 0});
+    ferry::api::Service dual = app;
+    dual.name = "dual";
+    dual.clusterIP = "10.43.0.2";
+    dual.clusterIPs = {"10.43.0.2", "fd00:43::2"};
+    ferry::api::Service hl;
+    hl.name = "hl";
+    hl.ns = "default";
+    hl.clusterIP = "None";
+    ferry::api::Service ext;
+    ext.name = "ext";
+    ext.ns = "default";
+    ext.type = "ExternalName";
+    ext.externalName = "example.org";
+    ferry::api::EndpointSlice slice;
+    slice.name = "hl-1";
+    slice.ns = "default";
+    slice.serviceName = "hl";
+    slice.ports.push_back({"http", "TCP", 8080});
+    ferry::api::Endpoint web0;
+    web0.addresses = {"10.42.0.5"};
+    web0.hostname = "web-0";
+    ferry::api::Endpoint web1;
+    web1.addresses = {"10.42.0.6"};
+    slice.endpoints = {web0, web1};
+    return ferry::dns::buildZone("cluster.local", {app, dual, hl, ext}, {slice});
   }();
-  return zone;
+  return *zone;
 }
 
 }  // namespace

@@ -201,3 +201,83 @@ TEST(DnsWire, TruncatesOverTheLimitWithTc) {
   EXPECT_FALSE(tcp[2] & 0x02);
   EXPECT_EQ(summarize(tcp).answers, 100);
 }
+
+TEST(DnsZone, DualStackServiceAnswersAaaaAndIp6Ptr) {
+  ferry::api::Service dual;
+  dual.name = "dual";
+  dual.ns = "default";
+  dual.clusterIP = "10.43.0.30";
+  dual.clusterIPs = {"10.43.0.30", "fd00:43::1e"};
+  ferry::api::Service hl;
+  hl.name = "hl6";
+  hl.ns = "default";
+  hl.clusterIP = "None";
+  ferry::api::EndpointSlice slice;
+  slice.name = "hl6-1";
+  slice.ns = "default";
+  slice.serviceName = "hl6";
+  slice.addressType = "IPv6";
+  ferry::api::Endpoint e;
+  e.addresses = {"fd00:42::5"};
+  e.hostname = "web-0";
+  slice.endpoints = {e};
+  auto z = buildZone("cluster.local", {dual, hl}, {slice});
+
+  auto a = ask(*z, "dual.default.svc.cluster.local", kTypeA);
+  EXPECT_EQ(summarize(a).answers, 1);
+  auto aaaa = ask(*z, "dual.default.svc.cluster.local", kTypeAAAA);
+  ASSERT_EQ(summarize(aaaa).answers, 1);
+  std::vector<std::uint8_t> want = {0xfd, 0, 0, 0x43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x1e};
+  EXPECT_EQ(std::vector<std::uint8_t>(aaaa.end() - 16, aaaa.end()), want);
+  EXPECT_EQ(summarize(ask(*z, "dual.default.svc.cluster.local", kTypeANY)).answers, 2);
+  std::string ptr6 = "e.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.3.4.0.0.0.0.d.f.ip6.arpa";
+  EXPECT_EQ(ptr6, reverseName6({0xfd, 0, 0, 0x43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x1e}));
+  EXPECT_TRUE(z->authoritativeFor(ptr6));
+  EXPECT_EQ(summarize(ask(*z, ptr6, kTypePTR)).answers, 1);
+
+  // A headless Service over an IPv6 slice: AAAA for the Service and the pod's hostname, no A.
+  EXPECT_EQ(summarize(ask(*z, "hl6.default.svc.cluster.local", kTypeAAAA)).answers, 1);
+  auto noA = summarize(ask(*z, "hl6.default.svc.cluster.local", kTypeA));
+  EXPECT_EQ(noA.rcode, kNoError);
+  EXPECT_EQ(noA.answers, 0);
+  EXPECT_EQ(noA.authority, 1);
+  EXPECT_EQ(summarize(ask(*z, "web-0.hl6.default.svc.cluster.local", kTypeAAAA)).answers, 1);
+}
+
+TEST(DnsZone, PodNamesAndTheirNamespaceNames) {
+  auto z = sampleZone();
+  // <ns>.pod.<domain> exists (NODATA); malformed pod names do not.
+  auto ns = summarize(ask(*z, "default.pod.cluster.local", kTypeA));
+  EXPECT_EQ(ns.rcode, kNoError);
+  EXPECT_EQ(ns.answers, 0);
+  EXPECT_EQ(summarize(ask(*z, "10-42-0-7.default.pod.cluster.local", kTypeAAAA)).answers, 0);
+  EXPECT_EQ(summarize(ask(*z, "10-42-0-256.default.pod.cluster.local", kTypeA)).rcode, kNxDomain);
+  EXPECT_EQ(summarize(ask(*z, "10-42-0.default.pod.cluster.local", kTypeA)).rcode, kNxDomain);
+  EXPECT_EQ(summarize(ask(*z, "x.10-42-0-7.default.pod.cluster.local", kTypeA)).rcode, kNxDomain);
+  std::uint32_t a = 0;
+  EXPECT_TRUE(parseIpv4("10.42.0.7", a));
+  EXPECT_EQ(a, 0x0a2a0007u);
+  EXPECT_FALSE(parseIpv4("10.42.0.07", a));
+  EXPECT_FALSE(parseIpv4("10.42.0.7.", a));
+  EXPECT_FALSE(parseIpv4("1.2.3", a));
+}
+
+TEST(DnsZone, TenThousandServicesStayCompact) {
+  std::vector<ferry::api::Service> services;
+  for (int i = 0; i < 10000; ++i) {
+    ferry::api::Service s;
+    s.name = "svc-" + std::to_string(i);
+    s.ns = "bench";
+    s.clusterIP = "10.43." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+    s.ports.push_back({"http", "TCP", 80, {}, 0});
+    services.push_back(std::move(s));
+  }
+  auto z = buildZone("cluster.local", services, {});
+  // Per Service: its name, the PTR name, the SRV name and "_tcp.<name>".
+  EXPECT_EQ(z->nameCount(), 4u * 10000 + 5);
+  // The flat layout's budget (measured ~2.7 MB); a map of strings took ~13 MB.
+  EXPECT_LT(z->storageBytes(), 4u << 20);
+  EXPECT_EQ(summarize(ask(*z, "svc-9999.bench.svc.cluster.local", kTypeA)).answers, 1);
+  EXPECT_EQ(summarize(ask(*z, "_http._tcp.svc-5000.bench.svc.cluster.local", kTypeSRV)).answers, 1);
+  EXPECT_EQ(summarize(ask(*z, "svc-10000.bench.svc.cluster.local", kTypeA)).rcode, kNxDomain);
+}
