@@ -1,7 +1,10 @@
 // Cluster DNS from inside a pod, on a one-node cluster with the busybox image:
-// the pod's /etc/resolv.conf, a ClusterIP Service by short and full name, a
-// headless Service's per-pod names, SRV of a named port, NXDOMAIN, and an
-// outside name forwarded to a test upstream. The upstream is dnsmasq started in
+// the pod's /etc/resolv.conf, a ClusterIP Service by short name, with its
+// namespace and in full, AAAA of an IPv4-only Service (NODATA), a headless
+// Service's per-pod names, SRV of a named port, PTR of a ClusterIP and of a pod
+// with a hostname, a pod name <a-b-c-d>.<ns>.pod.<domain>, NXDOMAIN, and an
+// outside name forwarded to a test upstream. Then, with dig from the node, a
+// Service created appears in DNS and is gone once deleted. The upstream is dnsmasq started in
 // node 1's network namespace on 127.0.0.1:5353 (the address the harness gives
 // agents as --dns-upstream), answering outside.test and NXDOMAIN for every
 // other name, as a real upstream would; nothing leaves the node's namespace.
@@ -12,6 +15,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -92,8 +98,16 @@ spec:
     - |
       echo "== resolv.conf"; cat /etc/resolv.conf; echo "rc=$?"
       q() { echo "== $*"; nslookup "$@"; echo "rc=$?"; }
+      # busybox nslookup searches only dotless names; wget resolves through
+      # libc with the search path and ndots:5, as applications do.
+      w() { echo "== wget $1"; timeout 5 wget -qO- "http://$1/" 2>&1; echo "rc=$?"; }
       q app
+      w app.default
       q app.default.svc.cluster.local
+      q -type=aaaa app.default.svc.cluster.local.
+      q CLUSTER_IP
+      q WEB0_IP
+      q WEB0_DASHED.default.pod.cluster.local
       q hl.default.svc.cluster.local
       q web-0.hl.default.svc.cluster.local
       q web-1.hl.default.svc.cluster.local
@@ -174,7 +188,15 @@ TEST(ClusterDnsE2E, BusyboxNslookupInAPod) {
   ASSERT_FALSE(web0.empty());
   ASSERT_FALSE(web1.empty());
 
-  auto client = cluster.kubectl("apply -f -", 60s, kClient);
+  // The client's script asks for the addresses found above by name.
+  std::string clientYaml = kClient;
+  std::string web0Dashed = web0;
+  std::replace(web0Dashed.begin(), web0Dashed.end(), '.', '-');
+  for (auto [placeholder, value] : {std::pair<std::string, std::string>{"CLUSTER_IP", clusterIP.output},
+                                    {"WEB0_IP", web0}, {"WEB0_DASHED", web0Dashed}})
+    for (size_t at; (at = clientYaml.find(placeholder)) != std::string::npos;)
+      clientYaml.replace(at, placeholder.size(), value);
+  auto client = cluster.kubectl("apply -f -", 60s, clientYaml);
   ASSERT_EQ(client.exitCode, 0) << client.output;
   bool done = ferry::e2e::waitFor(
       [&] { return cluster.podOutput(1, "client").find("DONE") != std::string::npos; }, 180s);
@@ -194,6 +216,29 @@ TEST(ClusterDnsE2E, BusyboxNslookupInAPod) {
     EXPECT_NE(s.find("Name:\tapp.default.svc.cluster.local"), std::string::npos) << s;
     EXPECT_NE(s.find("Address: " + clusterIP.output + "\n"), std::string::npos) << s;
   }
+  // With the namespace but not the domain, through the search path: wget
+  // reaches the ClusterIP (nothing listens on the pods: refused, with the address).
+  std::string withNamespace = section(out, "wget app.default");
+  EXPECT_NE(withNamespace.find("(" + clusterIP.output + ")"), std::string::npos) << withNamespace;
+  EXPECT_EQ(withNamespace.find("bad address"), std::string::npos) << withNamespace;
+
+  // An IPv4-only Service has no AAAA: NODATA (busybox prints no address and
+  // exits 0), not NXDOMAIN (which exits 1).
+  std::string aaaa = section(out, "-type=aaaa app.default.svc.cluster.local.");
+  EXPECT_EQ(aaaa.find("Address: "), std::string::npos) << aaaa;
+  EXPECT_EQ(aaaa.find("NXDOMAIN"), std::string::npos) << aaaa;
+  EXPECT_NE(aaaa.find("rc=0"), std::string::npos) << aaaa;
+
+  // Reverse lookups: the ClusterIP names its Service, a headless pod its hostname's name.
+  std::string ptr = section(out, clusterIP.output);
+  EXPECT_TRUE(std::regex_search(ptr, std::regex("name = app\\.default\\.svc\\.cluster\\.local"))) << ptr;
+  std::string podPtr = section(out, web0);
+  EXPECT_TRUE(std::regex_search(podPtr, std::regex("name = web-0\\.hl\\.default\\.svc\\.cluster\\.local"))) << podPtr;
+
+  // A pod by its dashed address: the address itself.
+  std::string podName = section(out, web0Dashed + ".default.pod.cluster.local");
+  EXPECT_NE(podName.find("Address: " + web0 + "\n"), std::string::npos) << podName;
+
   // The headless Service: one address per ready pod, and each pod by its hostname.
   std::string headless = section(out, "hl.default.svc.cluster.local");
   EXPECT_NE(headless.find("Address: " + web0 + "\n"), std::string::npos) << headless;
@@ -219,4 +264,50 @@ TEST(ClusterDnsE2E, BusyboxNslookupInAPod) {
   // Outside the cluster domain: forwarded to the test upstream.
   std::string outside = section(out, "www.outside.test");
   EXPECT_NE(outside.find("Address: 192.0.2.77\n"), std::string::npos) << outside << "\n" << cluster.serverLog();
+
+  // A Service created appears, and once deleted is gone (NXDOMAIN), asked from
+  // the node itself at its DNS listener (the gateway of its pod CIDR). The
+  // zone is rebuilt on every watch event; the times are printed, not asserted.
+  auto podCidr = cluster.kubectl("get node " + cluster.nodeName(1) + " -o jsonpath={.spec.podCIDR}");
+  ASSERT_EQ(podCidr.exitCode, 0) << podCidr.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(podCidr.output, m, std::regex("^(\\d+\\.\\d+\\.\\d+\\.)(\\d+)/"))) << podCidr.output;
+  std::string listener = m[1].str() + std::to_string(std::stoi(m[2].str()) + 1);
+  auto dig = [&](const std::string& name) {
+    return cluster.inNode(1, "dig +time=2 +tries=1 @" + listener + " " + name + " A", 30s).output;
+  };
+  constexpr const char* kLate = R"(apiVersion: v1
+kind: Service
+metadata:
+  name: late
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80}
+)";
+  EXPECT_NE(dig("late.default.svc.cluster.local").find("status: NXDOMAIN"), std::string::npos);
+  auto created = std::chrono::steady_clock::now();
+  auto lateApplied = cluster.kubectl("apply -f -", 60s, kLate);
+  ASSERT_EQ(lateApplied.exitCode, 0) << lateApplied.output;
+  auto lateIP = cluster.kubectl("get svc late -o jsonpath={.spec.clusterIP}");
+  ASSERT_EQ(lateIP.exitCode, 0) << lateIP.output;
+  std::string answer;
+  bool visible = ferry::e2e::waitFor([&] {
+    answer = dig("late.default.svc.cluster.local");
+    return std::regex_search(answer, std::regex("late\\.default\\.svc\\.cluster\\.local\\.\\s+5\\s+IN\\s+A\\s+" +
+                                                std::regex_replace(lateIP.output, std::regex("\\."), "\\.")));
+  }, 60s);
+  EXPECT_TRUE(visible) << answer;
+  auto seenMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - created).count();
+  auto deleted = cluster.kubectl("delete svc late", 60s);
+  ASSERT_EQ(deleted.exitCode, 0) << deleted.output;
+  auto deletedAt = std::chrono::steady_clock::now();
+  bool gone = ferry::e2e::waitFor([&] {
+    answer = dig("late.default.svc.cluster.local");
+    return answer.find("status: NXDOMAIN") != std::string::npos;
+  }, 60s);
+  EXPECT_TRUE(gone) << answer;
+  auto goneMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - deletedAt).count();
+  std::printf("late Service: in DNS %lld ms after kubectl apply began, gone %lld ms after kubectl delete returned (TTL 5 s)\n",
+              static_cast<long long>(seenMs), static_cast<long long>(goneMs));
 }
