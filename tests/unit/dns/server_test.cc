@@ -87,6 +87,11 @@ TEST_F(DnsServerTest, AnswersClusterNamesOverUdpAndTcp) {
   auto nx = runDig(at() + "nope.default.svc.cluster.local A");
   EXPECT_NE(nx.find("status: NXDOMAIN"), std::string::npos) << nx;
   EXPECT_NE(nx.find("SOA"), std::string::npos) << nx;
+  // AAAA of an IPv4-only Service: NODATA, the SOA in the authority section.
+  auto nodata = runDig(at() + "+tcp web.default.svc.cluster.local AAAA");
+  EXPECT_NE(nodata.find("status: NOERROR"), std::string::npos) << nodata;
+  EXPECT_NE(nodata.find("ANSWER: 0, AUTHORITY: 1"), std::string::npos) << nodata;
+  EXPECT_NE(nodata.find(";; AUTHORITY SECTION:\ncluster.local."), std::string::npos) << nodata;
 }
 
 TEST_F(DnsServerTest, NewSnapshotIsServedAtOnce) {
