@@ -304,8 +304,12 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   // As Kubernetes does at creation, from the defaulted spec (requests copied from limits).
   if (r->kind == "Pod") obj["status"]["qosClass"] = api::qosClass(obj["spec"]);
   std::string name = api::nameOf(obj);
-  // Checked before admission so that a duplicate gets AlreadyExists, not an allocation error.
-  if (store_.get(keyFor(*r, ns, name))) return fail(EEXIST, fmt::format("{} already exists", resourceAndName(*r, name)));
+  // Kinds whose admission allocates (ClusterIP, NodePort, podCIDR) check for a duplicate
+  // first, so that it gets AlreadyExists rather than an allocation error; for the others
+  // the store's create answers EEXIST itself and the read would only cost a round trip.
+  bool allocates = r->kind == "Service" || r->kind == "Node";
+  if (allocates && store_.get(keyFor(*r, ns, name)))
+    return fail(EEXIST, fmt::format("{} already exists", resourceAndName(*r, name)));
   if (auto st = admitCreate(*r, obj); !st) return fail(st.error());
   auto rev = store_.create(keyFor(*r, ns, name), encode(obj));
   if (!rev) {

@@ -14,7 +14,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <unistd.h>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -33,7 +35,25 @@ struct Options {
   int watchers = 1000;
   int rounds = 5;
   std::string label = "ferry";
+  int serverPid = 0;  // when set: the server's CPU time per write (user + system), from /proc
 };
+
+// utime + stime of `pid` in microseconds (0 when unknown).
+double processCpuMicros(int pid) {
+  if (pid <= 0) return 0;
+  FILE* f = std::fopen(fmt::format("/proc/{}/stat", pid).c_str(), "r");
+  if (!f) return 0;
+  char buf[4096];
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces
+  if (!p) return 0;
+  unsigned long utime = 0, stime = 0;
+  // Fields after ") ": state(3) ... utime(14) stime(15).
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return 0;
+  return (utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 std::size_t appendBody(char* data, std::size_t size, std::size_t count, void* out) {
   static_cast<std::string*>(out)->append(data, size * count);
@@ -95,6 +115,7 @@ struct Outcome {
   std::vector<double> latenciesMs;
   std::size_t errors = 0;
   double seconds = 0;
+  double serverCpuMicros = 0;
 };
 
 double percentile(std::vector<double>& v, double p) {
@@ -110,6 +131,7 @@ Outcome runLoad(const Options& o, int clients, Op op) {
   std::mutex mu;
   Outcome out;
   std::vector<std::thread> threads;
+  double cpuBefore = processCpuMicros(o.serverPid);
   auto started = Clock::now();
   for (int t = 0; t < clients; ++t)
     threads.emplace_back([&, t] {
@@ -131,13 +153,18 @@ Outcome runLoad(const Options& o, int clients, Op op) {
   stop = true;
   for (auto& t : threads) t.join();
   out.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  out.serverCpuMicros = processCpuMicros(o.serverPid) - cpuBefore;
   return out;
 }
 
 void report(const Options& o, const char* op, int clients, Outcome& out) {
   double rate = out.latenciesMs.size() / out.seconds;
   double p50 = percentile(out.latenciesMs, 0.50), p99 = percentile(out.latenciesMs, 0.99);
-  fmt::print("| {} | {} | {} | {:.0f} | {:.2f} | {:.2f} | {} |\n", o.label, op, clients, rate, p50, p99, out.errors);
+  std::string cpu = o.serverPid > 0 && !out.latenciesMs.empty()
+                        ? fmt::format("{:.0f}", out.serverCpuMicros / out.latenciesMs.size())
+                        : std::string("-");
+  fmt::print("| {} | {} | {} | {:.0f} | {:.2f} | {:.2f} | {} | {} |\n", o.label, op, clients, rate, p50, p99, cpu,
+             out.errors);
   std::fflush(stdout);
 }
 
@@ -314,6 +341,7 @@ int main(int argc, char** argv) {
     else if (a == "--watchers") o.watchers = std::atoi(next().c_str());
     else if (a == "--rounds") o.rounds = std::atoi(next().c_str());
     else if (a == "--label") o.label = next();
+    else if (a == "--server-pid") o.serverPid = std::atoi(next().c_str());
     else {
       fmt::print(stderr, "unknown argument {}\n", a);
       return 2;
@@ -324,7 +352,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  fmt::print("| server | operation | clients | writes/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|\n");
+  fmt::print("| server | operation | clients | writes/s | p50 ms | p99 ms | server CPU µs/write | errors |\n"
+             "|---|---|---|---|---|---|---|---|\n");
   benchWrites(o, static_cast<int>(std::time(nullptr) % 100000));
   benchFanOut(o);
   curl_global_cleanup();

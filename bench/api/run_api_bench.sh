@@ -28,6 +28,7 @@ start_server() {  # NAME DATASTORE -> sets port
   "$ferry" server --no-agent --data-dir "$work/$name" --listen "127.0.0.1:$port" --advertise-address 127.0.0.1 \
     --datastore "$datastore" >"$work/$name.log" 2>&1 &
   pids+=($!)
+  server_pid=$!
   for _ in $(seq 300); do
     [[ -f $work/$name/tls/admin.key ]] && curl -sf --cacert "$work/$name/tls/ca.crt" --cert "$work/$name/tls/admin.crt" \
       --key "$work/$name/tls/admin.key" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
@@ -40,7 +41,7 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(
 echo
 start_server sqlite sqlite
 "$bench" --server "https://127.0.0.1:$port" --cert-dir "$work/sqlite" --seconds "$seconds" --watchers "$watchers" \
-  --label "ferry on sqlite"
+  --label "ferry on sqlite" --server-pid "$server_pid"
 echo "load average after sqlite: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
@@ -57,7 +58,7 @@ if [[ -x /usr/bin/etcd ]]; then
   done
   start_server etcd "etcd://127.0.0.1:$client"
   "$bench" --server "https://127.0.0.1:$port" --cert-dir "$work/etcd" --seconds "$seconds" --watchers "$watchers" \
-    --label "ferry on etcd"
+    --label "ferry on etcd" --server-pid "$server_pid"
   echo
   echo "etcd alone (store level, its JSON gateway):"
   "$store_bench" --datastore "etcd://127.0.0.1:$client" --seconds "$seconds" --watchers 0
