@@ -5,6 +5,8 @@
 #include "agent/agent_config.h"
 #include "cgroup/cgroup_tree.h"
 #include "cgroup/systemd_delegation.h"
+#include "proxy/nft_ruleset.h"
+#include "proxy/service_proxy.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -21,15 +23,18 @@ namespace fs = std::filesystem;
 namespace ferry::cmd {
 namespace {
 
-constexpr const char* kUsage = R"(Usage: ferry install server|agent [--unit-dir DIR] [--no-start] [ferry flags...]
-       ferry uninstall [--unit-dir DIR] [--purge]
+constexpr const char* kUsage = R"(Usage: ferry install server|agent [--unit-dir DIR] [--config-dir DIR] [--no-start] [ferry flags...]
+       ferry uninstall [--unit-dir DIR] [--config-dir DIR] [--purge]
 
 install writes a systemd unit that runs `ferry server|agent` with the given flags
 (Type=notify, Delegate=yes, KillMode=process, Restart=always), records the flags
-in /etc/ferry/install.json and enables and starts the unit (unless --no-start or
-systemd is not running). uninstall stops and removes it; --purge also removes
-what Ferry made on the node: data and run dirs, its cgroup subtree and BPF pins.
+in <config-dir>/install.json (default /etc/ferry) and enables and starts the unit
+(unless --no-start or systemd is not running). uninstall stops and removes it;
+--purge also removes what Ferry made on the node: data and run dirs, its cgroup
+subtree, BPF pins, its nftables tables (`ip ferry`, `ip ferry-nat`) and the config dir.
 )";
+
+constexpr const char* kDefaultConfigDir = "/etc/ferry";
 
 bool systemdRunning() { return fs::exists("/run/systemd/system"); }
 
@@ -43,6 +48,18 @@ std::string flagValue(const std::vector<std::string>& args, const std::string& n
   return fallback;
 }
 
+// Deletes the tables the Service proxy creates; a table that is not there is fine.
+Status purgeNftTables() {
+  auto nft = proxy::NftablesClient::open();
+  if (!nft) return fail(nft.error());
+  proxy::ProxyConfig defaults;
+  for (const std::string& table : {defaults.nftTable, defaults.nftNatTable}) {
+    if (auto st = (*nft)->run(proxy::renderDeleteTable(table)); !st) return fail(st.error().wrap("table ip " + table));
+    fmt::print("removed nftables table ip {}\n", table);
+  }
+  return {};
+}
+
 }  // namespace
 
 int runInstall(const std::vector<std::string>& argsIn) {
@@ -52,10 +69,12 @@ int runInstall(const std::vector<std::string>& argsIn) {
   }
   std::string role = argsIn[0];
   std::string unitDir = "/etc/systemd/system";
+  std::string configDir = kDefaultConfigDir;
   bool start = true;
   std::vector<std::string> flags;
   for (size_t i = 1; i < argsIn.size(); ++i) {
     if (argsIn[i] == "--unit-dir" && i + 1 < argsIn.size()) unitDir = argsIn[++i];
+    else if (argsIn[i] == "--config-dir" && i + 1 < argsIn.size()) configDir = argsIn[++i];
     else if (argsIn[i] == "--no-start") start = false;
     else flags.push_back(argsIn[i]);
   }
@@ -71,7 +90,7 @@ int runInstall(const std::vector<std::string>& argsIn) {
     fmt::print(stderr, "ferry install: cannot find the running binary: {}\n", ec.message());
     return 1;
   }
-  UnitOptions unit{role, binary, flags, "/etc/ferry/" + role + ".env"};
+  UnitOptions unit{role, binary, flags, configDir + "/" + role + ".env"};
   fs::create_directories(unitDir, ec);
   std::string unitPath = unitDir + "/" + unitName(role);
   {
@@ -82,13 +101,14 @@ int runInstall(const std::vector<std::string>& argsIn) {
       return 1;
     }
   }
-  // What uninstall --purge needs to find what this unit made.
-  if (unitDir == "/etc/systemd/system") {
-    fs::create_directories("/etc/ferry", ec);
+  // What uninstall --purge needs to find what this unit made (a unit written elsewhere,
+  // e.g. for a look at it, records nothing unless it is given its own config dir).
+  if (unitDir == "/etc/systemd/system" || configDir != kDefaultConfigDir) {
+    fs::create_directories(configDir, ec);
     nlohmann::json record = {{"role", role}, {"unit", unitPath}, {"args", flags}};
-    std::ofstream("/etc/ferry/install.json") << record.dump(2) << "\n";
-    if (!fs::exists("/etc/ferry/" + role + ".env"))
-      std::ofstream("/etc/ferry/" + role + ".env") << "# Environment for " << unitName(role) << " (e.g. FERRY_LOG_LEVEL=debug)\n";
+    std::ofstream(configDir + "/install.json") << record.dump(2) << "\n";
+    if (!fs::exists(configDir + "/" + role + ".env"))
+      std::ofstream(configDir + "/" + role + ".env") << "# Environment for " << unitName(role) << " (e.g. FERRY_LOG_LEVEL=debug)\n";
   }
   fmt::print("wrote {}\n", unitPath);
   if (!start) return 0;
@@ -106,9 +126,11 @@ int runInstall(const std::vector<std::string>& argsIn) {
 
 int runUninstall(const std::vector<std::string>& args) {
   std::string unitDir = "/etc/systemd/system";
+  std::string configDir = kDefaultConfigDir;
   bool purge = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--unit-dir" && i + 1 < args.size()) unitDir = args[++i];
+    else if (args[i] == "--config-dir" && i + 1 < args.size()) configDir = args[++i];
     else if (args[i] == "--purge") purge = true;
     else {
       fmt::print(stderr, "ferry uninstall: unexpected argument \"{}\"\n{}", args[i], kUsage);
@@ -117,7 +139,7 @@ int runUninstall(const std::vector<std::string>& args) {
   }
   std::vector<std::string> flags;
   std::string role = "server";
-  if (std::ifstream in("/etc/ferry/install.json"); in) {
+  if (std::ifstream in(configDir + "/install.json"); in) {
     auto record = nlohmann::json::parse(in, nullptr, false);
     if (!record.is_discarded()) {
       role = record.value("role", role);
@@ -166,9 +188,15 @@ int runUninstall(const std::vector<std::string>& args) {
   }
   std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
   for (const auto& m : mounts) umount2(m.c_str(), MNT_DETACH);
+  // The proxy's nftables tables (NodePort DNAT / nftables-mode Services, pod egress
+  // masquerade), in this network namespace, where the agent made them.
+  if (auto st = purgeNftTables(); !st) {
+    fmt::print(stderr, "purge nftables: {}\n", st.error().message);
+    ++failures;
+  }
   std::error_code ec;
   // Unpinning the BPF links detaches the Service programs.
-  for (const auto& dir : {bpffsDir, runDir, dataDir, agentDataDir, std::string("/etc/ferry")}) {
+  for (const auto& dir : {bpffsDir, runDir, dataDir, agentDataDir, configDir}) {
     fs::remove_all(dir, ec);
     if (ec) {
       fmt::print(stderr, "purge {}: {}\n", dir, ec.message());
