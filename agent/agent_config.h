@@ -30,6 +30,8 @@ struct AgentConfig {
   int maxPods = 110;
   int podPidsLimit = 4096;
   std::string listen = "0.0.0.0:10250"; // agent API (logs, exec, stats)
+  std::string evictionHard = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%";  // the kubelet's defaults
+  std::string evictionPressureTransitionPeriod = "5m";  // how long a pressure condition stays after its threshold
 };
 
 }  // namespace ferry::agent

@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include "agent/core/api_client.h"
+#include "agent/core/eviction.h"
 #include "agent/core/node_credentials.h"
 #include "agent/core/node_registration.h"
 #include "agent/core/pod_manager.h"
@@ -124,6 +125,10 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   if (nodeApi) log::info("node API listening on port {}", (*nodeApi)->port());
   else log::warn("node API not served (kubectl logs/exec/top will fail for this node): {}", nodeApi.error().message);
 
+  // Checked before any thread starts (the flag parser has checked it already).
+  auto evictionThresholds = parseEvictionThresholds(config.evictionHard);
+  if (!evictionThresholds) return fail(evictionThresholds.error());
+
   std::vector<std::thread> threads;
   WatchedCollection podWatch(
       client, "/api/v1/pods?fieldSelector=spec.nodeName%3D" + facts.name,
@@ -144,6 +149,20 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   threads.emplace_back([&] { sliceWatch.run(stop); });
   threads.emplace_back([&] { nodeWatch.run(stop); });
 
+  // Eviction under node pressure (the kubelet's): conditions on the Node, pods evicted in QoS order.
+  EvictionConfig evictionConfig;
+  evictionConfig.hard = *evictionThresholds;
+  evictionConfig.pressureTransitionPeriod =
+      parseDurationSeconds(config.evictionPressureTransitionPeriod).value_or(std::chrono::seconds(300));
+  evictionConfig.nodeName = facts.name;
+  evictionConfig.dataDir = config.dataDir;
+  evictionConfig.allocatableMemoryBytes = std::max<std::int64_t>(
+      0, facts.memoryBytes - reservedMemoryBytes(config.systemReserved) - reservedMemoryBytes(config.kubeReserved));
+  evictionConfig.currentNode = [&nodeWatch, name = facts.name] { return nodeWatch.find("", name); };
+  EvictionManager eviction(client, pods, **sandboxes, evictionConfig);
+  pods.setAdmission([&eviction](const api::Json& pod) { return eviction.admissionRejection(pod); });
+  threads.emplace_back([&] { eviction.run(stop); });
+
   // Ready once the Service data path has the API's state and pods are known.
   while (!stop && !(serviceWatch.synced() && sliceWatch.synced() && podWatch.synced()))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -156,6 +175,7 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
 
   auto lastLease = std::chrono::steady_clock::now();
   auto lastCpuSample = std::chrono::steady_clock::time_point{};
+  auto lastMetricsSample = std::chrono::steady_clock::time_point{};
   std::string lastRoutes;
   dns::ClusterDns::ClientNamespaces lastLocalPods;
   while (!stop) {
@@ -164,6 +184,10 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
     if (nodeApi && now - lastCpuSample >= std::chrono::seconds(5)) {
       (*nodeApi)->sampleCpu();
       lastCpuSample = now;
+    }
+    if (now - lastMetricsSample >= std::chrono::seconds(10)) {
+      services.sampleMetrics();
+      lastMetricsSample = now;
     }
     if (now - lastLease >= std::chrono::seconds(10)) {
       if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);

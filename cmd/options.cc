@@ -1,5 +1,6 @@
 #include "cmd/options.h"
 
+#include "agent/core/eviction.h"
 #include "dns/cluster_dns.h"
 
 #include <fmt/format.h>
@@ -63,6 +64,27 @@ Flag stubDomains(std::string name, std::string help, std::vector<std::string>& t
               }};
 }
 
+// --eviction-hard: checked when parsed, so a typo stops the agent before it starts.
+Flag evictionHard(std::string name, std::string help, std::string& target) {
+  return Flag{std::move(name), std::move(help), [&target] { return target; },
+              [&target](const std::string& v) -> Status {
+                if (auto parsed = agent::parseEvictionThresholds(v); !parsed) return fail(parsed.error());
+                target = v;
+                return {};
+              }};
+}
+
+Flag duration(std::string name, std::string help, std::string& target) {
+  std::string flagName = name;
+  return Flag{std::move(name), std::move(help), [&target] { return target; },
+              [&target, flagName](const std::string& v) -> Status {
+                if (auto parsed = agent::parseDurationSeconds(v); !parsed)
+                  return fail(EINVAL, fmt::format("--{}: {}", flagName, parsed.error().message));
+                target = v;
+                return {};
+              }};
+}
+
 void addShared(FlagTable& t, agent::AgentConfig& a) {
   t.push_back(text("node-name", "name of this node (default: hostname)", a.nodeName));
   t.push_back(text("node-ip", "address other nodes reach this one on (default: first global address)", a.nodeIP));
@@ -80,6 +102,13 @@ void addShared(FlagTable& t, agent::AgentConfig& a) {
   t.push_back(text("kube-reserved", "resources kept for Ferry itself", a.kubeReserved));
   t.push_back(integer("max-pods", "pods this node accepts", a.maxPods));
   t.push_back(integer("pod-pids-limit", "pids.max of every pod", a.podPidsLimit));
+  t.push_back(evictionHard("eviction-hard",
+                           "hard eviction thresholds SIGNAL<QUANTITY|PERCENT[,...] (memory.available, "
+                           "allocatableMemory.available, nodefs.available, nodefs.inodesFree); \"\" for none",
+                           a.evictionHard));
+  t.push_back(duration("eviction-pressure-transition-period",
+                       "how long MemoryPressure/DiskPressure stay True after the last threshold crossing",
+                       a.evictionPressureTransitionPeriod));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "controlplane-lite/api_handler.h"
 
+#include "api/metrics.h"
 #include "api/log.h"
 #include "api/managed_fields.h"
 #include "controlplane-lite/discovery.h"
@@ -225,6 +226,12 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
     if (!options_.serveNodeCertificate)
       return statusResponse(404, "NotFound", "the server could not find the requested resource");
     return options_.serveNodeCertificate(req, who);
+  }
+  if (path == "/metrics") {  // the whole process's metrics (api/metrics.h), for any authenticated user
+    HttpResponse r;
+    r.contentType = "text/plain; version=0.0.4";
+    r.body = metrics::registry().render();
+    return r;
   }
 
   std::string accept = req.header("accept");

@@ -2,6 +2,7 @@
 #include "controlplane-lite/server.h"
 
 #include "api/log.h"
+#include "api/metrics.h"
 #include "controlplane-lite/api_handler.h"
 #include "controlplane-lite/certs.h"
 #include "controlplane-lite/control_loops.h"
@@ -55,6 +56,35 @@ Result<ListenAddress> parseListen(const std::string& listen) {
   a.port = std::atoi(listen.c_str() + colon + 1);
   if (a.port <= 0 || a.port > 65535) return fail(EINVAL, "--listen: bad port in \"" + listen + "\"");
   return a;
+}
+
+}  // namespace
+
+namespace {
+
+// apiserver_request_total and apiserver_request_duration_seconds, labelled as
+// kube-apiserver labels them (verb in its upper-case form: LIST, WATCH, GET, ...).
+// Watches and other streams are counted but not timed: their handler returns once
+// the stream is set up, and they last as long as the client wants.
+HttpResponse handleMeasured(ApiHandler& handler, HttpRequest& req) {
+  auto started = std::chrono::steady_clock::now();
+  ResourcePath rp = parseResourcePath(req.path);
+  HttpResponse response = handler.handle(req);
+  std::string verb = req.method;
+  bool watch = rp.legacyWatch || req.param("watch") == "true" || req.param("watch") == "1";
+  if (verb == "GET" && rp.valid && !rp.groupVersionOnly && rp.name.empty()) verb = watch ? "WATCH" : "LIST";
+  std::string resource = rp.valid ? rp.plural : "";
+  metrics::Labels labels = {{"verb", verb}, {"resource", resource}, {"subresource", rp.subresource}};
+  metrics::Labels withCode = labels;
+  withCode.push_back({"code", std::to_string(response.status)});
+  metrics::registry().counter("apiserver_request_total", "Counter of API server requests by verb, resource and code.",
+                              withCode).inc();
+  if (!watch && !response.stream && !response.upgrade)
+    metrics::registry()
+        .histogram("apiserver_request_duration_seconds", "Response latency distribution in seconds by verb and resource.",
+                   labels)
+        .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return response;
 }
 
 }  // namespace
@@ -114,7 +144,7 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   httpOptions.certPem = creds->serving.certPem;
   httpOptions.keyPem = creds->serving.keyPem;
   httpOptions.clientCaPem = creds->ca.certPem;
-  auto http = startHttpsServer(httpOptions, [&handler](HttpRequest& req) { return handler.handle(req); });
+  auto http = startHttpsServer(httpOptions, [&handler](HttpRequest& req) { return handleMeasured(handler, req); });
   if (!http) return fail(http.error());
   log::info("API server listening on {} (kubeconfig {}/kubeconfig)", config.listen, config.dataDir);
 

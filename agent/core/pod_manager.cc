@@ -3,6 +3,7 @@
 #include "agent/runtime/pod_files.h"
 #include "api/base64.h"
 #include "api/log.h"
+#include "api/metrics.h"
 #include "api/quantity.h"
 
 #include <fmt/format.h>
@@ -33,6 +34,18 @@ std::string randomSuffix() {
 }
 
 std::string podKey(const api::Json& pod) { return api::namespaceOf(pod) + "/" + api::nameOf(pod); }
+
+// The kubelet's metric: from the agent first seeing the pod to the pod running.
+metrics::Histogram& podStartDuration() {
+  return metrics::registry().histogram("kubelet_pod_start_duration_seconds",
+                                       "Duration in seconds from the agent seeing a pod for the first time to the pod "
+                                       "starting to run.");
+}
+
+metrics::Histogram& statusUpdateDuration() {
+  return metrics::registry().histogram("ferry_agent_pod_status_update_duration_seconds",
+                                       "Duration in seconds of one pod status write to the API server.");
+}
 
 }  // namespace
 
@@ -84,6 +97,8 @@ PodManager::PodManager(ApiClient& client, SandboxManager& sandboxes, images::Ima
                        std::string nodeIP)
     : client_(client), sandboxes_(sandboxes), images_(images), runtime_(runtime), config_(config),
       nodeName_(std::move(nodeName)), nodeIP_(std::move(nodeIP)) {
+  podStartDuration();  // exported from the start, at 0
+  statusUpdateDuration();
   housekeeping_ = std::thread([this] { housekeepingLoop(); });
   statusWriter_ = std::thread([this] { statusLoop(); });
 }
@@ -112,6 +127,25 @@ void PodManager::onPodUpsert(const api::Json& pod) {
     if (api::isTerminating(pod) && !sandboxes_.find(uid)) {
       pods_[uid]->finalizing = true;  // nothing runs here: just let the delete finish
       return;
+    }
+    // A pod that already ended (e.g. evicted before this agent restarted) is not run again.
+    std::string phase = api::at<std::string>(pod, {"status", "phase"});
+    if ((phase == "Failed" || phase == "Succeeded") && !sandboxes_.find(uid)) {
+      pods_[uid]->terminal = true;
+      return;
+    }
+    if (admit_) {
+      if (std::string rejection = admit_(pod); !rejection.empty()) {
+        pods_[uid]->terminal = true;
+        log::warn("pod {} rejected: {}", podKey(pod), rejection);
+        api::Json status = pod.value("status", api::Json::object());
+        status["phase"] = "Failed";
+        status["reason"] = "Evicted";
+        status["message"] = rejection;
+        queueStatus(pod, status);
+        queueEvent(pod, "Evicted", rejection, "Warning");
+        return;
+      }
     }
     starting_.insert(uid);
     starters_.emplace_back([this, uid] { startPod(uid); });
@@ -172,13 +206,81 @@ size_t PodManager::runningPods() const {
   return pods_.size();
 }
 
+std::vector<PodManager::ActivePod> PodManager::activePods() const {
+  std::lock_guard lock(mu_);
+  std::vector<ActivePod> out;
+  for (const auto& [uid, entry] : pods_) {
+    if (!entry->worker || entry->finalizing || entry->terminal || !entry->evictionMessage.empty() ||
+        api::isTerminating(entry->pod) || entry->worker->terminating() || entry->worker->finished())
+      continue;
+    out.push_back({uid, entry->pod, entry->cgroupPath});
+  }
+  return out;
+}
+
+bool PodManager::evict(const std::string& uid, const std::string& message) {
+  std::lock_guard lock(mu_);
+  auto it = pods_.find(uid);
+  if (it == pods_.end() || !it->second->worker || !it->second->evictionMessage.empty() ||
+      api::isTerminating(it->second->pod) || it->second->worker->terminating())
+    return false;
+  it->second->evictionMessage = message;
+  *it->second->statusFrozen = true;
+  queueEvent(it->second->pod, "Evicted", message, "Warning");
+  // The kubelet's hard eviction kills with a 1 s grace period.
+  it->second->worker->terminate(1);
+  return true;
+}
+
+void PodManager::setAdmission(std::function<std::string(const api::Json& pod)> admit) {
+  std::lock_guard lock(mu_);
+  admit_ = std::move(admit);
+}
+
+void PodManager::finishEviction(const std::string& uid) {
+  api::Json pod, status;
+  std::string message;
+  runtime::PodWorker* worker = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pods_.find(uid);
+    if (it == pods_.end() || !it->second->worker) return;
+    it->second->evictionReported = true;
+    pod = it->second->pod;
+    message = it->second->evictionMessage;
+    worker = it->second->worker.get();
+  }
+  // The worker stays (stopped) so that `kubectl logs` of the evicted pod still works;
+  // it is only destroyed when the pod object goes (finalize).
+  worker->stop();
+  status = worker->status();
+  if (auto st = worker->removeContainers(); !st) log::warn("pod {}: remove containers: {}", podKey(pod), st.error().message);
+  // Removing the sandbox frees what the pod held (its cgroups, emptyDir tmpfs, netns).
+  if (auto st = sandboxes_.remove(uid); !st) log::warn("pod {}: remove sandbox: {}", podKey(pod), st.error().message);
+  status["phase"] = "Failed";
+  status["reason"] = "Evicted";
+  status["message"] = message;
+  api::Json conditions = api::Json::array();
+  for (const auto& c : status.value("conditions", api::Json::array()))
+    if (c.value("type", "") != "DisruptionTarget") conditions.push_back(c);
+  conditions.push_back({{"type", "DisruptionTarget"}, {"status", "True"}, {"reason", "TerminationByKubelet"},
+                        {"message", message}, {"lastTransitionTime", api::nowRfc3339()}});
+  status["conditions"] = conditions;
+  queueStatus(pod, status);
+  log::info("pod {} evicted: {}", podKey(pod), message);
+}
+
 void PodManager::startPod(const std::string& uid) {
   api::Json pod;
+  std::chrono::steady_clock::time_point firstSeen;
+  std::shared_ptr<std::atomic<bool>> statusFrozen;
   {
     std::lock_guard lock(mu_);
     auto it = pods_.find(uid);
     if (it == pods_.end()) return;
     pod = it->second->pod;
+    firstSeen = it->second->firstSeen;
+    statusFrozen = it->second->statusFrozen;
   }
   PodResources res = podResourcesOf(pod);
   PodSandboxSpec spec;
@@ -211,7 +313,13 @@ void PodManager::startPod(const std::string& uid) {
   wc.dns.clusterDomain = config_.clusterDomain;
   auto worker = std::make_unique<runtime::PodWorker>(pod, info, wc, depsFor(uid, pod, sandbox->cgroupPath));
   api::Json podRef = pod;
-  worker->onStatusChange([this, podRef](const api::Json& status) { queueStatus(podRef, status); });
+  auto startObserved = std::make_shared<std::atomic<bool>>(false);
+  worker->onStatusChange([this, podRef, firstSeen, startObserved, statusFrozen](const api::Json& status) {
+    if (*statusFrozen) return;  // being evicted: finishEviction reports the final status
+    if (status.value("phase", "") == "Running" && !startObserved->exchange(true))
+      podStartDuration().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - firstSeen).count());
+    queueStatus(podRef, status);
+  });
   if (auto st = worker->adopt(); !st) log::warn("pod {}: adopt: {}", podKey(pod), st.error().message);
   std::lock_guard lock(mu_);
   starting_.erase(uid);
@@ -462,7 +570,9 @@ void PodManager::statusLoop() {
     for (auto& [uid, item] : statuses) {
       const auto& [pod, status] = item;
       std::string path = fmt::format("/api/v1/namespaces/{}/pods/{}/status", api::namespaceOf(pod), api::nameOf(pod));
+      auto sent = std::chrono::steady_clock::now();
       auto st = client_.patch(path, {{"metadata", {{"uid", uid}}}, {"status", status}}, "application/merge-patch+json");
+      statusUpdateDuration().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count());
       if (!st && st.error().code != ENOENT) {
         log::warn("report status of pod {}: {}", podKey(pod), st.error().message);
         std::lock_guard lock(outMu_);
@@ -510,16 +620,20 @@ Status PodManager::finalize(const std::string& uid) {
 void PodManager::housekeepingLoop() {
   while (!stop_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    std::vector<std::string> done;
+    std::vector<std::string> done, evicted;
     {
       std::lock_guard lock(mu_);
       for (auto& [uid, entry] : pods_) {
         if (starting_.contains(uid)) continue;
         bool terminating = api::isTerminating(entry->pod) || entry->finalizing;
+        if (!terminating && !entry->evictionMessage.empty() && !entry->evictionReported && entry->worker &&
+            entry->worker->finished())
+          evicted.push_back(uid);
         if (!terminating) continue;
         if (!entry->worker || entry->worker->finished()) done.push_back(uid);
       }
     }
+    for (const auto& uid : evicted) finishEviction(uid);
     for (const auto& uid : done)
       if (auto st = finalize(uid); !st) log::warn("{}", st.error().message);
   }

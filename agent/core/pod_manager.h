@@ -12,6 +12,7 @@
 #include "agent/sandbox/sandbox_manager.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -46,6 +47,23 @@ class PodManager {
   runtime::PodWorker* worker(const std::string& ns, const std::string& name);
   size_t runningPods() const;
 
+  // Pods whose containers run here and that are neither terminating nor evicted
+  // (what the eviction manager may rank), with their pod cgroup (relative path).
+  struct ActivePod {
+    std::string uid;
+    api::Json pod;
+    std::string cgroupPath;
+  };
+  std::vector<ActivePod> activePods() const;
+  // Node-pressure eviction (agent/core/eviction.h): the containers are killed after a
+  // 1 s grace (the kubelet's hard eviction), the sandbox is removed, and the pod is
+  // reported Failed with reason Evicted and `message`; the object stays for its owner.
+  // False when the pod is not active here.
+  bool evict(const std::string& uid, const std::string& message);
+  // Admission of a new pod: a non-empty answer rejects it (Failed, reason Evicted, that
+  // message), as the kubelet refuses pods under node pressure.
+  void setAdmission(std::function<std::string(const api::Json& pod)> admit);
+
  private:
   struct PodEntry {
     api::Json pod;
@@ -53,6 +71,12 @@ class PodManager {
     std::map<std::string, uint64_t> oomSeen;  // container cgroup path → OOM kills already reported
     std::string cgroupPath;
     bool finalizing = false;
+    std::string evictionMessage;  // set by evict(): report Failed/Evicted once the containers stopped
+    bool evictionReported = false;
+    bool terminal = false;  // Failed or Succeeded before this agent saw it, nothing runs: never started
+    std::chrono::steady_clock::time_point firstSeen = std::chrono::steady_clock::now();  // pod start latency
+    // Set by evict(): the worker's own status reports stop, so the pod goes straight to Failed/Evicted.
+    std::shared_ptr<std::atomic<bool>> statusFrozen = std::make_shared<std::atomic<bool>>(false);
   };
 
   void startPod(const std::string& uid);
@@ -62,6 +86,7 @@ class PodManager {
   void queueStatus(const api::Json& pod, const api::Json& status);
   void queueEvent(const api::Json& pod, const std::string& reason, const std::string& message, const std::string& type);
   Status finalize(const std::string& uid);
+  void finishEviction(const std::string& uid);
   Result<std::string> writeVolume(const api::Json& pod, const api::Json& volume);
   Result<std::vector<std::string>> resolveEnv(const api::Json& pod, const std::string& podIP, const api::Json& container);
 
@@ -76,6 +101,7 @@ class PodManager {
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<PodEntry>> pods_;  // by uid
   std::set<std::string> starting_;
+  std::function<std::string(const api::Json&)> admit_;
 
   // Status writes and Events, coalesced per pod and sent off the watch thread.
   std::mutex outMu_;

@@ -1,6 +1,7 @@
 #include "agent/core/service_watcher.h"
 
 #include "api/log.h"
+#include "api/metrics.h"
 
 #include <sstream>
 
@@ -9,10 +10,68 @@ namespace {
 
 std::string keyOf(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
+// One proxy update (or full resync) timed into ferry_proxy_sync_duration_seconds{operation}.
+class TimedSync {
+ public:
+  explicit TimedSync(const char* operation)
+      : histogram_(metrics::registry().histogram("ferry_proxy_sync_duration_seconds",
+                                                 "Duration in seconds of one Service proxy update (kernel maps and "
+                                                 "nftables) by operation.",
+                                                 {{"operation", operation}})),
+        started_(std::chrono::steady_clock::now()) {}
+  ~TimedSync() { histogram_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()); }
+
+ private:
+  metrics::Histogram& histogram_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+metrics::Gauge& gauge(const char* name, const char* help) { return metrics::registry().gauge(name, help); }
+
 }  // namespace
 
 ServiceWatcher::ServiceWatcher(proxy::ServiceProxy& proxy, ServiceWatcherConfig config)
-    : proxy_(proxy), config_(std::move(config)) {}
+    : proxy_(proxy), config_(std::move(config)) {
+  for (const char* op : {"resync", "service", "endpointslice"})
+    metrics::registry().histogram("ferry_proxy_sync_duration_seconds",
+                                  "Duration in seconds of one Service proxy update (kernel maps and nftables) by "
+                                  "operation.",
+                                  {{"operation", op}});
+  sampleMetrics();
+}
+
+void ServiceWatcher::sampleMetrics() {
+  std::uint64_t mapBytes = 0;
+  size_t services = 0, slices = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (auto bytes = proxy_.mapMemoryBytes()) mapBytes = *bytes;
+    services = services_.size();
+    slices = slices_.size();
+  }
+  gauge("ferry_proxy_bpf_map_memory_bytes", "Kernel memory of the Service load balancer's BPF maps in bytes.")
+      .set(static_cast<double>(mapBytes));
+  gauge("ferry_proxy_services", "Services the proxy programs.").set(static_cast<double>(services));
+  gauge("ferry_proxy_endpoint_slices", "EndpointSlices the proxy programs.").set(static_cast<double>(slices));
+  auto now = std::chrono::steady_clock::now();
+  std::uint64_t queries = dns_ ? dns_->counters().queries : 0;
+  auto& total = metrics::registry().counter("ferry_dns_queries_total", "DNS queries the node-local DNS answered.");
+  auto& qps = gauge("ferry_dns_queries_per_second", "DNS queries per second over the last sampling interval.");
+  if (lastDnsSample_ != std::chrono::steady_clock::time_point{} && queries >= lastDnsQueries_) {
+    total.inc(static_cast<double>(queries - lastDnsQueries_));
+    double seconds = std::chrono::duration<double>(now - lastDnsSample_).count();
+    if (seconds > 0) qps.set(static_cast<double>(queries - lastDnsQueries_) / seconds);
+  } else {
+    total.inc(static_cast<double>(queries));
+  }
+  lastDnsQueries_ = queries;
+  lastDnsSample_ = now;
+  if (dns_) {
+    auto c = dns_->counters();
+    gauge("ferry_dns_cache_hits", "Answers from the node-local DNS cache since start.").set(static_cast<double>(c.cacheHits));
+    gauge("ferry_dns_forwarded", "Queries forwarded upstream since start.").set(static_cast<double>(c.forwarded));
+  }
+}
 
 ServiceWatcher::~ServiceWatcher() {
   stop_ = true;
@@ -47,6 +106,7 @@ void ServiceWatcher::onServiceUpsert(const api::Json& object) {
     return;
   }
   std::lock_guard lock(mu_);
+  TimedSync timed("service");
   if (auto st = proxy_.upsertService(*svc); !st) log::warn("proxy: {}", st.error().message);
   // Every agent answers DNS itself: the DNS Service leads to this node's listener.
   if (svc->ns == config_.dnsNamespace && svc->name == config_.dnsServiceName && !config_.dnsListenAddress.empty()) {
@@ -63,6 +123,7 @@ void ServiceWatcher::onServiceUpsert(const api::Json& object) {
 void ServiceWatcher::onServiceDelete(const api::Json& object) {
   std::string ns = api::namespaceOf(object), name = api::nameOf(object);
   std::lock_guard lock(mu_);
+  TimedSync timed("service");
   if (auto st = proxy_.deleteService(ns, name); !st) log::warn("proxy: {}", st.error().message);
   services_.erase(keyOf(ns, name));
   markZoneDirty();
@@ -72,6 +133,7 @@ void ServiceWatcher::onSliceUpsert(const api::Json& object) {
   auto slice = api::EndpointSlice::fromJson(object);
   if (!slice) return;
   std::lock_guard lock(mu_);
+  TimedSync timed("endpointslice");
   if (auto st = proxy_.upsertEndpointSlice(*slice); !st) log::warn("proxy: {}", st.error().message);
   slices_[keyOf(slice->ns, slice->name)] = std::move(*slice);
   markZoneDirty();
@@ -80,6 +142,7 @@ void ServiceWatcher::onSliceUpsert(const api::Json& object) {
 void ServiceWatcher::onSliceDelete(const api::Json& object) {
   std::string ns = api::namespaceOf(object), name = api::nameOf(object);
   std::lock_guard lock(mu_);
+  TimedSync timed("endpointslice");
   if (auto st = proxy_.deleteEndpointSlice(ns, name); !st) log::warn("proxy: {}", st.error().message);
   slices_.erase(keyOf(ns, name));
   markZoneDirty();
@@ -93,6 +156,7 @@ void ServiceWatcher::resync(const std::vector<api::Json>& services, const std::v
   for (const auto& s : slices)
     if (auto v = api::EndpointSlice::fromJson(s)) sls.push_back(std::move(*v));
   std::lock_guard lock(mu_);
+  TimedSync timed("resync");
   if (auto st = proxy_.resync(svcs, sls); !st) log::warn("proxy resync: {}", st.error().message);
   markZoneDirty();
 }

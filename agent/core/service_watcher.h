@@ -9,6 +9,7 @@
 #include "proxy/service_proxy.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -42,6 +43,9 @@ class ServiceWatcher {
   void resync(const std::vector<api::Json>& services, const std::vector<api::Json>& slices);
   // This node's pods (IP → namespace), for DNS search-path expansion.
   void setLocalPods(dns::ClusterDns::ClientNamespaces pods);
+  // Updates the /metrics gauges: BPF map memory, Services, DNS queries (and their
+  // rate since the last call). Called periodically by the agent's main loop.
+  void sampleMetrics();
 
  private:
   void markZoneDirty();
@@ -57,6 +61,8 @@ class ServiceWatcher {
   bool zoneDirty_ = false;
   std::atomic<bool> stop_{false};
   std::thread zoneThread_;
+  std::uint64_t lastDnsQueries_ = 0;  // sampleMetrics() runs on one thread only
+  std::chrono::steady_clock::time_point lastDnsSample_{};
 };
 
 }  // namespace ferry::agent

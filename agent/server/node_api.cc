@@ -5,6 +5,7 @@
 #include "agent/runtime/exec.h"
 #include "agent/sandbox/sandbox_manager.h"
 #include "agent/server/websocket.h"
+#include "api/metrics.h"
 #include "api/log.h"
 #include "controlplane-lite/certs.h"
 #include "controlplane-lite/http_server.h"
@@ -513,6 +514,7 @@ HttpResponse NodeApi::serveMetrics() {
         refusedRequests.load(), "counter");
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - startTime_).count();
   gauge("ferry_agent_uptime_seconds", "Seconds since the node API started.", static_cast<std::uint64_t>(uptime));
+  out += metrics::registry().render();  // pod start latency, sync durations, proxy maps, DNS, eviction
   HttpResponse r;
   r.contentType = "text/plain; version=0.0.4";
   r.body = std::move(out);

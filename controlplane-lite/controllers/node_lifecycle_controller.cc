@@ -134,9 +134,24 @@ void NodeLifecycleController::setTaints(const api::Json& node, bool unreachable,
       }
     if (want) wanted.push_back({{"key", key}, {"effect", effect}, {"timeAdded", now}});
   };
+  // TaintNodesByCondition: a pressure condition the node reports becomes a NoSchedule
+  // taint (only while the node's own reports are current).
+  static const std::pair<const char*, const char*> kConditionTaints[] = {
+      {"MemoryPressure", "node.kubernetes.io/memory-pressure"},
+      {"DiskPressure", "node.kubernetes.io/disk-pressure"},
+      {"PIDPressure", "node.kubernetes.io/pid-pressure"}};
+  auto isConditionTaint = [](const std::string& key) {
+    for (const auto& [condition, taint] : kConditionTaints)
+      if (key == taint) return true;
+    return false;
+  };
   for (const auto& t : taints) {
     std::string key = t.value("key", "");
-    if (key != kUnreachableTaint && key != kNotReadyTaint) wanted.push_back(t);
+    if (key != kUnreachableTaint && key != kNotReadyTaint && !isConditionTaint(key)) wanted.push_back(t);
+  }
+  for (const auto& [condition, taint] : kConditionTaints) {
+    api::Json c = conditionOf(node, condition);
+    keep(taint, "NoSchedule", !unreachable && c.is_object() && c.value("status", "") == "True");
   }
   keep(kUnreachableTaint, "NoSchedule", unreachable);
   keep(kUnreachableTaint, "NoExecute", unreachable);

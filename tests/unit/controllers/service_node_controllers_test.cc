@@ -5,6 +5,8 @@
 #include "controlplane-lite/controllers/replicaset_controller.h"
 #include "controller_fixture.h"
 
+#include <set>
+
 using namespace ferry;
 using namespace ferry::cp;
 using namespace ferry::cp::testing;
@@ -188,6 +190,37 @@ TEST_F(NodeLifecycleTest, LostNodeIsTaintedAndItsPodsEvictedUntilItReturns) {
     auto node = client.get("nodes", "", "n1");
     return api::at<api::Json>(*node, {"spec", "taints"}, api::Json::array()).empty();
   }));
+}
+
+// TaintNodesByCondition: MemoryPressure/DiskPressure reported by the node become NoSchedule taints and go with them.
+TEST_F(NodeLifecycleTest, PressureConditionsBecomeNoScheduleTaints) {
+  config.nodeMonitorGracePeriodSeconds = 30;
+  ASSERT_TRUE(client.create("nodes", makeNode("n1")));
+  ASSERT_TRUE(client.create("leases.coordination.k8s.io",
+                            {{"metadata", {{"name", "n1"}, {"namespace", "kube-node-lease"}}},
+                             {"spec", {{"holderIdentity", "n1"}, {"renewTime", api::nowRfc3339()}}}}));
+  add<NodeLifecycleController>(std::chrono::milliseconds(100));
+  start();
+  auto taintKeys = [&] {
+    std::set<std::string> keys;
+    auto node = client.get("nodes", "", "n1");
+    for (const auto& t : api::at<api::Json>(*node, {"spec", "taints"}, api::Json::array()))
+      if (t.value("effect", "") == "NoSchedule") keys.insert(t.value("key", ""));
+    return keys;
+  };
+  client.mutate("nodes", "", "n1", [](api::Json& n) {
+    setCondition(n["status"]["conditions"], "MemoryPressure", "True", "KubeletHasInsufficientMemory", "low");
+  });
+  EXPECT_TRUE(eventually([&] { return taintKeys() == std::set<std::string>{"node.kubernetes.io/memory-pressure"}; }));
+  client.mutate("nodes", "", "n1", [](api::Json& n) {
+    setCondition(n["status"]["conditions"], "MemoryPressure", "False", "KubeletHasSufficientMemory", "ok");
+    setCondition(n["status"]["conditions"], "DiskPressure", "True", "KubeletHasDiskPressure", "full");
+  });
+  EXPECT_TRUE(eventually([&] { return taintKeys() == std::set<std::string>{"node.kubernetes.io/disk-pressure"}; }));
+  client.mutate("nodes", "", "n1", [](api::Json& n) {
+    setCondition(n["status"]["conditions"], "DiskPressure", "False", "KubeletHasNoDiskPressure", "ok");
+  });
+  EXPECT_TRUE(eventually([&] { return taintKeys().empty(); }));
 }
 
 struct GarbageCollectorTest : ControllerFixture {};
