@@ -1,6 +1,7 @@
 #include "api/yaml.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdlib>
 #include <limits>
 #include <optional>
+#include <sstream>
 
 namespace ferry::api {
 namespace {
@@ -317,6 +319,38 @@ void emit(YAML::Emitter& out, const Json& j) {
   }
 }
 
+// yaml-cpp 0.7's LoadAll never returns on some malformed streams (a lone ",",
+// jbeder/yaml-cpp#1040): the parser reports an empty document again and again
+// without consuming input, and LoadAll collects them until memory runs out.
+// Walking the documents first with a handler that keeps nothing lets us stop
+// that: every real document takes at least one byte of the text.
+class DiscardEvents : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// An error when the parser does not get to the end of `text` (throws YAML::Exception
+// for ordinary syntax errors, as LoadAll would).
+std::optional<Error> parserRunsAway(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DiscardEvents discard;
+  std::size_t documents = 0;
+  while (parser.HandleNextDocument(discard))
+    if (++documents > text.size() + 1)
+      return Error::invalid(fmt::format("yaml: malformed stream: the parser made no progress after {} documents",
+                                        documents - 1));
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<Json> parseJson(std::string_view text) {
@@ -334,7 +368,9 @@ Result<std::vector<Json>> parseYamlDocuments(std::string_view text) {
     return fail(Error::invalid(fmt::format("yaml: line {}: invalid UTF-8 or control character at byte offset {}", line, bad)));
   }
   try {
-    std::vector<YAML::Node> nodes = YAML::LoadAll(std::string(text));
+    std::string owned(text);
+    if (auto runaway = parserRunsAway(owned)) return fail(*runaway);
+    std::vector<YAML::Node> nodes = YAML::LoadAll(owned);
     docs.reserve(nodes.size());
     for (const auto& node : nodes) {
       Converter converter;

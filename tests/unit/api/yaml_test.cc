@@ -135,6 +135,19 @@ TEST(Yaml, ErrorsNameTheLine) {
   EXPECT_FALSE(parseYaml(deep + std::string(1000, ']')));
 }
 
+// yaml-cpp 0.7's LoadAll alone never returns on these (found by yaml_fuzz): an
+// empty document reported again and again without consuming input.
+TEST(Yaml, StreamsTheParserCannotGetThroughAreRefused) {
+  for (std::string text : {std::string(","), std::string(", 0x1F,   a  copiVersmmioan"), std::string("a: 1\n---\n,\n")}) {
+    auto r = parseYamlDocuments(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find("yaml:"), std::string::npos) << r.error().message;
+  }
+  auto fine = parseYamlDocuments("a: 1\n---\n---\nb: 2\n...\n");
+  ASSERT_TRUE(fine) << fine.error().message;
+  EXPECT_EQ(fine->size(), 2u);
+}
+
 TEST(Yaml, BillionLaughsIsRefused) {
   std::string text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
   char prev = 'a';
