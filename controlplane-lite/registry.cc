@@ -928,17 +928,46 @@ Result<std::string> Registry::allocatePodCIDR(const std::string& nodeName) {
   auto cidr = parseCidr(config_.clusterCIDR, "--cluster-cidr");
   if (!cidr) return fail(cidr.error());
   if (cidr->prefix > 24) return fail(EINVAL, "--cluster-cidr must be /24 or larger");
-  // A node that comes back keeps its range.
-  auto existing = store_.list("/registry/podcidrs/");
-  if (!existing) return fail(existing.error());
-  for (const auto& kv : existing->items)
-    if (kv.value == nodeName) return kv.key.substr(std::string("/registry/podcidrs/").size()) + "/24";
-  std::uint64_t count = 1ULL << (24 - cidr->prefix);
+  const std::string rangesPrefix = "/registry/podcidrs/";  // <network> -> node name
+  const std::string byNode = "/registry/podcidrs-by-node/" + nodeName;  // node name -> <network>/24
+  // A node that comes back keeps its range: one read, not a list of every range
+  // (that made registering N nodes quadratic).
+  std::lock_guard lock(podCidrMu_);
+  auto kept = store_.get(byNode);
+  if (kept) return kept->value;
+  if (kept.error().code != ENOENT) return fail(kept.error());
+  const std::uint64_t count = 1ULL << (24 - cidr->prefix);
+  if (!podCidrIndexed_) {
+    // Once per process: ranges given out before the by-node keys existed get theirs,
+    // and the scan for a free range starts after the highest one taken.
+    auto existing = store_.list(rangesPrefix);
+    if (!existing) return fail(existing.error());
+    std::string found;
+    for (const auto& kv : existing->items) {
+      std::string net = kv.key.substr(rangesPrefix.size());
+      auto indexed = store_.create("/registry/podcidrs-by-node/" + kv.value, net + "/24");
+      if (!indexed && indexed.error().code != EEXIST) return fail(indexed.error());
+      if (kv.value == nodeName) found = net + "/24";
+      if (auto base = parseCidr(net + "/24", "podCIDR"); base && base->base >= cidr->base)
+        podCidrNext_ = std::max<std::uint64_t>(podCidrNext_, ((base->base - cidr->base) >> 8) + 1);
+    }
+    podCidrIndexed_ = true;
+    if (!found.empty()) return found;
+  }
+  // Ranges are tried from where the last allocation ended; the store's create is what
+  // decides (another server may have taken a range meanwhile), the hint only saves work.
   for (std::uint64_t i = 0; i < count; ++i) {
-    std::string net = ipString(cidr->base + static_cast<std::uint32_t>(i << 8));
-    auto made = store_.create("/registry/podcidrs/" + net, nodeName);
-    if (made) return net + "/24";
-    if (made.error().code != EEXIST) return fail(made.error());
+    std::uint64_t index = (podCidrNext_ + i) % count;
+    std::string net = ipString(cidr->base + static_cast<std::uint32_t>(index << 8));
+    auto made = store_.create(rangesPrefix + net, nodeName);
+    if (!made) {
+      if (made.error().code != EEXIST) return fail(made.error());
+      continue;
+    }
+    podCidrNext_ = index + 1;
+    auto indexed = store_.create(byNode, net + "/24");
+    if (!indexed && indexed.error().code != EEXIST) return fail(indexed.error());
+    return net + "/24";
   }
   return fail(ENOSPC, "no /24 left in " + config_.clusterCIDR);
 }

@@ -107,6 +107,10 @@ class Registry : public ObjectClient {
   std::map<std::string, std::unique_ptr<WatchCache>> caches_;
   std::atomic<bool> stopping_{false};
   std::thread namespaceCleaner_;
+  // allocatePodCIDR: serializes this server's allocations; where its scan resumes.
+  std::mutex podCidrMu_;
+  bool podCidrIndexed_ = false;
+  std::uint64_t podCidrNext_ = 0;
 };
 
 // Parses a request body as JSON, or as YAML when `allowYaml` (apply-patch+yaml, application/yaml).

@@ -159,6 +159,31 @@ TEST_F(RegistryTest, ServiceAllocationAndNodeCidr) {
   EXPECT_EQ(api::at<std::string>(*again, {"spec", "podCIDR"}), c1);
 }
 
+// Ranges given out by an older server (no by-node key) are kept for their node and
+// never handed to another; a restarted server continues after the highest range.
+TEST_F(RegistryTest, NodeCidrsSurviveRestartAndOlderStores) {
+  ASSERT_TRUE(store_->create("/registry/podcidrs/10.42.0.0", "old-a"));
+  ASSERT_TRUE(store_->create("/registry/podcidrs/10.42.2.0", "old-b"));
+  auto fresh = registry_->create("nodes", Json{{"metadata", {{"name", "fresh"}}}});
+  ASSERT_TRUE(fresh) << fresh.error().message;
+  EXPECT_EQ(api::at<std::string>(*fresh, {"spec", "podCIDR"}), "10.42.3.0/24");
+  auto oldB = registry_->create("nodes", Json{{"metadata", {{"name", "old-b"}}}});
+  ASSERT_TRUE(oldB);
+  EXPECT_EQ(api::at<std::string>(*oldB, {"spec", "podCIDR"}), "10.42.2.0/24");
+
+  registry_ = std::make_unique<Registry>(*store_, ServerConfig{});  // a restarted server
+  auto oldA = registry_->create("nodes", Json{{"metadata", {{"name", "old-a"}}}});
+  ASSERT_TRUE(oldA);
+  EXPECT_EQ(api::at<std::string>(*oldA, {"spec", "podCIDR"}), "10.42.0.0/24");
+  auto next = registry_->create("nodes", Json{{"metadata", {{"name", "next"}}}});
+  ASSERT_TRUE(next);
+  EXPECT_EQ(api::at<std::string>(*next, {"spec", "podCIDR"}), "10.42.4.0/24");
+  // The scan goes on from where it stopped (10.42.1.0 is taken only once the ranges above run out).
+  auto wrap = registry_->create("nodes", Json{{"metadata", {{"name", "wrap"}}}});
+  ASSERT_TRUE(wrap);
+  EXPECT_EQ(api::at<std::string>(*wrap, {"spec", "podCIDR"}), "10.42.5.0/24");
+}
+
 TEST_F(RegistryTest, PodGracefulDeletionBindingAndFinalizers) {
   Json pod = Json::parse(R"({"metadata":{"name":"p","namespace":"default"},"spec":{"containers":[{"name":"c","image":"busybox"}]}})");
   ASSERT_TRUE(registry_->create("pods", pod));
