@@ -71,6 +71,26 @@ void removeCgroupTree(const fs::path& root) {
 
 }  // namespace
 
+void removeNodeLeftovers(const std::string& cgroupRoot, const std::string& bpffsDir) {
+  for (const char* hierarchy : {"unified", "memory", "cpu,cpuacct", "cpu", "cpuacct", "pids", "freezer", "cpuset"})
+    removeCgroupTree(fs::path("/sys/fs/cgroup") / hierarchy / cgroupRoot);
+  std::error_code ec;
+  fs::remove_all(bpffsDir, ec);
+}
+
+void unmountBelow(const std::string& dir) {
+  std::vector<std::string> mounts;
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  for (std::string line; std::getline(mountinfo, line);) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mountPoint;
+    f >> id >> parent >> dev >> root >> mountPoint;
+    if (mountPoint.rfind(dir, 0) == 0) mounts.push_back(mountPoint);
+  }
+  std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const auto& m : mounts) umount2(m.c_str(), MNT_DETACH);
+}
+
 CommandResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout, const std::string& stdinText) {
   int out[2], in[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) return {-1, "pipe failed"};
@@ -79,6 +99,9 @@ CommandResult run(const std::vector<std::string>& argv, std::chrono::seconds tim
     dup2(in[0], 0);
     dup2(out[1], 1);
     dup2(out[1], 2);
+    sigset_t none;  // as in spawnInNetns: no blocked signals for the command
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -195,15 +218,13 @@ std::vector<std::string> Cluster::agentCommonFlags(int i) const {
           "--dns-upstream", "127.0.0.1:5353"};
 }
 
-namespace {
-
-// Starts `argv` inside the network namespace `netns` (only the network
-// namespace: the agent's bind-mount pins must stay visible to the next agent).
 int spawnInNetns(const std::string& netns, const std::vector<std::string>& argv, const std::string& logPath) {
   pid_t pid = fork();
   if (pid == 0) {
-    int nsfd = open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(126);
+    if (!netns.empty()) {
+      int nsfd = open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
+      if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(126);
+    }
     int log = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log >= 0) {
       dup2(log, 1);
@@ -212,6 +233,10 @@ int spawnInNetns(const std::string& netns, const std::vector<std::string>& argv,
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     setpgid(0, 0);
+    // A caller that blocks signals for sigwait (ferry-cluster) must not pass the mask on.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -220,8 +245,6 @@ int spawnInNetns(const std::string& netns, const std::vector<std::string>& argv,
   }
   return pid;
 }
-
-}  // namespace
 
 std::string Cluster::start() {
   if (auto reason = e2eUnavailableReason(); !reason.empty()) return reason;
@@ -366,24 +389,8 @@ void Cluster::stopAll() {
     *it = -1;
   }
   // Pods outlive their agent by design: remove what each node made.
-  for (int i = 1; i <= options_.nodes; ++i) {
-    std::string root = "ferry-e2e-" + id_ + "-n" + std::to_string(i);
-    for (const char* hierarchy : {"unified", "memory", "cpu,cpuacct", "cpu", "cpuacct", "pids", "freezer", "cpuset"})
-      removeCgroupTree(fs::path("/sys/fs/cgroup") / hierarchy / root);
-    std::error_code ec;
-    fs::remove_all("/sys/fs/bpf/" + root, ec);
-  }
-  // Unmount everything under the work dir (netns pins, overlay rootfs, volumes), deepest first.
-  std::vector<std::string> mounts;
-  std::ifstream mountinfo("/proc/self/mountinfo");
-  for (std::string line; std::getline(mountinfo, line);) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mountPoint;
-    f >> id >> parent >> dev >> root >> mountPoint;
-    if (mountPoint.rfind(workDir_, 0) == 0) mounts.push_back(mountPoint);
-  }
-  std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  for (const auto& m : mounts) umount2(m.c_str(), MNT_DETACH);
+  for (int i = 1; i <= options_.nodes; ++i) removeNodeLeftovers(cgroupRoot(i), "/sys/fs/bpf/" + cgroupRoot(i));
+  unmountBelow(workDir_);
   if (networkMade_) {
     for (int i = 1; i <= options_.nodes; ++i) sh("ip netns delete " + nodeNamespace(i) + " 2>/dev/null");
     sh("ip netns delete fe2e-" + id_ + "-u 2>/dev/null");

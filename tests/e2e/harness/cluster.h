@@ -27,6 +27,19 @@ CommandResult sh(const std::string& command, std::chrono::seconds timeout = std:
 // Polls `condition` every 200 ms until it holds or `timeout` passes.
 bool waitFor(const std::function<bool()>& condition, std::chrono::seconds timeout);
 
+// Starts `argv` (no shell) in its own process group inside the network namespace
+// `netns` (only the network namespace: an agent's bind-mount pins must stay visible
+// to the next agent; empty: the caller's), stdout and stderr appended to `logPath`,
+// stdin from /dev/null. Returns the child's pid (the caller reaps it).
+int spawnInNetns(const std::string& netns, const std::vector<std::string>& argv, const std::string& logPath);
+
+// Removes what a node left on the machine: kills what still runs in its cgroup
+// subtree `cgroupRoot` (under every hierarchy) and removes it, and removes its
+// BPF pin directory.
+void removeNodeLeftovers(const std::string& cgroupRoot, const std::string& bpffsDir);
+// Unmounts every mount point below `dir` (netns pins, overlay rootfs, volumes), deepest first.
+void unmountBelow(const std::string& dir);
+
 // Why this machine cannot run e2e tests (not root, no ferry binary, ...), or empty.
 std::string e2eUnavailableReason();
 
