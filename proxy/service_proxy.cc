@@ -109,16 +109,11 @@ struct ServiceProxy::Impl {
 
   Status resyncAll() {
     if (!ebpf) return syncNftables();
-    // Plans are built once, per Service, and serve both the maps and
-    // nftables. Memory is what a full sync of 100,000 Services costs (every
-    // newly touched page faults), so temporaries are dropped as soon as they
-    // are used: a Service's plans right after it is programmed, unless
-    // nftables needs them too (NodePorts).
-    std::map<std::string, std::vector<ServicePortPlan>> plansByService;
-    for (std::string& key : table.serviceKeys()) {
-      std::vector<ServicePortPlan> plans = table.plan(key);
-      if (!plans.empty()) plansByService.emplace(std::move(key), std::move(plans));
-    }
+    // Memory is what a full sync of 100,000 Services costs (every newly touched
+    // page faults, and faults are dear in a VM), so each Service's plans are
+    // built when it is programmed and dropped right after, unless nftables
+    // needs them too (NodePorts): no map of every Service's plans at once.
+    std::map<std::string, std::vector<ServicePortPlan>> nodePortPlans;
     ownedFrontends.clear();
     // What the maps held before (sorted: frontends() walks an ordered map),
     // marked as each is programmed again; the unmarked rest is stale. Empty on
@@ -129,18 +124,19 @@ struct ServiceProxy::Impl {
     // was collected is applied even when a later Service fails.
     maps->beginBatch();
     Status programmed = [&]() -> Status {
-      for (auto it = plansByService.begin(); it != plansByService.end();) {
-        const std::string& key = it->first;
+      for (std::string& key : table.serviceKeys()) {
+        std::vector<ServicePortPlan> plans = table.plan(key);
+        if (plans.empty()) continue;
         std::map<FrontendKey, FrontendState> desired;
-        for (const ServicePortPlan& p : it->second) desired.merge(frontendsOf(p, config.nodeIP));
+        for (const ServicePortPlan& p : plans) desired.merge(frontendsOf(p, config.nodeIP));
+        std::set<FrontendKey>& owned = ownedFrontends[key];
         for (const auto& [frontend, state] : desired) {
           if (auto st = maps->program(frontend, state); !st) return fail(st.error().wrap("resync service " + key));
-          ownedFrontends[key].insert(frontend);
+          owned.insert(frontend);
           if (auto at = std::lower_bound(before.begin(), before.end(), frontend); at != before.end() && *at == frontend)
             stillWanted[at - before.begin()] = true;
         }
-        if (hasNodePorts(it->second)) ++it;
-        else it = plansByService.erase(it);
+        if (hasNodePorts(plans)) nodePortPlans.emplace(std::move(key), std::move(plans));
       }
       for (size_t i = 0; i < before.size(); ++i) {
         if (stillWanted[i]) continue;
@@ -151,8 +147,8 @@ struct ServiceProxy::Impl {
     Status committed = maps->commitBatch();
     if (!programmed) return programmed;
     if (!committed) return fail(committed.error().wrap("resync"));
-    // plansByService now holds only Services with NodePorts: all nftables needs in ebpf mode.
-    return syncNftables(&plansByService);
+    // In ebpf mode nftables needs only the Services with NodePorts.
+    return syncNftables(&nodePortPlans);
   }
 
 };
