@@ -32,6 +32,12 @@ struct AgentConfig {
   std::string listen = "0.0.0.0:10250"; // agent API (logs, exec, stats)
   std::string evictionHard = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%";  // the kubelet's defaults
   std::string evictionPressureTransitionPeriod = "5m";  // how long a pressure condition stays after its threshold
+  // Image GC on the filesystem of <dataDir>/images, as the kubelet's flags of the same names.
+  int imageGcHighThresholdPercent = 85;
+  int imageGcLowThresholdPercent = 80;
+  int imageMinimumGcAgeSeconds = 120;
+  int imageGcPeriodSeconds = 300;      // the kubelet checks every 5 minutes
+  std::string registryConfig = "/etc/ferry/registries.json"; // plain-HTTP registries, node credentials; absent: defaults
 };
 
 }  // namespace ferry::agent

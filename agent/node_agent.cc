@@ -70,7 +70,12 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   auto sandboxes = SandboxManager::open(sandboxConfig);
   if (!sandboxes) return fail(sandboxes.error().wrap("node network and cgroups"));
 
-  auto images = images::ImageStore::open(config.dataDir);
+  images::ImageGcPolicy imageGc{config.imageGcHighThresholdPercent, config.imageGcLowThresholdPercent,
+                                 std::chrono::seconds(config.imageMinimumGcAgeSeconds)};
+  if (auto st = images::validateImageGcPolicy(imageGc); !st) return fail(st.error());
+  auto registryOptions = images::loadRegistryOptions(config.registryConfig);
+  if (!registryOptions) return fail(registryOptions.error().wrap("--registry-config"));
+  auto images = images::ImageStore::open(config.dataDir, *registryOptions);
   if (!images) return fail(images.error().wrap("image store"));
 
   runtime::RuntimeConfig runtimeConfig;
@@ -102,7 +107,13 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   ServiceWatcher services(**serviceProxy, swConfig);
   if (auto st = services.startDns(); !st) log::warn("cluster DNS: {}", st.error().message);
 
+  // Declared before the pods: their containers' service link variables read it.
+  WatchedCollection serviceWatch(client, "/api/v1/services",
+                                 {.onUpsert = [&](const api::Json& o) { services.onServiceUpsert(o); },
+                                  .onDelete = [&](const api::Json& o) { services.onServiceDelete(o); },
+                                  .onSynced = {}});
   PodManager pods(client, **sandboxes, **images, containerRuntime, config, facts.name, facts.internalIP);
+  pods.setServiceLister([&] { return serviceWatch.snapshot(); });
 
   // The node API (logs, exec, stats) for the API server.
   NodeApiConfig apiConfig;
@@ -135,10 +146,6 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
       {.onUpsert = [&](const api::Json& o) { pods.onPodUpsert(o); },
        .onDelete = [&](const api::Json& o) { pods.onPodDelete(o); },
        .onSynced = {}});
-  WatchedCollection serviceWatch(client, "/api/v1/services",
-                                 {.onUpsert = [&](const api::Json& o) { services.onServiceUpsert(o); },
-                                  .onDelete = [&](const api::Json& o) { services.onServiceDelete(o); },
-                                  .onSynced = {}});
   WatchedCollection sliceWatch(client, "/apis/discovery.k8s.io/v1/endpointslices",
                                {.onUpsert = [&](const api::Json& o) { services.onSliceUpsert(o); },
                                 .onDelete = [&](const api::Json& o) { services.onSliceDelete(o); },

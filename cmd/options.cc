@@ -109,6 +109,14 @@ void addShared(FlagTable& t, agent::AgentConfig& a) {
   t.push_back(duration("eviction-pressure-transition-period",
                        "how long MemoryPressure/DiskPressure stay True after the last threshold crossing",
                        a.evictionPressureTransitionPeriod));
+  t.push_back(integer("image-gc-high-threshold", "percent of the image filesystem used at which unused images are removed",
+                      a.imageGcHighThresholdPercent));
+  t.push_back(integer("image-gc-low-threshold", "percent of the image filesystem image GC frees down to",
+                      a.imageGcLowThresholdPercent));
+  t.push_back(integer("image-minimum-gc-age", "seconds an image is kept after its last use", a.imageMinimumGcAgeSeconds));
+  t.push_back(integer("image-gc-period", "seconds between image GC checks", a.imageGcPeriodSeconds));
+  t.push_back(text("registry-config", "registries file (JSON: plainHttpRegistries, credentialFile, caFile, ...)",
+                   a.registryConfig));
 }
 
 }  // namespace

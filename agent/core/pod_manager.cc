@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -100,7 +101,8 @@ PodManager::PodManager(ApiClient& client, SandboxManager& sandboxes, images::Ima
   podStartDuration();  // exported from the start, at 0
   statusUpdateDuration();
   housekeeping_ = std::thread([this] { housekeepingLoop(); });
-  statusWriter_ = std::thread([this] { statusLoop(); });
+  for (int i = 0; i < kStatusWriters; ++i) statusWriters_.emplace_back([this] { statusLoop(); });
+  eventWriter_ = std::thread([this] { eventLoop(); });
 }
 
 PodManager::~PodManager() {
@@ -109,7 +111,9 @@ PodManager::~PodManager() {
   for (auto& t : starters_)
     if (t.joinable()) t.join();
   if (housekeeping_.joinable()) housekeeping_.join();
-  if (statusWriter_.joinable()) statusWriter_.join();
+  for (auto& t : statusWriters_)
+    if (t.joinable()) t.join();
+  if (eventWriter_.joinable()) eventWriter_.join();
   std::lock_guard lock(mu_);
   for (auto& [uid, entry] : pods_)
     if (entry->worker) entry->worker->stop();
@@ -342,8 +346,9 @@ runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& po
   PodResources res = podResourcesOf(pod);
   std::string ns = api::namespaceOf(pod);
   d.now = [] { return std::chrono::system_clock::now(); };
-  d.ensureImage = [this, ns](const std::string& image, const std::string& policyText,
-                             const api::Json& pullSecrets) -> std::expected<runtime::ImageInfo, runtime::ImagePullFailure> {
+  d.ensureImage = [this, ns](const std::string& image, const std::string& policyText, const api::Json& pullSecrets,
+                             const std::function<void()>& pulling)
+      -> std::expected<runtime::ImageInfo, runtime::ImagePullFailure> {
     using Failure = std::unexpected<runtime::ImagePullFailure>;
     auto policy = images::parsePullPolicy(policyText.empty() ? images::pullPolicyName(images::defaultPullPolicy(image))
                                                              : policyText);
@@ -358,9 +363,20 @@ runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& po
         if (auto parsed = images::parseDockerConfigJson(cfg)) creds.append(*parsed);
       }
     }
-    auto img = images_.ensure(image, *policy, creds);
+    bool pulled = false;
+    auto pullStart = std::chrono::steady_clock::now();
+    auto img = images_.ensure(image, *policy, creds, nullptr, [&] {
+      pulled = true;
+      pullStart = std::chrono::steady_clock::now();
+      if (pulling) pulling();
+    });
     if (!img) return Failure({images::imageFailureReasonName(img.error().reason), img.error().error.message});
     runtime::ImageInfo info;
+    info.pulled = pulled;
+    if (pulled)
+      info.pullDuration =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - pullStart);
+    info.sizeBytes = img->sizeBytes;
     info.layerDirs = img->layerDirs;
     info.entrypoint = img->config.entrypoint;
     info.cmd = img->config.cmd;
@@ -410,6 +426,14 @@ Result<std::vector<std::string>> PodManager::resolveEnv(const api::Json& pod, co
                                                         const api::Json& container) {
   std::vector<std::string> env;
   std::string ns = api::namespaceOf(pod);
+  // Service links: under the container's own variables, usable in their $(VAR)s.
+  std::vector<std::string> links;
+  if (serviceLister_) links = runtime::serviceLinkVariables(pod, serviceLister_());
+  auto expand = [&](const std::string& value) {
+    std::vector<std::string> context = links;
+    context.insert(context.end(), env.begin(), env.end());
+    return runtime::expandVariables(value, context);
+  };
   auto fetchKey = [&](const char* resource, const api::Json& ref, bool decode) -> Result<std::optional<std::string>> {
     std::string name = ref.value("name", std::string()), key = ref.value("key", std::string());
     bool optional = ref.value("optional", false);
@@ -442,7 +466,7 @@ Result<std::vector<std::string>> PodManager::resolveEnv(const api::Json& pod, co
   for (const auto& e : container.value("env", api::Json::array())) {
     std::string name = e.value("name", std::string());
     if (!e.contains("valueFrom")) {
-      env.push_back(name + "=" + runtime::expandVariables(e.value("value", std::string()), env));
+      env.push_back(name + "=" + expand(e.value("value", std::string())));
       continue;
     }
     const api::Json& from = e["valueFrom"];
@@ -476,6 +500,11 @@ Result<std::vector<std::string>> PodManager::resolveEnv(const api::Json& pod, co
       value = "0";  // resource fields are reported as 0 (unbounded) for now
     }
     if (value) env.push_back(name + "=" + *value);
+  }
+  for (const auto& link : links) {
+    std::string name = link.substr(0, link.find('='));
+    bool defined = std::any_of(env.begin(), env.end(), [&](const std::string& e) { return e.rfind(name + "=", 0) == 0; });
+    if (!defined) env.push_back(link);
   }
   return env;
 }
@@ -529,7 +558,7 @@ Result<std::string> PodManager::writeVolume(const api::Json& pod, const api::Jso
 void PodManager::queueStatus(const api::Json& pod, const api::Json& status) {
   std::lock_guard lock(outMu_);
   pendingStatus_[api::uidOf(pod)] = {pod, status};
-  outCv_.notify_one();
+  outCv_.notify_all();
 }
 
 void PodManager::queueEvent(const api::Json& pod, const std::string& reason, const std::string& message,
@@ -553,31 +582,54 @@ void PodManager::queueEvent(const api::Json& pod, const std::string& reason, con
       {"count", 1}};
   std::lock_guard lock(outMu_);
   if (pendingEvents_.size() < 1000) pendingEvents_.push_back(std::move(event));
-  outCv_.notify_one();
+  outCv_.notify_all();
 }
 
+// Status writers: several run at once (a PATCH waits on the network, and a burst of pod
+// starts would queue behind one writer), but never two for the same pod, so an older
+// status cannot land after a newer one.
 void PodManager::statusLoop() {
   while (!stop_) {
-    std::map<std::string, std::pair<api::Json, api::Json>> statuses;
+    std::string uid;
+    std::pair<api::Json, api::Json> item;
+    {
+      std::unique_lock lock(outMu_);
+      auto ready = [&] {
+        for (const auto& [id, pending] : pendingStatus_)
+          if (!statusInFlight_.contains(id)) return pendingStatus_.find(id);
+        return pendingStatus_.end();
+      };
+      outCv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || ready() != pendingStatus_.end(); });
+      auto it = ready();
+      if (stop_ || it == pendingStatus_.end()) continue;
+      uid = it->first;
+      item = std::move(it->second);
+      pendingStatus_.erase(it);
+      statusInFlight_.insert(uid);
+    }
+    const auto& [pod, status] = item;
+    std::string path = fmt::format("/api/v1/namespaces/{}/pods/{}/status", api::namespaceOf(pod), api::nameOf(pod));
+    auto sent = std::chrono::steady_clock::now();
+    auto st = client_.patch(path, {{"metadata", {{"uid", uid}}}, {"status", status}}, "application/merge-patch+json");
+    statusUpdateDuration().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count());
+    std::lock_guard lock(outMu_);
+    statusInFlight_.erase(uid);
+    if (!st && st.error().code != ENOENT) {
+      log::warn("report status of pod {}: {}", podKey(pod), st.error().message);
+      pendingStatus_.try_emplace(uid, item);  // retried unless a newer status came meanwhile
+    }
+    outCv_.notify_all();
+  }
+}
+
+// Events go on their own thread: a status update never waits behind them.
+void PodManager::eventLoop() {
+  while (!stop_) {
     std::deque<api::Json> events;
     {
       std::unique_lock lock(outMu_);
-      outCv_.wait_for(lock, std::chrono::seconds(1),
-                      [&] { return stop_ || !pendingStatus_.empty() || !pendingEvents_.empty(); });
-      statuses.swap(pendingStatus_);
+      outCv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || !pendingEvents_.empty(); });
       events.swap(pendingEvents_);
-    }
-    for (auto& [uid, item] : statuses) {
-      const auto& [pod, status] = item;
-      std::string path = fmt::format("/api/v1/namespaces/{}/pods/{}/status", api::namespaceOf(pod), api::nameOf(pod));
-      auto sent = std::chrono::steady_clock::now();
-      auto st = client_.patch(path, {{"metadata", {{"uid", uid}}}, {"status", status}}, "application/merge-patch+json");
-      statusUpdateDuration().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count());
-      if (!st && st.error().code != ENOENT) {
-        log::warn("report status of pod {}: {}", podKey(pod), st.error().message);
-        std::lock_guard lock(outMu_);
-        pendingStatus_.try_emplace(uid, item);  // retried next round unless newer status came
-      }
     }
     for (const auto& e : events) {
       auto st = client_.post("/api/v1/namespaces/" + api::namespaceOf(e) + "/events", e);
@@ -617,9 +669,43 @@ Status PodManager::finalize(const std::string& uid) {
   return {};
 }
 
+std::set<std::string> PodManager::imagesInUse() const {
+  std::set<std::string> used;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [uid, entry] : pods_)
+      for (const char* key : {"initContainers", "containers"})
+        for (const auto& c : api::at<api::Json>(entry->pod, {"spec", key}, api::Json::array()))
+          if (c.is_object() && c.contains("image") && c["image"].is_string()) used.insert(c["image"].get<std::string>());
+  }
+  for (const auto& c : runtime_.list())
+    if (auto image = c.labels.find("io.ferry.image-id"); image != c.labels.end()) used.insert(image->second);
+  return used;
+}
+
+void PodManager::collectImageGarbage() {
+  images::ImageGcPolicy policy{config_.imageGcHighThresholdPercent, config_.imageGcLowThresholdPercent,
+                               std::chrono::seconds(config_.imageMinimumGcAgeSeconds)};
+  auto report = images_.garbageCollect(policy, imagesInUse());
+  if (!report) {
+    log::warn("image GC: {}", report.error().message);
+    return;
+  }
+  for (const auto& image : report->removed) log::info("image GC removed {}", image);
+  if (!report->shortfall.empty()) log::warn("{}", report->shortfall);
+  if (report->triggered)
+    log::info("image GC: image filesystem {}% used (high threshold {}%), now {}%", report->usagePercentBefore,
+              policy.highThresholdPercent, report->usagePercentAfter);
+}
+
 void PodManager::housekeepingLoop() {
+  auto lastImageGc = std::chrono::steady_clock::now();
   while (!stop_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (std::chrono::steady_clock::now() - lastImageGc >= std::chrono::seconds(std::max(1, config_.imageGcPeriodSeconds))) {
+      collectImageGarbage();
+      lastImageGc = std::chrono::steady_clock::now();
+    }
     std::vector<std::string> done, evicted;
     {
       std::lock_guard lock(mu_);

@@ -43,6 +43,10 @@ class PodManager {
   // After each (re)list: sandboxes of pods the API no longer has are removed.
   void onPodsSynced(const std::vector<api::Json>& pods);
 
+  // Where the Services for containers' service link variables come from (the agent's
+  // watch cache); without it containers get none. Set before pods arrive.
+  void setServiceLister(std::function<std::vector<api::Json>()> lister) { serviceLister_ = std::move(lister); }
+
   // For the agent API (logs, exec).
   runtime::PodWorker* worker(const std::string& ns, const std::string& name);
   size_t runningPods() const;
@@ -82,7 +86,12 @@ class PodManager {
   void startPod(const std::string& uid);
   runtime::PodDeps depsFor(const std::string& uid, const api::Json& pod, const std::string& podCgroup);
   void housekeepingLoop();
+  // Images of this node's pods (spec references) and of containers the runtime still
+  // has: what image GC must keep.
+  std::set<std::string> imagesInUse() const;
+  void collectImageGarbage();
   void statusLoop();
+  void eventLoop();
   void queueStatus(const api::Json& pod, const api::Json& status);
   void queueEvent(const api::Json& pod, const std::string& reason, const std::string& message, const std::string& type);
   Status finalize(const std::string& uid);
@@ -107,11 +116,15 @@ class PodManager {
   std::mutex outMu_;
   std::condition_variable outCv_;
   std::map<std::string, std::pair<api::Json, api::Json>> pendingStatus_;  // uid → (pod ref, status)
+  std::set<std::string> statusInFlight_;  // uids whose status a writer is sending
   std::deque<api::Json> pendingEvents_;
 
+  std::function<std::vector<api::Json>()> serviceLister_;
   std::atomic<bool> stop_{false};
   std::thread housekeeping_;
-  std::thread statusWriter_;
+  static constexpr int kStatusWriters = 4;
+  std::vector<std::thread> statusWriters_;
+  std::thread eventWriter_;
   std::vector<std::thread> starters_;
 };
 

@@ -4,6 +4,7 @@
 #include <ftw.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -15,9 +16,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <map>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "agent/images/content_digest.h"
 #include "agent/images/layer_unpacker.h"
@@ -613,28 +617,85 @@ class ImageStore::Impl {
   Status garbageCollect(std::uint64_t high, std::uint64_t low, const std::set<std::string>& inUse) {
     if (storeBytes() <= high) return {};
     StoreLock lock(lockPath(), true);
+    auto removed = removeUnusedImages(inUse, std::numeric_limits<std::int64_t>::max(), [&] { return storeBytes() <= low; });
+    if (!removed) return fail(removed.error());
+    if (storeBytes() > low) return fail(Error{ENOSPC, fmt::format("image GC: store still holds {} bytes (images in use)", storeBytes())});
+    return {};
+  }
+
+  struct FsUsage {
+    std::uint64_t capacity = 0, available = 0;
+    // As the kubelet rounds it: 100 - available * 100 / capacity.
+    int percent() const { return capacity == 0 ? 0 : 100 - static_cast<int>(available * 100 / capacity); }
+  };
+
+  Result<FsUsage> fsUsage() const {
+    struct statvfs st {};
+    if (::statvfs(root_.c_str(), &st) != 0) return failErrno("statvfs " + root_);
+    return FsUsage{static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize, static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize};
+  }
+
+  Result<ImageGcReport> garbageCollect(const ImageGcPolicy& policy, const std::set<std::string>& inUse) {
+    ImageGcReport report;
+    auto before = fsUsage();
+    if (!before) return fail(before.error());
+    report.usagePercentBefore = report.usagePercentAfter = before->percent();
+    if (before->percent() < policy.highThresholdPercent) return report;
+    report.triggered = true;
+    // Free down to the low threshold: available >= capacity * (100 - low) / 100.
+    std::uint64_t wantAvailable = before->capacity / 100 * static_cast<std::uint64_t>(100 - policy.lowThresholdPercent);
+    std::set<std::string> used = inUse;
+    for (const auto& r : inUse)
+      if (auto ref = parseImageReference(r)) used.insert(ref->normalized());
+    std::uint64_t available = before->available;
+    StoreLock lock(lockPath(), true);
+    auto removed = removeUnusedImages(used, nowSeconds() - policy.minimumAge.count(), [&] {
+      if (auto now = fsUsage()) available = now->available;
+      return available >= wantAvailable;
+    });
+    if (!removed) return fail(removed.error());
+    report.removed = std::move(*removed);
+    auto after = fsUsage();
+    if (after) {
+      report.usagePercentAfter = after->percent();
+      available = after->available;
+    }
+    if (available < wantAvailable)
+      report.shortfall = (fmt::format("image GC: wanted {} bytes free ({}% used at most), {} free after removing {} "
+                                            "unused image(s); the rest is in use or used within {}s",
+                                            wantAvailable, policy.lowThresholdPercent, available, report.removed.size(),
+                                            policy.minimumAge.count()));
+    return report;
+  }
+
+  // Removes images not in `inUse` and last used at or before `usedBefore` (unix seconds), least
+  // recently used first, until `enough()`. Called with the lock held.
+  Result<std::vector<std::string>> removeUnusedImages(const std::set<std::string>& inUse, std::int64_t usedBefore,
+                                                      const std::function<bool()>& enough) {
     json index = loadIndex();
-    std::vector<std::pair<std::int64_t, std::string>> candidates;
+    std::vector<std::tuple<std::int64_t, std::string, std::string>> candidates;  // (last used, id, name)
     for (auto it = index["images"].begin(); it != index["images"].end(); ++it) {
       Image image = imageFromRecord(index, it.key());
       bool used = inUse.count(image.id) > 0;
       for (const auto& r : image.references) used |= inUse.count(r) > 0;
       for (const auto& r : stringList(it.value(), "repoDigests")) used |= inUse.count(r) > 0;
-      if (!used) candidates.push_back({image.lastUsedUnixSeconds, image.id});
+      if (!used && image.lastUsedUnixSeconds <= usedBefore)
+        candidates.emplace_back(image.lastUsedUnixSeconds, image.id, image.references.empty() ? image.id : image.references.front());
     }
     std::sort(candidates.begin(), candidates.end());
-    for (const auto& [lastUsed, id] : candidates) {
-      if (storeBytes() <= low) break;
+    std::vector<std::string> removed;
+    for (const auto& [lastUsed, id, name] : candidates) {
+      if (enough()) break;
       for (auto it = index["references"].begin(); it != index["references"].end();) {
         if (it.value().value("id", "") == id) it = index["references"].erase(it);
         else ++it;
       }
       index["images"].erase(id);
-      if (auto s = saveIndex(index); !s) return s;
+      if (auto s = saveIndex(index); !s) return fail(s.error());
       removeUnusedLayers(index);
+      removed.push_back(name);
     }
-    if (storeBytes() > low) return fail(Error{ENOSPC, fmt::format("image GC: store still holds {} bytes (images in use)", storeBytes())});
-    return {};
+    return removed;
   }
 };
 
@@ -911,6 +972,21 @@ Result<RegistryOptions> loadRegistryOptions(const std::string& path) {
   return options;
 }
 
+Status validateImageGcPolicy(const ImageGcPolicy& policy) {
+  auto percent = [](int v, const char* flag) -> Status {
+    if (v < 0 || v > 100) return fail(Error::invalid(fmt::format("--{}: {} is not a percentage in [0, 100]", flag, v)));
+    return {};
+  };
+  if (auto st = percent(policy.highThresholdPercent, "image-gc-high-threshold"); !st) return st;
+  if (auto st = percent(policy.lowThresholdPercent, "image-gc-low-threshold"); !st) return st;
+  if (policy.lowThresholdPercent >= policy.highThresholdPercent)
+    return fail(Error::invalid(fmt::format("--image-gc-low-threshold ({}) must be less than --image-gc-high-threshold ({})",
+                                           policy.lowThresholdPercent, policy.highThresholdPercent)));
+  if (policy.minimumAge.count() < 0)
+    return fail(Error::invalid(fmt::format("--image-minimum-gc-age: {} is negative", policy.minimumAge.count())));
+  return {};
+}
+
 ImageStore::ImageStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ImageStore::~ImageStore() = default;
 
@@ -931,7 +1007,8 @@ Result<Image> ImageStore::pull(const std::string& reference, const CredentialSet
 }
 
 std::expected<Image, ImageFailure> ImageStore::ensure(const std::string& reference, PullPolicy policy,
-                                                      const CredentialSet& pullSecrets, PullStats* stats) {
+                                                      const CredentialSet& pullSecrets, PullStats* stats,
+                                                      const std::function<void()>& beforePull) {
   auto ref = parseImageReference(reference);
   if (!ref) return std::unexpected(ImageFailure{ImageFailureReason::InvalidImageName, ref.error()});
   auto local = impl_->find(ref->normalized());
@@ -944,6 +1021,7 @@ std::expected<Image, ImageFailure> ImageStore::ensure(const std::string& referen
         ImageFailureReason::ErrImageNeverPull,
         Error{ENOENT, fmt::format("Container image \"{}\" is not present with pull policy of Never", reference)}});
   }
+  if (beforePull) beforePull();
   auto pulled = impl_->pull(ref->normalized(), pullSecrets, stats);
   if (!pulled) return std::unexpected(ImageFailure{ImageFailureReason::ErrImagePull, pulled.error()});
   return *pulled;
@@ -954,6 +1032,10 @@ std::vector<Image> ImageStore::list() { return impl_->list(); }
 void ImageStore::touch(const std::string& imageId) { impl_->touch(imageId); }
 Status ImageStore::garbageCollect(std::uint64_t highBytes, std::uint64_t lowBytes, const std::set<std::string>& inUse) {
   return impl_->garbageCollect(highBytes, lowBytes, inUse);
+}
+Result<ImageGcReport> ImageStore::garbageCollect(const ImageGcPolicy& policy, const std::set<std::string>& inUse) {
+  if (auto st = validateImageGcPolicy(policy); !st) return fail(st.error());
+  return impl_->garbageCollect(policy, inUse);
 }
 std::uint64_t ImageStore::storeBytes() { return impl_->storeBytes(); }
 const std::string& ImageStore::root() const { return impl_->root_; }

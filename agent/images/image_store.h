@@ -4,7 +4,9 @@
 // from several processes at once (the agent and `ferry image`).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -67,6 +69,27 @@ struct RegistryOptions {
 // Missing keys keep their defaults; a missing file gives the defaults. Bad fields are named.
 Result<RegistryOptions> loadRegistryOptions(const std::string& path);
 
+// Image garbage collection as the kubelet does it: when the filesystem holding the store
+// is at least `highThresholdPercent` full, images no pod uses are removed, least recently
+// used first, until it is at most `lowThresholdPercent` full. Images used within
+// `minimumAge` are kept (a just-pulled image is about to be used).
+struct ImageGcPolicy {
+  int highThresholdPercent = 85;  // --image-gc-high-threshold; 100 disables GC
+  int lowThresholdPercent = 80;   // --image-gc-low-threshold
+  std::chrono::seconds minimumAge{120};  // --image-minimum-gc-age
+};
+// Percentages within [0, 100], low below high, age not negative; the error names the flag.
+Status validateImageGcPolicy(const ImageGcPolicy& policy);
+
+struct ImageGcReport {
+  bool triggered = false;  // usage was at or above the high threshold
+  int usagePercentBefore = 0;
+  int usagePercentAfter = 0;
+  std::vector<std::string> removed;  // first reference (or id) of each removed image
+  // Set when the images not in use did not free enough (the kubelet's FreeDiskSpaceFailed).
+  std::string shortfall;
+};
+
 // What a pull did, for tests and logs.
 struct PullStats {
   int manifestRequests = 0;
@@ -97,10 +120,12 @@ class ImageStore {
   // The kubelet's decision: Never → the local image or ErrImageNeverPull; IfNotPresent →
   // local, else pull; Always → pull (which re-downloads nothing when the digest is
   // unchanged). `pullSecrets` come from the pod's imagePullSecrets and are asked before
-  // the node credential file.
+  // the node credential file. `beforePull` is called when the decision is to go to the
+  // registry, before the first request (the kubelet's Pulling event).
   std::expected<Image, ImageFailure> ensure(const std::string& reference, PullPolicy policy,
                                             const CredentialSet& pullSecrets = {},
-                                            PullStats* stats = nullptr);
+                                            PullStats* stats = nullptr,
+                                            const std::function<void()>& beforePull = {});
 
   // Removes a reference (or, given an id, the image and all its references); layers no
   // image uses any more are deleted.
@@ -114,6 +139,12 @@ class ImageStore {
   // Kubelet-style image GC: when the store holds more than `highBytes`, removes images not
   // in `inUse` (ids or references), least recently used first, until at most `lowBytes`.
   Status garbageCollect(std::uint64_t highBytes, std::uint64_t lowBytes, const std::set<std::string>& inUse);
+
+  // The kubelet's rule on the image filesystem (statvfs of the store's directory): see
+  // ImageGcPolicy. `inUse` holds image references (normalized here), ids or repo digests.
+  // When the images not in use do not free enough, it removes what it can and says so in
+  // the report's `shortfall`.
+  Result<ImageGcReport> garbageCollect(const ImageGcPolicy& policy, const std::set<std::string>& inUse);
 
   // Bytes of all unpacked layers in the store.
   std::uint64_t storeBytes();

@@ -131,7 +131,9 @@ struct RuntimeConfig {
   // Per-container state dirs live here (spec.json, state.json, exit.json, sockets).
   // Should be on the agent's run dir (tmpfs) so a reboot forgets dead containers.
   std::string stateDir = "/run/ferry/containers";
-  // How to start a shim: this argv + "<state dir of the container>". The default is
+  // How to start a shim: this argv + "<state dir of the container>". The default is the
+  // small `ferry-shim` beside this program when it is there (exec'ing the whole ferry
+  // binary, ~60 shared libraries, costs tens of ms per container on a loaded node), else
   // this program re-executed with the hidden subcommand (cmd/main.cc dispatches it).
   std::vector<std::string> shimCommand = {"/proc/self/exe", "__container-shim"};
 };

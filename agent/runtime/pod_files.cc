@@ -1,5 +1,8 @@
 #include "agent/runtime/pod_files.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <fmt/format.h>
 
 #include <fstream>
@@ -158,6 +161,55 @@ std::string etcHostsFor(const api::Json& pod, const std::vector<std::string>& po
     }
   }
   return out;
+}
+
+std::vector<std::string> serviceLinkVariables(const api::Json& pod, const std::vector<api::Json>& services) {
+  std::string ns = api::namespaceOf(pod);
+  bool links = api::at<bool>(pod, {"spec", "enableServiceLinks"}, true);
+  std::vector<const api::Json*> chosen;
+  for (const auto& svc : services) {
+    bool master = api::namespaceOf(svc) == "default" && api::nameOf(svc) == "kubernetes";
+    if (!master && !(links && api::namespaceOf(svc) == ns)) continue;
+    // The master Service of the default namespace wins over one of the same name here.
+    if (!master && api::nameOf(svc) == "kubernetes" && ns != "default") continue;
+    std::string ip = api::at<std::string>(svc, {"spec", "clusterIP"});
+    if (ip.empty() || ip == "None") continue;
+    chosen.push_back(&svc);
+  }
+  std::sort(chosen.begin(), chosen.end(), [](const api::Json* a, const api::Json* b) { return api::nameOf(*a) < api::nameOf(*b); });
+  auto envName = [](std::string s) {
+    for (char& c : s) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+  };
+  std::vector<std::string> env;
+  for (const api::Json* svc : chosen) {
+    std::string name = envName(api::nameOf(*svc));
+    std::string ip = api::at<std::string>(*svc, {"spec", "clusterIP"});
+    const api::Json ports = api::at<api::Json>(*svc, {"spec", "ports"}, api::Json::array());
+    if (!ports.is_array() || ports.empty()) continue;
+    env.push_back(name + "_SERVICE_HOST=" + ip);
+    env.push_back(name + "_SERVICE_PORT=" + std::to_string(ports[0].value("port", 0)));
+    for (const auto& p : ports)
+      if (!p.value("name", std::string()).empty())
+        env.push_back(name + "_SERVICE_PORT_" + envName(p.value("name", std::string())) + "=" +
+                      std::to_string(p.value("port", 0)));
+    auto lower = [](std::string s) {
+      for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return s;
+    };
+    std::string firstProto = lower(ports[0].value("protocol", std::string("TCP")));
+    env.push_back(name + "_PORT=" + firstProto + "://" + ip + ":" + std::to_string(ports[0].value("port", 0)));
+    for (const auto& p : ports) {
+      std::string proto = p.value("protocol", std::string("TCP"));
+      std::string port = std::to_string(p.value("port", 0));
+      std::string prefix = name + "_PORT_" + port + "_" + envName(proto);
+      env.push_back(prefix + "=" + lower(proto) + "://" + ip + ":" + port);
+      env.push_back(prefix + "_PROTO=" + lower(proto));
+      env.push_back(prefix + "_PORT=" + port);
+      env.push_back(prefix + "_ADDR=" + ip);
+    }
+  }
+  return env;
 }
 
 std::string expandVariables(const std::string& text, const std::vector<std::string>& env) {

@@ -37,6 +37,13 @@ std::vector<std::string> combineCommand(const std::vector<std::string>& command,
                                         const std::vector<std::string>& imageEntrypoint,
                                         const std::vector<std::string>& imageCmd, const std::vector<std::string>& env);
 
+// Docker-link-style variables the kubelet gives every container for the Services of its
+// namespace (spec.enableServiceLinks, default true) and, always, for the `kubernetes`
+// Service of the default namespace: FOO_SERVICE_HOST, FOO_SERVICE_PORT[_<PORTNAME>],
+// FOO_PORT, FOO_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]. Headless Services and Services
+// without a ClusterIP give none. Sorted by Service name.
+std::vector<std::string> serviceLinkVariables(const api::Json& pod, const std::vector<api::Json>& services);
+
 // $(VAR) expansion against "NAME=value" entries; unknown references stay as written.
 std::string expandVariables(const std::string& text, const std::vector<std::string>& env);
 

@@ -473,20 +473,24 @@ void PodWorker::syncLocked(Timestamp now, Timestamp& next) {
     if (cs->completed()) continue;
     initDone = false;
     if (cs->phase == Phase::Waiting && !cs->done) {
-      if (now >= cs->nextStartAt)
+      if (now >= cs->nextStartAt) {
         startContainer(*cs, now, restartPolicy);
-      else
+      } else {
+        enterImagePullBackOff(*cs);
         wakeAt(cs->nextStartAt);
+      }
     }
     break;
   }
   if (initDone) {
     for (auto& cs : app_) {
       if (cs->phase != Phase::Waiting || cs->done) continue;
-      if (now >= cs->nextStartAt)
+      if (now >= cs->nextStartAt) {
         startContainer(*cs, now, restartPolicy);
-      else
+      } else {
+        enterImagePullBackOff(*cs);
         wakeAt(cs->nextStartAt);
+      }
     }
   }
 
@@ -608,6 +612,19 @@ void PodWorker::finishExit(ContainerState& cs, Timestamp now, const std::string&
   if (delay > 0s && deps_.emitEvent)
     deps_.emitEvent("BackOff", fmt::format("Back-off restarting failed container {} in pod {}", cs.name, podRef(pod_)),
                     "Warning");
+}
+
+// A container whose pull failed waits out the back-off as ImagePullBackOff (the
+// kubelet's state between pull attempts), from the first sync after the failure.
+void PodWorker::enterImagePullBackOff(ContainerState& cs) {
+  if (cs.waitingReason != "ErrImagePull") return;
+  std::string message = fmt::format("Back-off pulling image \"{}\"", cs.image);
+  cs.waitingReason = "ImagePullBackOff";
+  cs.waitingMessage = message;
+  if (deps_.emitEvent) {
+    deps_.emitEvent("BackOff", message, "Normal");
+    deps_.emitEvent("Failed", "Error: ImagePullBackOff", "Warning");
+  }
 }
 
 void PodWorker::beginStop(ContainerState& cs, Timestamp killAt, Timestamp now, const std::string& reason) {
@@ -777,22 +794,36 @@ void PodWorker::startContainer(ContainerState& cs, Timestamp now, const std::str
     policy = (!tagged || last.ends_with(":latest")) ? "Always" : "IfNotPresent";
   }
   if (!deps_.ensureImage) return configError("ErrImagePull", "no image store");
-  auto image = deps_.ensureImage(cs.image, policy, api::at<Json>(pod_, {"spec", "imagePullSecrets"}, Json::array()));
+  // Events as the kubelet's image manager writes them (kubectl describe shows these).
+  auto pulling = [&] { emit("Pulling", fmt::format("Pulling image \"{}\"", cs.image)); };
+  auto image =
+      deps_.ensureImage(cs.image, policy, api::at<Json>(pod_, {"spec", "imagePullSecrets"}, Json::array()), pulling);
   if (!image) {
     std::string reason = image.error().reason;
-    // A repeated pull failure shows as ImagePullBackOff, the first as ErrImagePull.
-    if (reason == "ErrImagePull" && (cs.waitingReason == "ErrImagePull" || cs.waitingReason == "ImagePullBackOff"))
-      reason = "ImagePullBackOff";
-    emit(reason == "ImagePullBackOff" ? "BackOff" : "Failed",
-         reason == "ImagePullBackOff" ? fmt::format("Back-off pulling image \"{}\"", cs.image)
-                                      : fmt::format("Failed to pull image \"{}\": {}", cs.image, image.error().message),
-         "Warning");
+    std::string message = image.error().message;
+    if (reason == "InvalidImageName") {
+      message = fmt::format("Failed to apply default image tag \"{}\": {}", cs.image, message);
+      emit("InspectFailed", message, "Warning");
+    } else if (reason == "ErrImageNeverPull") {
+      emit("ErrImageNeverPull", message, "Warning");
+    } else {
+      emit("Failed", fmt::format("Failed to pull image \"{}\": {}", cs.image, message), "Warning");
+    }
+    emit("Failed", "Error: " + reason, "Warning");
     cs.waitingReason = reason;
-    cs.waitingMessage = reason == "ImagePullBackOff" ? fmt::format("Back-off pulling image \"{}\"", cs.image)
-                                                     : image.error().message;
+    cs.waitingMessage = message;
+    // ErrImagePull turns into ImagePullBackOff at the next sync (enterImagePullBackOff);
+    // the others are retried on the same schedule (a fixed spec fails the same way).
     cs.imageBackOff = cs.imageBackOff == 0s ? kInitialBackOff : std::min(cs.imageBackOff * 2, kMaxBackOff);
     cs.nextStartAt = now + cs.imageBackOff;
     return;
+  }
+  if (image->pulled) {
+    double seconds = std::chrono::duration<double>(image->pullDuration).count();
+    emit("Pulled", fmt::format("Successfully pulled image \"{}\" in {:.3f}s ({:.3f}s including waiting). Image size: {} bytes.",
+                               cs.image, seconds, seconds, image->sizeBytes));
+  } else {
+    emit("Pulled", fmt::format("Container image \"{}\" already present on machine", cs.image));
   }
   cs.imageBackOff = 0s;
   cs.imageID = image->imageID;

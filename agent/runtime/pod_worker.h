@@ -38,6 +38,11 @@ struct ImageInfo {
   std::string workingDir;
   std::string user;     // "uid", "uid:gid" (names are not resolved)
   std::string imageID;  // reported as containerStatuses[].imageID, e.g. "docker.io/library/busybox@sha256:..."
+  // How it was had, for the Pulled event: downloaded (or checked against the registry)
+  // now, or already present on the node.
+  bool pulled = false;
+  std::chrono::milliseconds pullDuration{0};
+  std::int64_t sizeBytes = 0;
 };
 
 // The pod's sandbox, made by agent/sandbox before the worker starts.
@@ -51,8 +56,8 @@ struct PodSandboxInfo {
 };
 
 // Why an image could not be had: reason is the kubelet's (InvalidImageName,
-// ErrImageNeverPull, ErrImagePull); the worker turns repeated ErrImagePull into
-// ImagePullBackOff with the same back-off as crashing containers.
+// ErrImageNeverPull, ErrImagePull). After an ErrImagePull the worker waits (10 s doubling
+// to 5 min, as the kubelet's image back-off) and shows ImagePullBackOff meanwhile.
 struct ImagePullFailure {
   std::string reason;
   std::string message;
@@ -61,9 +66,11 @@ struct ImagePullFailure {
 struct PodDeps {
   // Wall clock; tests inject a fake one.
   std::function<Timestamp()> now;
-  // Image pull per policy (Always|IfNotPresent|Never).
+  // Image pull per policy (Always|IfNotPresent|Never); calls `pulling` just before it
+  // goes to the registry (the worker's Pulling event).
   std::function<std::expected<ImageInfo, ImagePullFailure>(const std::string& image, const std::string& pullPolicy,
-                                                            const api::Json& imagePullSecrets)>
+                                                            const api::Json& imagePullSecrets,
+                                                            const std::function<void()>& pulling)>
       ensureImage;
   std::function<Result<std::unique_ptr<Container>>(const ContainerSpec&)> startContainer;
   // Re-adoption (adopt()): containers in the runtime's state, and attaching to one.
@@ -74,8 +81,9 @@ struct PodDeps {
   std::function<Status(const std::string& containerName, pid_t)> joinCgroups;
   // True when the container's cgroup saw an OOM kill (checked when a container exits).
   std::function<bool(const std::string& containerName)> oomKilled;
-  // A Kubernetes Event about the pod: reason (Pulling, Created, Started, Killing,
-  // Unhealthy, BackOff, Failed), message, type (Normal | Warning).
+  // A Kubernetes Event about the pod: reason (Pulling, Pulled, Created, Started, Killing,
+  // Unhealthy, BackOff, Failed, ErrImageNeverPull, InspectFailed), message, type
+  // (Normal | Warning).
   std::function<void(const std::string& reason, const std::string& message, const std::string& type)> emitEvent;
   // Env of a container ("NAME=value"), valueFrom resolved. Default: literal `value`s with
   // $(VAR) expansion; the agent supplies one that resolves ConfigMap/Secret/fieldRef and
@@ -155,6 +163,7 @@ class PodWorker {
   void handleExit(ContainerState& cs, const ExitStatus& exit, Timestamp now, const std::string& restartPolicy);
   void finishExit(ContainerState& cs, Timestamp now, const std::string& restartPolicy);
   void startContainer(ContainerState& cs, Timestamp now, const std::string& restartPolicy);
+  void enterImagePullBackOff(ContainerState& cs);
   void beginStop(ContainerState& cs, Timestamp killAt, Timestamp now, const std::string& reason);
   ProbeOutcome runHandler(ContainerState& cs, const api::Json& handler, std::chrono::milliseconds timeout);
   ProbeOutcome runProbe(ContainerState& cs, ProbeState& probe);

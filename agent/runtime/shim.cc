@@ -295,6 +295,12 @@ int runContainerShim(int argc, char** argv) {
   unsetenv("FERRY_SHIM_REPORT_FD");
   unsetenv("FERRY_SHIM_GO_FD");
   if (reportFd < 0 || goFd < 0) return 2;
+  if (const char* detach = getenv(kShimDetachEnv); detach && std::string(detach) == "1") {
+    unsetenv(kShimDetachEnv);
+    pid_t child = fork();
+    if (child < 0) return 1;
+    if (child > 0) _exit(0);  // the starter reaps this one; the shim goes on in the child
+  }
   fcntl(reportFd, F_SETFD, FD_CLOEXEC);
   fcntl(goFd, F_SETFD, FD_CLOEXEC);
 

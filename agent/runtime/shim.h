@@ -12,6 +12,12 @@
 namespace ferry::runtime {
 
 inline constexpr const char* kShimSubcommand = "__container-shim";
+// The small executable built for the shim alone (agent/runtime/shim_main.cc), installed
+// beside `ferry`; it takes the same arguments.
+inline constexpr const char* kShimProgram = "ferry-shim";
+// Set by the starter: the shim's first process forks and exits at once, so the starter
+// reaps it and the shim proper is reparented away.
+inline constexpr const char* kShimDetachEnv = "FERRY_SHIM_DETACH";
 
 // Entry point of the hidden subcommand; `args` are what follows the subcommand name.
 // Returns the shim's exit code.

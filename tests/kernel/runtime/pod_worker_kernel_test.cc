@@ -41,7 +41,7 @@ class PodWorkerKernelTest : public ::testing::Test {
   PodDeps deps() {
     PodDeps d;
     std::string layer = env_->layer();
-    d.ensureImage = [layer](const std::string&, const std::string&, const Json&)
+    d.ensureImage = [layer](const std::string&, const std::string&, const Json&, const std::function<void()>&)
         -> std::expected<ImageInfo, ImagePullFailure> {
       ImageInfo info;
       info.layerDirs = {layer};

@@ -95,11 +95,17 @@ class PodWorkerTest : public ::testing::Test {
   PodDeps deps() {
     PodDeps d;
     d.now = [this] { return now_; };
-    d.ensureImage = [this](const std::string& image, const std::string& policy,
-                           const Json&) -> std::expected<ImageInfo, ImagePullFailure> {
+    d.ensureImage = [this](const std::string& image, const std::string& policy, const Json&,
+                           const std::function<void()>& pulling) -> std::expected<ImageInfo, ImagePullFailure> {
       pulls.push_back(image + " " + policy);
+      // The fake "has" busybox:1.36 locally: IfNotPresent and Never use it, Always pulls.
+      bool download = policy == "Always" || (imageFailure && imageFailure->reason == "ErrImagePull");
+      if (download && pulling) pulling();
       if (imageFailure) return std::unexpected(*imageFailure);
       ImageInfo info;
+      info.pulled = download;
+      info.pullDuration = 1500ms;
+      info.sizeBytes = 1234567;
       info.layerDirs = {"/layers/1"};
       info.cmd = {"sh"};
       info.env = {"PATH=/bin", "FROM_IMAGE=1"};
@@ -481,19 +487,88 @@ TEST_F(PodWorkerTest, ImagePullFailureBecomesImagePullBackOff) {
   w->sync();
   Json cs = containerStatus(w->status(), "app");
   EXPECT_EQ(cs["state"]["waiting"]["reason"], "ErrImagePull");
+  EXPECT_EQ(cs["state"]["waiting"]["message"], "pull busybox:1.36: 401 Unauthorized");
   EXPECT_EQ(w->status()["phase"], "Pending");
-  now_ += 10s;
+  EXPECT_EQ(events, (std::vector<std::string>{"Pulling: Pulling image \"busybox:1.36\"",
+                                              "Failed: Failed to pull image \"busybox:1.36\": pull busybox:1.36: 401 Unauthorized",
+                                              "Failed: Error: ErrImagePull"}));
+  // Waiting out the back-off: ImagePullBackOff, no pull.
+  events.clear();
+  now_ += 1s;
+  w->sync();
+  cs = containerStatus(w->status(), "app");
+  EXPECT_EQ(cs["state"]["waiting"]["reason"], "ImagePullBackOff");
+  EXPECT_EQ(cs["state"]["waiting"]["message"], "Back-off pulling image \"busybox:1.36\"");
+  EXPECT_EQ(events, (std::vector<std::string>{"BackOff: Back-off pulling image \"busybox:1.36\"",
+                                              "Failed: Error: ImagePullBackOff"}));
+  EXPECT_EQ(pulls.size(), 1u);
+  now_ += 8s;
+  w->sync();
+  EXPECT_EQ(pulls.size(), 1u) << "pulled again before the 10 s back-off";
+  // 10 s after the failure: pulled again, fails again, waits 20 s this time.
+  now_ += 1s;
+  w->sync();
+  EXPECT_EQ(pulls.size(), 2u);
+  EXPECT_EQ(containerStatus(w->status(), "app")["state"]["waiting"]["reason"], "ErrImagePull");
   w->sync();
   EXPECT_EQ(containerStatus(w->status(), "app")["state"]["waiting"]["reason"], "ImagePullBackOff");
-  EXPECT_EQ(pulls.size(), 2u);
-  now_ += 5s;
+  now_ += 19s;
   w->sync();
-  EXPECT_EQ(pulls.size(), 2u) << "retried before the back-off";
+  EXPECT_EQ(pulls.size(), 2u) << "pulled again before the 20 s back-off";
   imageFailure.reset();
-  now_ += 20s;
+  events.clear();
+  now_ += 1s;
   w->sync();
+  EXPECT_EQ(pulls.size(), 3u);
   EXPECT_TRUE(containerStatus(w->status(), "app")["state"].contains("running"));
   EXPECT_EQ(pulls.back(), "busybox:1.36 IfNotPresent");
+  ASSERT_GE(events.size(), 1u);
+  EXPECT_EQ(events[0], "Pulled: Container image \"busybox:1.36\" already present on machine");
+}
+
+TEST_F(PodWorkerTest, PulledEventsSayWhetherTheImageWasDownloaded) {
+  Json always = container("fresh");
+  always["imagePullPolicy"] = "Always";
+  auto w = worker(pod("Always", Json::array({always, container("local")})));
+  w->sync();
+  std::vector<std::string> imageEvents;
+  for (const auto& e : events)
+    if (e.rfind("Pull", 0) == 0) imageEvents.push_back(e);
+  EXPECT_EQ(imageEvents,
+            (std::vector<std::string>{
+                "Pulling: Pulling image \"busybox:1.36\"",
+                "Pulled: Successfully pulled image \"busybox:1.36\" in 1.500s (1.500s including waiting). Image size: 1234567 bytes.",
+                "Pulled: Container image \"busybox:1.36\" already present on machine"}));
+}
+
+TEST_F(PodWorkerTest, NeverPullAndInvalidNameAreReportedWithTheirReasons) {
+  imageFailure = ImagePullFailure{"ErrImageNeverPull", "Container image \"busybox:1.36\" is not present with pull policy of Never"};
+  auto w = worker(pod("Always", Json::array({container("app")})));
+  w->sync();
+  Json cs = containerStatus(w->status(), "app");
+  EXPECT_EQ(cs["state"]["waiting"]["reason"], "ErrImageNeverPull");
+  EXPECT_EQ(events, (std::vector<std::string>{
+                        "ErrImageNeverPull: Container image \"busybox:1.36\" is not present with pull policy of Never",
+                        "Failed: Error: ErrImageNeverPull"}));
+  // Not an ErrImagePull: no ImagePullBackOff while it waits.
+  now_ += 1s;
+  w->sync();
+  EXPECT_EQ(containerStatus(w->status(), "app")["state"]["waiting"]["reason"], "ErrImageNeverPull");
+
+  events.clear();
+  imageFailure = ImagePullFailure{"InvalidImageName", "invalid reference format: repository name must be lowercase"};
+  Json bad = container("bad");
+  bad["image"] = "BusyBox:1";
+  auto w2 = worker(pod("Always", Json::array({bad})));
+  w2->sync();
+  cs = containerStatus(w2->status(), "bad");
+  EXPECT_EQ(cs["state"]["waiting"]["reason"], "InvalidImageName");
+  EXPECT_EQ(cs["state"]["waiting"]["message"],
+            "Failed to apply default image tag \"BusyBox:1\": invalid reference format: repository name must be lowercase");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].rfind("InspectFailed: Failed to apply default image tag", 0), 0u) << events[0];
+  EXPECT_EQ(events[1], "Failed: Error: InvalidImageName");
+  EXPECT_EQ(w2->status()["phase"], "Pending");
 }
 
 TEST_F(PodWorkerTest, PullPolicyDefaultsFromTheTag) {
@@ -662,6 +737,47 @@ TEST(PodFiles, EtcHostsHasPodAndAliases) {
   EXPECT_NE(hosts.find("127.0.0.1\tlocalhost\n"), std::string::npos);
   EXPECT_NE(hosts.find("10.42.0.9\tweb-0.web.shop.svc.cluster.local\tweb-0\n"), std::string::npos) << hosts;
   EXPECT_NE(hosts.find("1.1.1.1\tone\n"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(PodFiles, ServiceLinkVariablesAsTheKubeletWritesThem) {
+  auto service = [](const std::string& ns, const std::string& name, const std::string& ip, Json ports) {
+    return Json{{"metadata", {{"name", name}, {"namespace", ns}}}, {"spec", {{"clusterIP", ip}, {"ports", ports}}}};
+  };
+  std::vector<Json> services = {
+      service("shop", "redis-primary", "10.43.0.20", Json::array({{{"name", "db"}, {"port", 6379}, {"protocol", "TCP"}}})),
+      service("shop", "web", "10.43.0.21",
+              Json::array({{{"name", "http"}, {"port", 80}}, {{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}})),
+      service("shop", "headless", "None", Json::array({{{"port", 80}}})),
+      service("other", "elsewhere", "10.43.0.30", Json::array({{{"port", 80}}})),
+      service("default", "kubernetes", "10.43.0.1", Json::array({{{"name", "https"}, {"port", 443}}}))};
+  Json pod = {{"metadata", {{"name", "p"}, {"namespace", "shop"}}}, {"spec", Json::object()}};
+  auto env = serviceLinkVariables(pod, services);
+  auto has = [&](const std::string& e) { return std::find(env.begin(), env.end(), e) != env.end(); };
+  EXPECT_TRUE(has("REDIS_PRIMARY_SERVICE_HOST=10.43.0.20"));
+  EXPECT_TRUE(has("REDIS_PRIMARY_SERVICE_PORT=6379"));
+  EXPECT_TRUE(has("REDIS_PRIMARY_SERVICE_PORT_DB=6379"));
+  EXPECT_TRUE(has("REDIS_PRIMARY_PORT=tcp://10.43.0.20:6379"));
+  EXPECT_TRUE(has("REDIS_PRIMARY_PORT_6379_TCP=tcp://10.43.0.20:6379"));
+  EXPECT_TRUE(has("REDIS_PRIMARY_PORT_6379_TCP_PROTO=tcp"));
+  EXPECT_TRUE(has("REDIS_PRIMARY_PORT_6379_TCP_PORT=6379"));
+  EXPECT_TRUE(has("REDIS_PRIMARY_PORT_6379_TCP_ADDR=10.43.0.20"));
+  EXPECT_TRUE(has("WEB_PORT_53_UDP=udp://10.43.0.21:53"));
+  EXPECT_TRUE(has("WEB_SERVICE_PORT_DNS=53"));
+  EXPECT_TRUE(has("KUBERNETES_SERVICE_HOST=10.43.0.1"));
+  EXPECT_TRUE(has("KUBERNETES_SERVICE_PORT_HTTPS=443"));
+  for (const auto& e : env) {
+    EXPECT_EQ(e.find("HEADLESS"), std::string::npos) << e;
+    EXPECT_EQ(e.find("ELSEWHERE"), std::string::npos) << e;
+  }
+  // enableServiceLinks: false keeps only the kubernetes Service's.
+  pod["spec"]["enableServiceLinks"] = false;
+  env = serviceLinkVariables(pod, services);
+  ASSERT_FALSE(env.empty());
+  for (const auto& e : env) EXPECT_EQ(e.rfind("KUBERNETES_", 0), 0u) << e;
 }
 
 }  // namespace

@@ -1,0 +1,347 @@
+// bench/podstart: API create → Running of pods on one Ferry node, beside `runc run -d`
+// and `crun run -d` of the same image in the same run (see run.sh, which builds the
+// image and the runc/crun bundles).
+//
+//   podstart_bench --image IMAGE.tar --bundles DIR [--pods 100]   (root)
+//
+// Ferry: a one-node cluster from the e2e harness (`ferry server` with its agent in a
+// network namespace of its own), the image imported locally. The bench talks to the API
+// server over HTTPS with the admin kubeconfig and watches the pods; a pod's latency is
+// from just before its POST to the watch event that first shows status.phase Running
+// (what `kubectl get -w` would show). Pods go through the scheduler (no nodeName).
+//   sequential: one pod at a time (create, wait Running, next) — the single-pod latency;
+//   burst:      all pods created back to back — pods/s = pods / (last Running − first POST).
+// Pods of both phases keep running until the phase ends (100 pods on the node).
+// runc / crun: `<runtime> run -d` of a bundle per container (same rootfs, `sleep 3600`,
+// new pid/net/ipc/uts/mount namespaces, 64 MiB memory limit): the time until the command
+// returns with the process running, one at a time; they are deleted at the end, untimed.
+// crun runs in a forked child with a private mount namespace and a tmpfs over
+// /sys/fs/cgroup/unified (crun 1.8 refuses hybrid hosts; the host's mounts are untouched).
+#include "agent/core/api_client.h"
+#include "api/object.h"
+#include "tests/e2e/harness/cluster.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+namespace api = ferry::api;
+
+namespace {
+
+struct Summary {
+  double p50 = 0, p99 = 0, mean = 0, max = 0;
+};
+
+Summary summarize(std::vector<double> ms) {
+  if (ms.empty()) return {};
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))]; };
+  double sum = 0;
+  for (double v : ms) sum += v;
+  return {at(0.50), at(0.99), sum / ms.size(), ms.back()};
+}
+
+void print(const std::string& name, const std::vector<double>& ms, int failures, double podsPerSecond) {
+  Summary s = summarize(ms);
+  std::printf("%-18s n=%zu failures=%d  p50=%.1f ms  p99=%.1f ms  mean=%.1f ms  max=%.1f ms  %.1f pods/s\n",
+              name.c_str(), ms.size(), failures, s.p50, s.p99, s.mean, s.max, podsPerSecond);
+  std::fflush(stdout);
+}
+
+std::string loadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+double msBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+int runQuiet(const std::vector<std::string>& args) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_RDWR);
+    ::dup2(devnull, 0);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// `runtime run -d` of bundles DIR/c0..c<count-1>, one after the other; then deleted.
+void benchRuntime(const std::string& runtime, const std::string& bundles, int count) {
+  std::string state = "/tmp/ferry-podstart-" + runtime + "-" + std::to_string(::getpid());
+  std::vector<double> ms;
+  int failures = 0;
+  auto first = Clock::now();
+  for (int i = 0; i < count; ++i) {
+    std::string id = "ferry-podstart-" + std::to_string(::getpid()) + "-" + std::to_string(i);
+    auto t0 = Clock::now();
+    int rc = runQuiet({runtime, "--root", state, "run", "-d", "--bundle", bundles + "/c" + std::to_string(i), id});
+    ms.push_back(msBetween(t0, Clock::now()));
+    if (rc != 0) ++failures;
+  }
+  double seconds = msBetween(first, Clock::now()) / 1000;
+  print(runtime + " run -d", ms, failures, count / seconds);
+  for (int i = 0; i < count; ++i)
+    runQuiet({runtime, "--root", state, "delete", "-f", "ferry-podstart-" + std::to_string(::getpid()) + "-" + std::to_string(i)});
+  fs::remove_all(state);
+}
+
+// The pods the watch has seen, by name: when first seen bound and Running.
+struct PodTimes {
+  std::mutex mu;
+  std::condition_variable changed;
+  std::map<std::string, Clock::time_point> bound, running;
+  std::map<std::string, bool> present;
+};
+
+api::Json podManifest(const std::string& name) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Pod"},
+          {"metadata", {{"name", name}, {"namespace", "default"}, {"labels", {{"app", "podstart"}}}}},
+          {"spec",
+           {{"terminationGracePeriodSeconds", 1},
+            {"containers",
+             {{{"name", "main"},
+               {"image", "docker.io/library/busybox:1.35"},
+               {"imagePullPolicy", "IfNotPresent"},
+               {"command", {"sleep", "3600"}}}}}}}};
+}
+
+struct PhaseResult {
+  std::vector<double> createToRunning, createToBound, boundToRunning, postMs;
+  int failures = 0;
+  double podsPerSecond = 0;
+};
+
+class FerryBench {
+ public:
+  FerryBench(ferry::agent::ApiClient& client, PodTimes& times) : client_(client), times_(times) {}
+
+  // Creates pods `prefix`-0..count-1; sequential: waits for each to run before the next.
+  PhaseResult run(const std::string& prefix, int count, bool sequential) {
+    PhaseResult r;
+    std::vector<std::pair<std::string, Clock::time_point>> created;
+    auto first = Clock::now();
+    for (int i = 0; i < count; ++i) {
+      std::string name = prefix + "-" + std::to_string(i);
+      auto t0 = Clock::now();
+      auto posted = client_.post("/api/v1/namespaces/default/pods", podManifest(name));
+      r.postMs.push_back(msBetween(t0, Clock::now()));
+      if (!posted) {
+        std::fprintf(stderr, "create %s: %s\n", name.c_str(), posted.error().message.c_str());
+        ++r.failures;
+        continue;
+      }
+      created.emplace_back(name, t0);
+      if (sequential) waitRunning({name}, std::chrono::seconds(60));
+    }
+    std::vector<std::string> names;
+    for (const auto& [name, t0] : created) names.push_back(name);
+    waitRunning(names, std::chrono::seconds(180));
+    Clock::time_point last = first;
+    std::lock_guard lock(times_.mu);
+    for (const auto& [name, t0] : created) {
+      auto running = times_.running.find(name);
+      if (running == times_.running.end()) {
+        ++r.failures;
+        continue;
+      }
+      last = std::max(last, running->second);
+      r.createToRunning.push_back(msBetween(t0, running->second));
+      if (auto bound = times_.bound.find(name); bound != times_.bound.end()) {
+        r.createToBound.push_back(msBetween(t0, bound->second));
+        r.boundToRunning.push_back(msBetween(bound->second, running->second));
+      }
+    }
+    double seconds = msBetween(first, last) / 1000;
+    r.podsPerSecond = seconds > 0 ? r.createToRunning.size() / seconds : 0;
+    return r;
+  }
+
+  // Deletes pods `prefix`-0..count-1 and waits until the API no longer has them (the
+  // agent has stopped them and confirmed the delete).
+  bool removeAll(const std::string& prefix, int count) {
+    std::vector<std::string> names;
+    for (int i = 0; i < count; ++i) {
+      names.push_back(prefix + "-" + std::to_string(i));
+      (void)client_.remove("/api/v1/namespaces/default/pods/" + names.back());
+    }
+    std::unique_lock lock(times_.mu);
+    return times_.changed.wait_for(lock, std::chrono::seconds(300), [&] {
+      for (const auto& n : names)
+        if (times_.present[n]) return false;
+      return true;
+    });
+  }
+
+ private:
+  void waitRunning(const std::vector<std::string>& names, std::chrono::seconds timeout) {
+    std::unique_lock lock(times_.mu);
+    times_.changed.wait_for(lock, timeout, [&] {
+      for (const auto& n : names)
+        if (!times_.running.contains(n)) return false;
+      return true;
+    });
+  }
+
+  ferry::agent::ApiClient& client_;
+  PodTimes& times_;
+};
+
+void printPhase(const std::string& name, const PhaseResult& r) {
+  print("ferry " + name, r.createToRunning, r.failures, r.podsPerSecond);
+  Summary bound = summarize(r.createToBound), agent = summarize(r.boundToRunning), post = summarize(r.postMs);
+  std::printf("  %s phases: POST p50 %.1f ms; create→bound p50 %.1f / p99 %.1f ms; bound→Running p50 %.1f / p99 %.1f ms\n",
+              name.c_str(), post.p50, bound.p50, bound.p99, agent.p50, agent.p99);
+  std::fflush(stdout);
+}
+
+int benchFerry(const std::string& image, int count) {
+  ferry::e2e::ClusterOptions options;
+  options.nodes = 1;
+  ferry::e2e::Cluster cluster(options);
+  if (auto err = cluster.start(); !err.empty()) {
+    std::fprintf(stderr, "cluster: %s\n", err.c_str());
+    return 1;
+  }
+  if (auto err = cluster.importImage(image); !err.empty()) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    return 1;
+  }
+  // The API server listens in the node's network namespace: this thread (and the watch
+  // thread made from it) enter it; the harness starts its own processes explicitly.
+  int nsfd = ::open(("/run/netns/" + cluster.nodeNamespace(1)).c_str(), O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0 || ::setns(nsfd, CLONE_NEWNET) != 0) {
+    std::perror("setns into the node's network namespace");
+    return 1;
+  }
+  ::close(nsfd);
+  auto credentials = ferry::agent::loadKubeconfig(cluster.dataDir() + "/kubeconfig");
+  if (!credentials) {
+    std::fprintf(stderr, "%s\n", credentials.error().message.c_str());
+    return 1;
+  }
+  ferry::agent::ApiClient client(*credentials);
+  auto list = client.get("/api/v1/namespaces/default/pods");
+  if (!list) {
+    std::fprintf(stderr, "list pods: %s\n", list.error().message.c_str());
+    return 1;
+  }
+  PodTimes times;
+  std::atomic<bool> stop{false};
+  std::string resourceVersion = api::at<std::string>(*list, {"metadata", "resourceVersion"});
+  std::thread watcher([&] {
+    auto onEvent = [&](const std::string& type, const api::Json& pod) {
+      auto now = Clock::now();
+      std::string name = api::nameOf(pod);
+      std::lock_guard lock(times.mu);
+      resourceVersion = api::at<std::string>(pod, {"metadata", "resourceVersion"}, resourceVersion);
+      times.present[name] = type != "DELETED";
+      if (!api::at<std::string>(pod, {"spec", "nodeName"}).empty()) times.bound.try_emplace(name, now);
+      if (api::at<std::string>(pod, {"status", "phase"}) == "Running") times.running.try_emplace(name, now);
+      times.changed.notify_all();
+    };
+    while (!stop) {
+      std::string rv;
+      {
+        std::lock_guard lock(times.mu);
+        rv = resourceVersion;
+      }
+      auto st = client.watch("/api/v1/namespaces/default/pods?watch=true&resourceVersion=" + rv, onEvent, stop);
+      if (!st && !stop) {
+        std::fprintf(stderr, "watch: %s\n", st.error().message.c_str());
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    }
+  });
+  FerryBench bench(client, times);
+  // One pod first, not counted: the first container start warms the page cache and the
+  // agent's image lookup (as on a node that has run pods before).
+  (void)bench.run("warmup", 1, true);
+  bool removed = bench.removeAll("warmup", 1);
+  PhaseResult sequential = bench.run("seq", count, true);
+  printPhase("sequential", sequential);
+  removed = bench.removeAll("seq", count) && removed;
+  PhaseResult burst = bench.run("burst", count, false);
+  printPhase("burst", burst);
+  removed = bench.removeAll("burst", count) && removed;
+  if (!removed) std::fprintf(stderr, "some pods were not removed in time\n");
+  stop = true;
+  watcher.join();
+  return sequential.failures + burst.failures > 0 ? 2 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int count = 100;
+  std::string image, bundles;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--pods")) count = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--image")) image = argv[i + 1];
+    if (!std::strcmp(argv[i], "--bundles")) bundles = argv[i + 1];
+  }
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "podstart_bench needs root\n");
+    return 1;
+  }
+  if (image.empty()) {
+    std::fprintf(stderr, "usage: podstart_bench --image IMAGE.tar [--bundles DIR] [--pods N]\n");
+    return 1;
+  }
+  std::printf("load average at start: %s\n", loadAverage().c_str());
+  if (!bundles.empty()) {
+    benchRuntime("runc", bundles, count);
+    // crun in a child with a private mount namespace (see the top of the file).
+    std::fflush(stdout);
+    pid_t child = ::fork();
+    if (child == 0) {
+      if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        std::perror("private mount namespace");
+        ::_exit(1);
+      }
+      if (fs::exists("/sys/fs/cgroup/unified") &&
+          ::mount("tmpfs", "/sys/fs/cgroup/unified", "tmpfs", 0, "size=1m") != 0) {
+        std::perror("tmpfs over /sys/fs/cgroup/unified (private mount namespace)");
+        ::_exit(1);
+      }
+      benchRuntime("crun", bundles, count);
+      std::fflush(stdout);
+      ::_exit(0);
+    }
+    ::waitpid(child, nullptr, 0);
+  }
+  int rc = benchFerry(image, count);
+  std::printf("load average at end: %s\n", loadAverage().c_str());
+  return rc;
+}
