@@ -253,6 +253,14 @@ static const Resource* requireResource(const std::string& name) { return findRes
 
 Status Registry::checkNamespaceWritable(const std::string& ns) {
   const Resource* nsr = findResource("namespaces");
+  // Every create in a namespace asks this: the namespaces watch cache answers without a
+  // store read (as Kubernetes' NamespaceLifecycle admission reads its informer). A
+  // namespace the cache does not know (yet) is read from the store.
+  if (auto cached = cacheFor(*nsr).latestObject(keyFor(*nsr, "", ns)); cached && *cached) {
+    if (api::isTerminating(**cached))
+      return fail(EACCES, fmt::format("unable to create new content in namespace {} because it is being terminated", ns));
+    return {};
+  }
   auto obj = read(*nsr, "", ns, nullptr);
   if (!obj) {
     if (obj.error().code == ENOENT) return fail(ENOENT, notFoundMessage(*nsr, ns));

@@ -184,6 +184,13 @@ void WatchCache::removeWatcher(std::uint64_t id) {
   }
 }
 
+Result<std::shared_ptr<const Json>> WatchCache::latestObject(const std::string& key) {
+  std::lock_guard lock(mu_);
+  if (auto st = ensureStarted(); !st) return fail(st.error());
+  auto it = current_.find(key);
+  return it == current_.end() ? nullptr : it->second;
+}
+
 std::size_t WatchCache::watcherCount() {
   std::lock_guard lock(mu_);
   return watchers_.size();

@@ -39,6 +39,9 @@ class WatchCache {
   Result<std::unique_ptr<ObjectWatch>> add(std::int64_t afterRevision, WatchFilter filter,
                                            std::function<void(const WatchEvent&)> sink);
   std::size_t watcherCount();
+  // The cache's newest copy of `key` (null when it has none: absent, or not seen yet).
+  // Starts the cache when no watcher has.
+  Result<std::shared_ptr<const api::Json>> latestObject(const std::string& key);
 
  private:
   struct Entry {
