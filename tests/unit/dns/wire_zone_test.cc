@@ -281,3 +281,27 @@ TEST(DnsZone, TenThousandServicesStayCompact) {
   EXPECT_EQ(summarize(ask(*z, "_http._tcp.svc-5000.bench.svc.cluster.local", kTypeSRV)).answers, 1);
   EXPECT_EQ(summarize(ask(*z, "svc-10000.bench.svc.cluster.local", kTypeA)).rcode, kNxDomain);
 }
+
+TEST(DnsWire, NamesAreCompressedAgainstTheMessage) {
+  auto z = sampleZone();
+  // Header 12 + question (31-byte name, type, class) + one A record whose
+  // name is a pointer to the question (0xC00C): 12 + 35 + 16 = 63 bytes.
+  auto a = ask(*z, "web.default.svc.cluster.local", kTypeA);
+  ASSERT_EQ(a.size(), 63u);
+  EXPECT_EQ(a[47], 0xC0);
+  EXPECT_EQ(a[48], 0x0C);
+  // NXDOMAIN: the SOA's owner "cluster.local" points into the question, and its
+  // mname/rname ("ns.dns.", "hostmaster.") end in a pointer to that owner.
+  auto nx = ask(*z, "nope.default.svc.cluster.local", kTypeA);
+  size_t soa = 12 + 32 + 4;
+  EXPECT_EQ(nx[soa], 0xC0);
+  EXPECT_EQ(nx[soa + 1], 12 + 1 + 4 + 1 + 7 + 1 + 3);  // offset of "cluster" in the question
+  size_t rdata = soa + 2 + 10;
+  EXPECT_EQ(nx[rdata], 2);  // "ns"
+  EXPECT_EQ(nx[rdata + 3], 3);  // "dns"
+  EXPECT_EQ(nx[rdata + 7], 0xC0);  // then a pointer
+  EXPECT_EQ(nx[rdata + 8], nx[soa + 1]);
+  // 12 + 36 + SOA (2 + 10 + "ns.dns"+ptr 9 + "hostmaster"+ptr 13 + 20) = 102 bytes.
+  // (The question of "nope...": 32-byte name + 4.)
+  EXPECT_EQ(nx.size(), 102u);
+}
