@@ -181,6 +181,7 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   }
 
   auto lastLease = std::chrono::steady_clock::now();
+  auto lastCertificateCheck = lastLease;
   auto lastCpuSample = std::chrono::steady_clock::time_point{};
   auto lastMetricsSample = std::chrono::steady_clock::time_point{};
   std::string lastRoutes;
@@ -195,6 +196,11 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
     if (now - lastMetricsSample >= std::chrono::seconds(10)) {
       services.sampleMetrics();
       lastMetricsSample = now;
+    }
+    if (now - lastCertificateCheck >= std::chrono::hours(1)) {
+      if (auto st = renewClientCertificateIfDue(client, config, facts.name, std::time(nullptr)); !st)
+        log::warn("node client certificate renewal (retried in an hour): {}", st.error().message);
+      lastCertificateCheck = now;
     }
     if (now - lastLease >= std::chrono::seconds(10)) {
       if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);

@@ -81,7 +81,8 @@ ApiClient::ApiClient(Credentials credentials) : credentials_(std::move(credentia
   std::call_once(gCurlInit, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-void* ApiClient::newHandle(const std::string& url) {
+void* ApiClient::newHandle(const std::string& url, void* headerList) {
+  auto* headers = static_cast<CurlSlist*>(headerList);
   CURL* h = curl_easy_init();
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -90,6 +91,7 @@ void* ApiClient::newHandle(const std::string& url) {
     curl_blob b{const_cast<char*>(s.data()), s.size(), CURL_BLOB_COPY};
     return b;
   };
+  std::lock_guard lock(mu_);  // the blobs are copied by curl before it is released
   if (!credentials_.caPem.empty()) {
     curl_blob ca = blob(credentials_.caPem);
     curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
@@ -102,16 +104,27 @@ void* ApiClient::newHandle(const std::string& url) {
     curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
     curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
   }
+  if (!credentials_.bearerToken.empty()) headers->add("Authorization: Bearer " + credentials_.bearerToken);
   return h;
+}
+
+void ApiClient::setClientCertificate(const std::string& certPem, const std::string& keyPem) {
+  std::lock_guard lock(mu_);
+  credentials_.clientCertPem = certPem;
+  credentials_.clientKeyPem = keyPem;
+}
+
+Credentials ApiClient::credentials() const {
+  std::lock_guard lock(mu_);
+  return credentials_;
 }
 
 Result<api::Json> ApiClient::request(const std::string& method, const std::string& path, const std::string* body,
                                      const std::string& contentType) {
-  CURL* h = static_cast<CURL*>(newHandle(credentials_.server + path));
-  std::string response;
   CurlSlist headers;
+  CURL* h = static_cast<CURL*>(newHandle(credentials_.server + path, &headers));
+  std::string response;
   headers.add("Accept: application/json");
-  if (!credentials_.bearerToken.empty()) headers.add("Authorization: Bearer " + credentials_.bearerToken);
   if (body != nullptr) {
     headers.add("Content-Type: " + contentType);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
@@ -210,13 +223,12 @@ int onWatchProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) 
 Status ApiClient::watch(const std::string& path,
                         const std::function<void(const std::string&, const api::Json&)>& onEvent,
                         const std::atomic<bool>& stop) {
-  CURL* h = static_cast<CURL*>(newHandle(credentials_.server + path));
+  CurlSlist headers;
+  CURL* h = static_cast<CURL*>(newHandle(credentials_.server + path, &headers));
   WatchState st;
   st.onEvent = &onEvent;
   st.stop = &stop;
-  CurlSlist headers;
   headers.add("Accept: application/json");
-  if (!credentials_.bearerToken.empty()) headers.add("Authorization: Bearer " + credentials_.bearerToken);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, onWatchData);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);

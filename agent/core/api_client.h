@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 
 namespace ferry::agent {
@@ -43,11 +44,19 @@ class ApiClient {
 
   const std::string& server() const { return credentials_.server; }
 
+  // Swaps the client certificate (a renewal) for every request and watch started from
+  // now on; running watches keep the connection they have.
+  void setClientCertificate(const std::string& certPem, const std::string& keyPem);
+  // A copy of the credentials in use now.
+  Credentials credentials() const;
+
  private:
   Result<api::Json> request(const std::string& method, const std::string& path, const std::string* body,
                             const std::string& contentType);
-  void* newHandle(const std::string& url);
+  // A curl handle with the credentials and the Authorization header (if any) in `headers`.
+  void* newHandle(const std::string& url, void* headers);
 
+  mutable std::mutex mu_;  // guards the certificate fields of credentials_
   Credentials credentials_;
 };
 

@@ -148,21 +148,11 @@ Result<Credentials> ensureNodeClientCredentials(const AgentConfig& config, const
   std::string problem = cert && key ? storedCertificateProblem(*cert, *key, *caPem, commonName, nullptr)
                                     : "there is none yet";
   if (problem.empty()) {
-    cp::PemPair current{*cert, *key};
-    auto facts = cp::inspectCertificate(current.certPem);
-    if (facts && renewalDue(facts->notBefore, facts->notAfter, nowSeconds())) {
-      // Renewed with the node's own identity: the token is not needed for this.
-      ApiClient self(withClientCertificate(config.server, *caPem, current));
-      auto renewed = requestCertificate(self, "client", commonName, {}, *caPem, 10, &stop);
-      if (renewed && storePair(paths.clientCert, paths.clientKey, *renewed)) {
-        log::info("node client certificate renewed ({})", paths.clientCert);
-        current = *renewed;
-      } else if (!renewed) {
-        log::warn("node client certificate due for renewal, keeping the current one: {}", renewed.error().message);
-      }
-    }
+    ApiClient self(withClientCertificate(config.server, *caPem, cp::PemPair{*cert, *key}));
+    if (auto renewed = renewClientCertificateIfDue(self, config, nodeName, nowSeconds()); !renewed)
+      log::warn("node client certificate due for renewal, keeping the current one: {}", renewed.error().message);
     log::info("using the node client certificate {}", paths.clientCert);
-    return withClientCertificate(config.server, *caPem, current);
+    return self.credentials();
   }
 
   // Join: the token buys this node's client certificate, and nothing else.
@@ -182,6 +172,23 @@ Result<Credentials> ensureNodeClientCredentials(const AgentConfig& config, const
   if (auto st = storePair(paths.clientCert, paths.clientKey, *issued); !st) return fail(st.error());
   log::info("node client certificate issued by the cluster CA, kept in {}", paths.clientCert);
   return withClientCertificate(config.server, *caPem, *issued);
+}
+
+Result<bool> renewClientCertificateIfDue(ApiClient& client, const AgentConfig& config, const std::string& nodeName,
+                                         std::int64_t now) {
+  if (!config.kubeconfig.empty()) return false;
+  NodeCredentialPaths paths = nodeCredentialPaths(config.dataDir);
+  auto facts = cp::inspectCertificate(client.credentials().clientCertPem);
+  if (!facts) return fail(facts.error().wrap("the node client certificate in use"));
+  if (!renewalDue(facts->notBefore, facts->notAfter, now)) return false;
+  auto caPem = readFile(paths.ca);
+  if (!caPem) return fail(ENOENT, "cluster CA " + paths.ca + " not found");
+  auto renewed = requestCertificate(client, "client", "system:node:" + nodeName, {}, *caPem, 10, nullptr);
+  if (!renewed) return fail(renewed.error());
+  if (auto st = storePair(paths.clientCert, paths.clientKey, *renewed); !st) return fail(st.error());
+  client.setClientCertificate(renewed->certPem, renewed->keyPem);
+  log::info("node client certificate renewed ({})", paths.clientCert);
+  return true;
 }
 
 Result<ServingCertificate> ensureNodeServingCertificate(ApiClient& client, const std::string& dataDir,

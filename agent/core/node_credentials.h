@@ -41,6 +41,13 @@ std::string storedCertificateProblem(const std::string& certPem, const std::stri
 Result<Credentials> ensureNodeClientCredentials(const AgentConfig& config, const std::string& nodeName,
                                                 int timeoutSeconds, const std::atomic<bool>& stop);
 
+// For a long-running agent (called every hour): when the stored client certificate is
+// due at `now`, a new key and certificate are asked for with the current one (the
+// node's own identity, no token), stored, and swapped into `client`. Returns whether
+// it renewed. Nothing to do for a --kubeconfig credential.
+Result<bool> renewClientCertificateIfDue(ApiClient& client, const AgentConfig& config, const std::string& nodeName,
+                                         std::int64_t now);
+
 struct ServingCertificate {
   std::string certPem;
   std::string keyPem;

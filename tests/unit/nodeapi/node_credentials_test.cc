@@ -198,3 +198,31 @@ TEST_F(NodeCredentialsTest, WrongTokenAndMissingTokenAreClearErrors) {
   ASSERT_FALSE(noToken);
   EXPECT_NE(noToken.error().message.find("cannot read"), std::string::npos) << noToken.error().message;
 }
+
+TEST_F(NodeCredentialsTest, DueCertificateIsRenewedInPlaceWithTheNodesOwnIdentity) {
+  auto creds = ensureNodeClientCredentials(config_, "node-1", 10, stop_);
+  ASSERT_TRUE(creds) << creds.error().message;
+  ApiClient client(*creds);
+  auto facts = cp::inspectCertificate(creds->clientCertPem);
+  ASSERT_TRUE(facts);
+  // Not due now: nothing changes.
+  auto early = renewClientCertificateIfDue(client, config_, "node-1", facts->notBefore + 3600);
+  ASSERT_TRUE(early) << early.error().message;
+  EXPECT_FALSE(*early);
+  // At 80% of its life, and with no token left: renewed through the current certificate.
+  fs::remove(config_.tokenFile);
+  std::int64_t late = facts->notBefore + (facts->notAfter - facts->notBefore) * 8 / 10;
+  auto renewed = renewClientCertificateIfDue(client, config_, "node-1", late);
+  ASSERT_TRUE(renewed) << renewed.error().message;
+  EXPECT_TRUE(*renewed);
+  auto paths = nodeCredentialPaths(config_.dataDir);
+  std::string newCert = readText(paths.clientCert);
+  EXPECT_NE(newCert, creds->clientCertPem);
+  EXPECT_NE(readText(paths.clientKey), creds->clientKeyPem);
+  EXPECT_TRUE(cp::verifyCertificate(newCert, ca_.certPem, readText(paths.clientKey)));
+  EXPECT_EQ(client.credentials().clientCertPem, newCert);
+  EXPECT_EQ(modeOf(paths.clientKey), 0600u);
+  // The swapped-in certificate works for requests.
+  auto nodes = client.get("/api/v1/nodes");
+  EXPECT_TRUE(nodes) << nodes.error().message;
+}
