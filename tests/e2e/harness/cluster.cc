@@ -184,7 +184,10 @@ Cluster::~Cluster() { stopAll(); }
 std::string Cluster::nodeName(int index) const { return "node-" + std::to_string(index); }
 std::string Cluster::nodeNamespace(int index) const { return "fe2e-" + id_ + "-n" + std::to_string(index); }
 std::string Cluster::serverLog() const { return readAll(workDir_ + "/n1/ferry.log"); }
-std::string Cluster::agentLog(int index) const { return readAll(workDir_ + "/n" + std::to_string(index) + "/ferry.log"); }
+std::string Cluster::agentLog(int index) const {
+  std::string file = index == 1 && options_.separateServerProcess ? "/agent.log" : "/ferry.log";
+  return readAll(workDir_ + "/n" + std::to_string(index) + file);
+}
 
 std::string Cluster::startNodeNetwork() {
   std::string underlay = "fe2e-" + id_ + "-u";
@@ -255,32 +258,37 @@ std::string Cluster::start() {
   std::vector<std::string> server = {ferryBinary(), "server", "--data-dir", dataDir(), "--listen", "0.0.0.0:6443",
                                      "--datastore", options_.datastore, "--agent-data-dir", workDir_ + "/n1/agent",
                                      "--advertise-address", "10.250.0.11"};
-  if (!options_.agents) server.push_back("--no-agent");
+  if (!options_.agents || options_.separateServerProcess) server.push_back("--no-agent");
   for (const auto& f : agentCommonFlags(1)) server.push_back(f);
   for (const auto& f : options_.serverFlags) server.push_back(f);
-  for (const auto& f : options_.agentFlags) server.push_back(f);
-  commands_.push_back(server);
-  pids_.push_back(spawnInNetns(nodeNamespace(1), server, workDir_ + "/n1/ferry.log"));
+  if (!options_.separateServerProcess)
+    for (const auto& f : options_.agentFlags) server.push_back(f);
+  if (options_.separateServerProcess) {
+    serverPid_ = spawnInNetns(nodeNamespace(1), server, workDir_ + "/n1/ferry.log");
+  } else {
+    commands_.push_back(server);
+    pids_.push_back(spawnInNetns(nodeNamespace(1), server, workDir_ + "/n1/ferry.log"));
+  }
 
   bool up = waitFor([&] { return access((dataDir() + "/kubeconfig").c_str(), R_OK) == 0 &&
                                  kubectl("get --raw /readyz", std::chrono::seconds(10)).exitCode == 0; },
                     std::chrono::seconds(90));
   if (!up) return "the API server did not come up; log:\n" + serverLog();
 
-  for (int i = 2; i <= options_.nodes && options_.agents; ++i) {
+  for (int i = options_.separateServerProcess ? 1 : 2; i <= options_.nodes && options_.agents; ++i) {
     std::string dir = workDir_ + "/n" + std::to_string(i);
     std::vector<std::string> agent = {ferryBinary(), "agent", "--server", "https://10.250.0.11:6443",
                                       "--token-file", dataDir() + "/token", "--data-dir", dir + "/agent"};
     for (const auto& f : agentCommonFlags(i)) agent.push_back(f);
     for (const auto& f : options_.agentFlags) agent.push_back(f);
     commands_.push_back(agent);
-    pids_.push_back(spawnInNetns(nodeNamespace(i), agent, dir + "/ferry.log"));
+    pids_.push_back(spawnInNetns(nodeNamespace(i), agent, dir + (i == 1 ? "/agent.log" : "/ferry.log")));
   }
   if (options_.agents) {
     std::string exited;
     bool ready = waitFor([&] {
       // An agent that exited will not become Ready: say so at once, with its log.
-      for (int i = 2; i <= static_cast<int>(pids_.size()); ++i)
+      for (int i = options_.separateServerProcess ? 1 : 2; i <= static_cast<int>(pids_.size()); ++i)
         if (pids_[i - 1] > 0 && waitpid(pids_[i - 1], nullptr, WNOHANG) == pids_[i - 1]) {
           pids_[i - 1] = -1;
           exited += "node " + std::to_string(i) + "'s agent exited:\n" + agentLog(i) + "\n";
@@ -333,7 +341,8 @@ void Cluster::killAgent(int index) {
 std::string Cluster::restartAgent(int index) {
   if (index < 1 || index > static_cast<int>(commands_.size())) return "no node " + std::to_string(index);
   if (pids_[index - 1] > 0) return "node " + std::to_string(index) + "'s process still runs";
-  std::string log = workDir_ + "/n" + std::to_string(index) + "/ferry.log";
+  std::string log = workDir_ + "/n" + std::to_string(index) +
+                    (index == 1 && options_.separateServerProcess ? "/agent.log" : "/ferry.log");
   pids_[index - 1] = spawnInNetns(nodeNamespace(index), commands_[index - 1], log);
   return pids_[index - 1] > 0 ? "" : "fork failed";
 }
@@ -387,6 +396,14 @@ void Cluster::stopAll() {
       waitpid(*it, nullptr, 0);
     }
     *it = -1;
+  }
+  if (serverPid_ > 0) {
+    kill(serverPid_, SIGTERM);
+    if (!waitFor([&] { return waitpid(serverPid_, nullptr, WNOHANG) == serverPid_; }, std::chrono::seconds(15))) {
+      kill(serverPid_, SIGKILL);
+      waitpid(serverPid_, nullptr, 0);
+    }
+    serverPid_ = -1;
   }
   // Pods outlive their agent by design: remove what each node made.
   for (int i = 1; i <= options_.nodes; ++i) removeNodeLeftovers(cgroupRoot(i), "/sys/fs/bpf/" + cgroupRoot(i));

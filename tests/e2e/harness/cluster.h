@@ -53,6 +53,9 @@ struct ClusterOptions {
   std::vector<std::string> serverFlags;   // extra flags for `ferry server`
   std::vector<std::string> agentFlags;    // extra flags for every agent
   std::string datastore = "sqlite";
+  // Node 1's agent as its own process beside `ferry server --no-agent` (instead of inside
+  // the server), e.g. to measure each process alone (bench/footprint).
+  bool separateServerProcess = false;
 };
 
 class Cluster {
@@ -83,6 +86,9 @@ class Cluster {
   std::string workDir() const { return workDir_; }
   std::string serverLog() const;  // node 1's `ferry server` (with its agent)
   std::string agentLog(int index) const;  // node `index`'s process (the server for node 1)
+  // Process ids: node `index`'s agent (the server for node 1 unless separateServerProcess), the server.
+  int agentPid(int index) const { return index >= 1 && index <= static_cast<int>(pids_.size()) ? pids_[index - 1] : -1; }
+  int serverPid() const { return options_.separateServerProcess ? serverPid_ : agentPid(1); }
 
   // Stops node `index`'s agent (SIGKILL) — for failure tests. Its pods keep
   // running (as on a real node whose agent died); the harness still removes them
@@ -111,6 +117,7 @@ class Cluster {
   std::vector<int> pids_;  // pids_[i]: process of node i+1 (server for node 1)
   std::vector<std::vector<std::string>> commands_;  // commands_[i]: how node i+1's process was started
   bool networkMade_ = false;
+  int serverPid_ = -1;  // separateServerProcess only
 };
 
 }  // namespace ferry::e2e
