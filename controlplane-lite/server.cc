@@ -15,6 +15,7 @@
 #include "controlplane-lite/store.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 
@@ -90,6 +91,9 @@ HttpResponse handleMeasured(ApiHandler& handler, HttpRequest& req) {
 }  // namespace
 
 Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std::function<void()> onReady) {
+  // At most two malloc arenas (glibc makes up to 8 per core, one per busy thread): the
+  // server's many HTTP and watch threads left most of each arena unused (bench/footprint).
+  mallopt(M_ARENA_MAX, 2);
   auto listen = parseListen(config.listen);
   if (!listen) return fail(listen.error());
   std::error_code ec;

@@ -159,6 +159,11 @@ void PodManager::onPodUpsert(const api::Json& pod) {
   entry.pod = pod;
   if (entry.worker) {
     entry.worker->updatePod(pod);
+    // The node lifecycle controller marked the pod Unknown (NodeLost) while this node's
+    // heartbeats were late; the worker only reports changes, so say again how it is.
+    std::string phase = api::at<std::string>(pod, {"status", "phase"});
+    if (phase == "Unknown" && !*entry.statusFrozen && !api::isTerminating(pod) && !entry.worker->finished())
+      queueStatus(pod, entry.worker->status());
     if (api::isTerminating(pod) && !entry.worker->terminating()) {
       auto grace = api::at<std::int64_t>(pod, {"metadata", "deletionGracePeriodSeconds"}, -1);
       entry.worker->terminate(grace >= 0 ? std::optional<std::int64_t>(grace) : std::nullopt);
