@@ -170,6 +170,8 @@ struct ModeOperations {
   Result<CgroupStats> (*readStats)(const TreeLayout& tree, const std::string& path);
   // Called for a cgroup that will have children, so they get the controllers.
   Status (*delegateControllers)(const TreeLayout& tree, const std::string& path);
+  // Called once for each new container cgroup.
+  Status (*setupContainer)(const TreeLayout& tree, const std::string& path);
 };
 
 Status applyLimitsV2(const TreeLayout& t, const std::string& path, const Limits& limits) {
@@ -226,6 +228,15 @@ Status delegateV2(const TreeLayout& t, const std::string& path) {
   return writeFile(d + "/cgroup.subtree_control", enable);
 }
 
+// An OOM kill takes the whole container, not just its biggest process (a shell would
+// otherwise live on after its child was killed, and the container never be reported
+// OOMKilled): the kubelet does the same on cgroup v2 since 1.28.
+Status setupContainerV2(const TreeLayout& t, const std::string& path) {
+  std::string file = t.dir(t.unifiedRoot, path) + "/memory.oom.group";
+  if (::access(file.c_str(), F_OK) != 0) return {};  // kernels before 4.19
+  return writeFile(file, "1");
+}
+
 Status applyLimitsV1(const TreeLayout& t, const std::string& path, const Limits& limits) {
   std::string cpu = t.dir(t.cpuRoot, path);
   if (Status s = writeFile(cpu + "/cpu.cfs_period_us", std::to_string(kCpuPeriodUs)); !s) return s;
@@ -264,9 +275,11 @@ Result<CgroupStats> readStatsV1(const TreeLayout& t, const std::string& path) {
 }
 
 Status delegateNothing(const TreeLayout&, const std::string&) { return {}; }
+// v1 has no group OOM kill: the kernel picks one process, as the kubelet on v1.
+Status setupNothing(const TreeLayout&, const std::string&) { return {}; }
 
-const ModeOperations kUnifiedOperations{applyLimitsV2, readStatsV2, delegateV2};
-const ModeOperations kHybridOperations{applyLimitsV1, readStatsV1, delegateNothing};
+const ModeOperations kUnifiedOperations{applyLimitsV2, readStatsV2, delegateV2, setupContainerV2};
+const ModeOperations kHybridOperations{applyLimitsV1, readStatsV1, delegateNothing, setupNothing};
 
 const ModeOperations& operationsFor(CgroupMode mode) {
   return mode == CgroupMode::Unified ? kUnifiedOperations : kHybridOperations;
@@ -397,7 +410,9 @@ Result<std::string> CgroupTree::createContainer(const std::string& podPath, cons
     if (!isDirectory(root + "/" + podPath)) return fail(ENOENT, "pod cgroup " + podPath + " does not exist");
     if (Status s = makeDirectory(root + "/" + path); !s) return fail(s.error().wrap("create container cgroup"));
   }
-  if (Status s = operationsFor(impl_->mode).applyLimits(*impl_, path, limits); !s) {
+  const ModeOperations& ops = operationsFor(impl_->mode);
+  if (Status s = ops.setupContainer(*impl_, path); !s) return fail(s.error().wrap("container cgroup " + path));
+  if (Status s = ops.applyLimits(*impl_, path, limits); !s) {
     return fail(s.error().wrap("limits of container cgroup " + path));
   }
   return path;

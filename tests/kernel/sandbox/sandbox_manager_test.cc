@@ -246,7 +246,9 @@ TEST_F(SandboxManagerTest, ContainerOverItsMemoryLimitIsOomKilled) {
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
   auto after = manager_->cgroups().stats(*container);
   ASSERT_TRUE(after);
-  EXPECT_EQ(after->oomKills, before->oomKills + 1) << "OOMKilled is told from the cgroup's counter";
+  // Not exactly +1: on v2 a container's OOM kill takes its whole group (memory.oom.group),
+  // and the kernel counts the victim once more as a member of that group.
+  EXPECT_GT(after->oomKills, before->oomKills) << "OOMKilled is told from the cgroup's counter";
 }
 
 TEST_F(SandboxManagerTest, RestartKeepsCompleteSandboxesAndSweepsBrokenOnes) {
