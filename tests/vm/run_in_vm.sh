@@ -4,6 +4,8 @@
 # cgroup hierarchy is cgroup v2 at /sys/fs/cgroup with cpu, memory and pids enabled:
 # a pure cgroup-v2 node (see MACHINE.md). The guest has no network device.
 #   run_in_vm.sh [--systemd] WORKDIR COMMAND [ARGS...]    exit status = the command's
+# FERRY_VM_TIMEOUT (seconds, default 840): the guest is killed then, and the console's
+# tail printed. FERRY_VM_KEEP_DIRS: more host dirs the guest must see (see KEEP_DIRS).
 # WORKDIR (created, writable) receives the initramfs, the guest script and `log`.
 # --systemd: the guest boots systemd as PID 1 (the host's own systemd, from the shared /)
 # and runs COMMAND as the one unit it starts (ferry-vm-test.service); the host's
@@ -32,6 +34,10 @@ if ! command -v qemu-system-x86_64 >/dev/null || [ ! -r "$KERNEL" ] || [ ! -x /b
 fi
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
+# What the guest must see at its own path even when it lives in the host's /tmp (a CI
+# clone): this source tree, the work dir and FERRY_VM_KEEP_DIRS (e.g. the build dir).
+SOURCE_DIR=$(cd "$(dirname "$0")/../.." && pwd)
+KEEP_DIRS="$SOURCE_DIR $WORK ${FERRY_VM_KEEP_DIRS:-}"
 INITRD_DIR=$(mktemp -d /tmp/ferry-vm-initrd-XXXXXX)
 trap 'rm -rf "$INITRD_DIR"' EXIT
 
@@ -83,16 +89,28 @@ rm -rf "$WORK/systemd-units" "$WORK/masked-units"
   echo '#!/bin/sh'
   if [ "$MODE" = plain ]; then
     echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t cgroup2 cgroup2 /sys/fs/cgroup'
-    # /tmp stays the host's, seen through the guest's overlay (writable, private to the
-    # guest): the build being tested may live there (CI clones into a temporary folder).
     echo 'mount -t tmpfs tmpfs /run'
+    # Terminals for exec -t, as on any node; and a PATH, which init does not get.
+    echo 'mkdir -p /dev/pts /dev/shm && mount -t devpts -o ptmxmode=0666 devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm'
+    echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
     echo 'echo "+cpu +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control'
+    # Container rootfs overlays cannot put their upper dirs on the guest's overlay root
+    # (EINVAL), and the tests keep theirs under /tmp: /tmp becomes a tmpfs, as a node's
+    # disk would be, with the trees under test bound back at their own paths.
+    echo 'mkdir -p /run/host-tmp && mount --bind /tmp /run/host-tmp && mount -t tmpfs -o mode=1777 tmpfs /tmp'
+    for dir in $KEEP_DIRS; do
+      case $dir in
+        /tmp/*) echo "mkdir -p '$dir' && mount --bind '/run/host-tmp/${dir#/tmp/}' '$dir'" ;;
+      esac
+    done
   fi
-  echo 'modprobe veth 2>/dev/null; modprobe bridge 2>/dev/null'
+  # What a node's agent needs: pod veths on a bridge, nftables NAT (masquerade, NodePort).
+  echo 'modprobe -qa veth bridge br_netfilter nf_tables nft_nat nft_masq nft_chain_nat nft_ct nft_numgen nft_fib_ipv4'
   echo 'echo "guest: $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"'
+  echo 'echo "vm: guest booted, command starts at $(cut -d" " -f1 /proc/uptime) s of uptime" > /ferry-vm/log'
   printf 'cd /tmp && ('
-  for arg in "$@"; do printf "'%s' " "$arg"; done
-  echo ') > /ferry-vm/log 2>&1; echo $? > /ferry-vm/rc'
+  for arg in "$@"; do printf "'%s' " "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
+  echo ') >> /ferry-vm/log 2>&1; echo $? > /ferry-vm/rc'
   echo 'sync; echo o > /proc/sysrq-trigger; sleep 30'
 } > "$WORK/guest.sh"
 rm -f "$WORK/rc" "$WORK/log"
@@ -111,16 +129,26 @@ UNIT
   echo "getty@tty1.service serial-getty@ttyS0.service" >> "$WORK/masked-units"
 fi
 
-timeout 900 qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -no-reboot -net none \
+# A guest that hangs is stopped here, before CTest's own timeout (which would kill this
+# script too, and lose the console tail): set FERRY_VM_TIMEOUT below the test's TIMEOUT.
+VM_TIMEOUT=${FERRY_VM_TIMEOUT:-840}
+started=$(date +%s)
+status=0
+timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -no-reboot -net none \
   -kernel "$KERNEL" -initrd "$WORK/initramfs.cpio.gz" \
   -append "$APPEND" \
   -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=host \
   -fsdev local,id=out,path="$WORK",security_model=none,multidevs=remap \
-  -device virtio-9p-pci,fsdev=out,mount_tag=out > "$WORK/console" 2>&1 || true
+  -device virtio-9p-pci,fsdev=out,mount_tag=out > "$WORK/console" 2>&1 || status=$?
 cat "$WORK/log" 2>/dev/null || true
+echo "vm: guest ran $(($(date +%s) - started)) s"
 if [ ! -s "$WORK/rc" ]; then
-  echo "guest did not report a result; console:"
+  if [ "$status" = 124 ]; then
+    echo "guest killed after ${VM_TIMEOUT} s without a result; console:"
+  else
+    echo "guest did not report a result (qemu exit status $status); console:"
+  fi
   tail -30 "$WORK/console"
   exit 1
 fi

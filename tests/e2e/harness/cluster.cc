@@ -72,7 +72,8 @@ void removeCgroupTree(const fs::path& root) {
 }  // namespace
 
 void removeNodeLeftovers(const std::string& cgroupRoot, const std::string& bpffsDir) {
-  for (const char* hierarchy : {"unified", "memory", "cpu,cpuacct", "cpu", "cpuacct", "pids", "freezer", "cpuset"})
+  // "": a pure cgroup-v2 node, whose one hierarchy is /sys/fs/cgroup itself.
+  for (const char* hierarchy : {"", "unified", "memory", "cpu,cpuacct", "cpu", "cpuacct", "pids", "freezer", "cpuset"})
     removeCgroupTree(fs::path("/sys/fs/cgroup") / hierarchy / cgroupRoot);
   std::error_code ec;
   fs::remove_all(bpffsDir, ec);
