@@ -404,13 +404,19 @@ runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& po
     if (!path) return fail(path.error());
     return sandboxes_.cgroups().attach(*path, pid);
   };
-  d.oomKilled = [this, uid, podCgroup](const std::string& container) {
+  // The worker asks this while holding its own lock, and PodManager calls the worker
+  // while holding mu_ (activePods, housekeeping): taking mu_ here deadlocked the agent
+  // whenever a container exited during an eviction pass. The pod's ledger has its own lock.
+  struct OomLedger {
+    std::mutex mu;
+    std::map<std::string, uint64_t> seen;  // container → OOM kills already reported
+  };
+  auto ledger = std::make_shared<OomLedger>();
+  d.oomKilled = [this, ledger, podCgroup](const std::string& container) {
     auto stats = sandboxes_.cgroups().stats(podCgroup + "/" + container);
     if (!stats) return false;
-    std::lock_guard lock(mu_);
-    auto it = pods_.find(uid);
-    if (it == pods_.end()) return stats->oomKills > 0;
-    uint64_t& seen = it->second->oomSeen[container];
+    std::lock_guard lock(ledger->mu);
+    uint64_t& seen = ledger->seen[container];
     bool fresh = stats->oomKills > seen;
     seen = stats->oomKills;
     return fresh;

@@ -72,7 +72,6 @@ class PodManager {
   struct PodEntry {
     api::Json pod;
     std::unique_ptr<runtime::PodWorker> worker;
-    std::map<std::string, uint64_t> oomSeen;  // container cgroup path → OOM kills already reported
     std::string cgroupPath;
     bool finalizing = false;
     std::string evictionMessage;  // set by evict(): report Failed/Evicted once the containers stopped
