@@ -94,7 +94,13 @@ TEST(Metrics, AgentAndServerExportWhatOperatorsWatch) {
   EXPECT_EQ(agent.find("apiserver_request_total"), std::string::npos);
 
   // The API server: request counts and latency by verb and resource.
-  auto server = cluster.kubectl("get --raw /metrics", 30s);
+  // A node renews its Lease every 10 s: on a quick run the first PUT may still be coming.
+  ferry::e2e::CommandResult server;
+  waitFor([&] {
+    server = cluster.kubectl("get --raw /metrics", 30s);
+    return server.exitCode == 0 &&
+           sample(server.output, R"(apiserver_request_total\{verb="PUT",resource="leases",subresource="",code="200"\})") >= 1;
+  }, 60s);
   ASSERT_EQ(server.exitCode, 0) << server.output;
   const std::string& s = server.output;
   EXPECT_NE(s.find("# TYPE apiserver_request_duration_seconds histogram"), std::string::npos);
