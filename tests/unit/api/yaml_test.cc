@@ -131,6 +131,10 @@ TEST(Yaml, ErrorsNameTheLine) {
   EXPECT_EQ((*parseYaml("a: \"\\a\\t\""))["a"], "\a\t");  // escaped control characters are fine
   auto inf = parseYaml("a: .inf\n");
   EXPECT_FALSE(inf);
+  auto huge = parseYaml("args: [1, 1e4422222223222]\n");  // found by yaml_fuzz: read as infinity
+  ASSERT_FALSE(huge);
+  EXPECT_NE(huge.error().message.find("out of range"), std::string::npos) << huge.error().message;
+  EXPECT_FALSE(parseYaml("a: !!float -1e999\n"));
   std::string deep(1000, '[');
   EXPECT_FALSE(parseYaml(deep + std::string(1000, ']')));
 }
@@ -162,6 +166,11 @@ TEST(Yaml, BillionLaughsIsRefused) {
 }
 
 TEST(Yaml, WritesYamlThatReadsBackIdentically) {
+  for (const char* marker : {"--- a000*", "---", "...", "... x"}) {  // found by yaml_fuzz
+    auto back = parseYaml(ferry::api::toYaml(Json(marker)));
+    ASSERT_TRUE(back) << marker << ": " << back.error().message;
+    EXPECT_EQ(*back, Json(marker)) << ferry::api::toYaml(Json(marker));
+  }
   Json doc = Json::parse(R"({
     "apiVersion": "v1", "kind": "ConfigMap",
     "metadata": {"name": "cfg", "labels": {"version": "1.0", "enabled": "true", "n": "123", "empty": ""}},
