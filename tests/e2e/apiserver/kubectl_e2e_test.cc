@@ -2,6 +2,7 @@
 // agent: pods are deleted with --grace-period=0 --force). The full workflow runs
 // on SQLite and on etcd (a private etcd on loopback, started and killed by PID);
 // the other cases exercise the API layer only and run on SQLite.
+#include "tests/e2e/apiserver/server_process.h"
 #include "tests/unit/store/etcd_process.h"
 
 #include <gtest/gtest.h>
@@ -39,19 +40,6 @@ CommandResult run(const std::string& command) {
   int status = ::pclose(pipe);
   r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
-}
-
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
 }
 
 pid_t spawn(const std::vector<std::string>& args, const std::string& logFile) {
@@ -157,7 +145,7 @@ class KubectlE2E : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     std::vector<std::string> args = {bin, "server", "--no-agent", "--data-dir", (dir_ / "server").string(),
-                                     "--listen", "127.0.0.1:" + std::to_string(freePort())};
+                                     "--listen", "127.0.0.1:" + std::to_string(ferry::e2e::freeLoopbackPort())};
     args.push_back("--datastore");
     args.push_back(datastore_);
     server_ = spawn(args, (dir_ / "server.log").string());
