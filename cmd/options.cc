@@ -126,6 +126,8 @@ FlagTable serverFlags(cp::ServerConfig& s, agent::AgentConfig& a, bool& noAgent)
   t.push_back(text("data-dir", "certificates, kubeconfig, join token and the SQLite store", s.dataDir));
   t.push_back(text("listen", "API server address:port", s.listen));
   t.push_back(text("datastore", "sqlite | etcd://host:port[,host:port]", s.datastore));
+  t.push_back(text("token-file", "join the cluster on a shared etcd datastore (the first server's data-dir/token)",
+                   s.joinTokenFile));
   t.push_back(text("cluster-cidr", "pod addresses; each node gets a /24", s.clusterCIDR));
   t.push_back(text("service-cidr", "Service ClusterIPs", s.serviceCIDR));
   t.push_back(text("cluster-dns", "ClusterIP of the DNS Service", s.clusterDNS));

@@ -9,6 +9,7 @@ struct ServerConfig {
   std::string dataDir = "/var/lib/ferry/server";
   std::string listen = "0.0.0.0:6443";
   std::string datastore = "sqlite";  // or etcd://host:port[,host:port]
+  std::string joinTokenFile;  // a further server on a shared etcd: the first server's data-dir/token
   std::string clusterCIDR = "10.42.0.0/16";
   std::string serviceCIDR = "10.43.0.0/16";
   std::string clusterDNS = "10.43.0.10";

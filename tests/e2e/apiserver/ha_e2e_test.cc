@@ -6,9 +6,10 @@
 // Then the new leader is frozen (SIGSTOP) until it loses the Lease: on SIGCONT it
 // stops its loops and keeps serving the API.
 //
-// Joining: the second server's data dir is seeded with the first one's cluster CA
-// (tls/ca.crt, tls/ca.key) and join token; it issues its own serving and admin
-// certificates from that CA at first start (seedJoiningDataDir).
+// Joining: the second server starts on a fresh data dir with --token-file naming
+// the first one's token; it takes the cluster CA from the datastore (encrypted
+// with the token, see controlplane-lite/cluster_bootstrap.h) and issues its own
+// serving and admin certificates from it. Without the token it refuses to start.
 #include "tests/e2e/apiserver/server_process.h"
 #include "tests/unit/store/etcd_process.h"
 #include "tests/unit/store/store_fixture.h"
@@ -127,8 +128,21 @@ TEST(ApiServerHa, LeaderKilledUnderWriteLoadSurvivorSchedulesAndKeepsEveryAcknow
   auto logs = [&] { return "--- server a:\n" + tail(a->log()) + "\n--- server b:\n" + tail(b->log()); };
 
   ASSERT_EQ(a->start(), "");
-  ferry::e2e::seedJoiningDataDir(a->dataDir(), b->dataDir());
+  {
+    // A server on a fresh data dir without the token would make a second CA: refused.
+    ServerProcess stray(binary, dir / "stray", datastore);
+    std::string why = stray.start(std::chrono::seconds(60));
+    EXPECT_NE(why.find("exited during start"), std::string::npos) << why;
+    EXPECT_NE(why.find("--token-file"), std::string::npos) << why;
+  }
+  b->setExtraArgs({"--token-file", (a->dataDir() / "token").string()});
   ASSERT_EQ(b->start(), "");
+  {
+    std::ifstream ca1(a->dataDir() / "tls" / "ca.crt"), ca2(b->dataDir() / "tls" / "ca.crt");
+    std::string x(std::istreambuf_iterator<char>(ca1), {}), y(std::istreambuf_iterator<char>(ca2), {});
+    EXPECT_FALSE(x.empty());
+    EXPECT_EQ(x, y) << "the joined server signs with the cluster's CA";
+  }
 
   // One cluster: b's admin certificate (issued by the shared CA) is accepted by a.
   ApiClient viaA(b->dataDir(), a->url());

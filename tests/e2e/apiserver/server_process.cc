@@ -52,6 +52,7 @@ std::string ServerProcess::start(std::chrono::seconds timeout) {
   std::vector<std::string> args = {binary_, "server", "--no-agent", "--data-dir", dataDir_.string(),
                                    "--listen", "127.0.0.1:" + std::to_string(port_),
                                    "--advertise-address", "127.0.0.1", "--datastore", datastore_};
+  args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
   std::string logFile = dataDir_.string() + ".log";
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -100,14 +101,6 @@ void ServerProcess::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   kill9();
-}
-
-void seedJoiningDataDir(const fs::path& from, const fs::path& to) {
-  fs::create_directories(to / "tls");
-  fs::permissions(to / "tls", fs::perms::owner_all, fs::perm_options::replace);
-  for (const char* name : {"ca.crt", "ca.key"})
-    fs::copy_file(from / "tls" / name, to / "tls" / name, fs::copy_options::overwrite_existing);
-  fs::copy_file(from / "token", to / "token", fs::copy_options::overwrite_existing);
 }
 
 namespace {

@@ -26,6 +26,8 @@ class ServerProcess {
   // Starts (or restarts on the same data dir and port) and waits until /readyz answers.
   // Returns an error message, or empty on success.
   std::string start(std::chrono::seconds timeout = std::chrono::seconds(90));
+  // Flags added to every later start (e.g. --token-file to join a cluster).
+  void setExtraArgs(std::vector<std::string> args) { extraArgs_ = std::move(args); }
   void kill9();  // SIGKILL, reaped
   void stop();   // SIGTERM, then SIGKILL after 10 s
   bool running() const { return pid_ > 0; }
@@ -40,14 +42,10 @@ class ServerProcess {
   std::string binary_;
   std::filesystem::path dataDir_;
   std::string datastore_;
+  std::vector<std::string> extraArgs_;
   int port_;
   pid_t pid_ = -1;
 };
-
-// Copies what a second server on the same etcd needs to be part of the same
-// cluster: the cluster CA (cert and key) and the node join token. Its serving and
-// admin certificates are then issued from that CA at its first start.
-void seedJoiningDataDir(const std::filesystem::path& from, const std::filesystem::path& to);
 
 struct HttpReply {
   long status = 0;       // 0: no HTTP answer (connection refused, reset, timeout)
