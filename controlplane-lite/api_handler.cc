@@ -358,11 +358,10 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
       int timeout = req.hasParam("timeoutSeconds") ? std::atoi(req.param("timeoutSeconds").c_str()) : 1800;
       auto encode = std::make_shared<std::function<std::string(const std::string&, const Json&)>>(
           [r, table, include, now, first = std::make_shared<bool>(true)](const std::string& type, const Json& obj) {
-            Json out = obj;
-            if (table) {
-              out = toTable(*r, {obj}, api::resourceVersionOf(obj), "", *first, include, std::time(nullptr));
-              *first = false;
-            }
+            if (!table)  // written around the object's own dump: no copy of it per watcher and event
+              return "{\"object\":" + obj.dump() + ",\"type\":" + Json(type).dump() + "}\n";
+            Json out = toTable(*r, {obj}, api::resourceVersionOf(obj), "", *first, include, std::time(nullptr));
+            *first = false;
             return Json{{"type", type}, {"object", out}}.dump() + "\n";
           });
       // No resourceVersion (or "0"): the current state as ADDED events, then changes.
@@ -380,18 +379,18 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
         if (e.type == "ERROR") {  // the watch cache ended this watch: the client must list again
           std::lock_guard lock(ch->mu);
           ch->overflow = true;
-          ch->endMessage = e.object.value("message", "the watch ended");
+          ch->endMessage = e.object->value("message", "the watch ended");
           ch->cv.notify_one();
           return;
         }
-        std::string line = (*encode)(e.type, e.object);
+        std::string line = (*encode)(e.type, *e.object);
         std::lock_guard lock(ch->mu);
         if (ch->lines.size() > 10000) {
           ch->overflow = true;
           return;
         }
         ch->lines.push_back(std::move(line));
-        ch->lastResourceVersion = api::resourceVersionOf(e.object);
+        ch->lastResourceVersion = api::resourceVersionOf(*e.object);
         ch->cv.notify_one();
       });
       if (!w) return statusError(w.error(), r, "");

@@ -32,9 +32,13 @@ struct ObjectList {
   std::string resourceVersion;
 };
 
+// An object as the server's caches hold it: shared and never modified, so a watch event
+// reaches every in-process watcher (informers) without a copy per watcher.
+using ObjectPtr = std::shared_ptr<const api::Json>;
+
 struct WatchEvent {
-  std::string type;  // ADDED | MODIFIED | DELETED
-  api::Json object;
+  std::string type;  // ADDED | MODIFIED | DELETED | ERROR (object: a Status)
+  ObjectPtr object;  // never null
 };
 
 class ObjectWatch {

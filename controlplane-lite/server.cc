@@ -182,8 +182,16 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   }
   if (onReady) onReady();
 
+  auto lastTrim = std::chrono::steady_clock::now();
   while (!stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // glibc gives freed memory back to the kernel only from the top of the heap; after a
+    // burst (a rollout's watch events, a relist) the free chunks below stay resident
+    // until malloc_trim returns their pages.
+    if (auto now = std::chrono::steady_clock::now(); now - lastTrim >= std::chrono::seconds(30)) {
+      malloc_trim(0);
+      lastTrim = now;
+    }
     if (!elector) continue;
     if (elector->isLeader() && !loops) {
       log::info("leading: starting the scheduler and controllers");

@@ -63,7 +63,9 @@ Status WatchCache::ensureStarted() {
   if (!page) return fail(page.error().wrap("watch cache " + prefix_));
   for (const auto& kv : page->items) {
     auto obj = decode_(kv.value, kv.modRevision);
-    if (obj) current_[kv.key] = std::make_shared<const Json>(std::move(*obj));
+    if (obj)
+      current_[kv.key] = {std::make_shared<const Json>(std::move(*obj)), std::make_shared<const std::string>(kv.value),
+                          kv.modRevision};
   }
   oldestResumable_ = page->revision;
   latest_ = page->revision;
@@ -90,16 +92,22 @@ void WatchCache::onStoreEvent(const StoreEvent& event) {
   Entry entry;
   entry.revision = event.kv.modRevision;
   entry.deleted = deleted;
-  entry.object = std::make_shared<const Json>(std::move(*obj));
+  entry.value = std::make_shared<const std::string>(event.kv.value);
+  ObjectPtr object = std::make_shared<const Json>(std::move(*obj));
+  ObjectPtr previous;
   auto it = current_.find(event.kv.key);
-  if (it != current_.end()) entry.previous = it->second;
+  if (it != current_.end()) {
+    previous = it->second.object;
+    entry.previousValue = it->second.value;
+    entry.previousRevision = it->second.revision;
+  }
   if (deleted) {
     if (it != current_.end()) current_.erase(it);
   } else {
-    current_[event.kv.key] = entry.object;
+    current_[event.kv.key] = {object, entry.value, entry.revision};
   }
   latest_ = std::max(latest_, entry.revision);
-  history_.push_back(entry);
+  history_.push_back(std::move(entry));
   while (history_.size() > historyLimit_) {
     oldestResumable_ = history_.front().revision;
     history_.pop_front();
@@ -107,7 +115,7 @@ void WatchCache::onStoreEvent(const StoreEvent& event) {
   std::vector<std::shared_ptr<Watcher>> snapshot;
   snapshot.reserve(watchers_.size());
   for (auto& [id, w] : watchers_) snapshot.push_back(w);
-  for (auto& w : snapshot) deliver(*w, entry);
+  for (auto& w : snapshot) deliver(*w, event.kv.modRevision, deleted, object, previous);
 }
 
 void WatchCache::restartAfterStoreError(const std::string& reason) {
@@ -124,22 +132,34 @@ void WatchCache::restartAfterStoreError(const std::string& reason) {
   history_.clear();
   oldestResumable_ = 0;
   latest_ = 0;
-  Json status = expiredStatus("the store's watch ended: " + reason);
+  auto status = std::make_shared<const Json>(expiredStatus("the store's watch ended: " + reason));
   for (auto& [id, w] : ended) w->sink(WatchEvent{"ERROR", status});
 }
 
-void WatchCache::deliver(Watcher& w, const Entry& e) {
-  if (e.revision <= w.afterRevision) return;
-  bool nowMatches = !e.deleted && w.filter.matches(*e.object);
-  bool wasMatching = e.previous && w.filter.matches(*e.previous);
-  if (e.deleted) {
+void WatchCache::deliver(Watcher& w, std::int64_t revision, bool deleted, const ObjectPtr& object,
+                         const ObjectPtr& previous) {
+  if (revision <= w.afterRevision) return;
+  if (deleted) {
     // The deleted object itself is what a watcher sees; match it on its last state.
-    if (w.filter.matches(*e.object)) w.sink(WatchEvent{"DELETED", *e.object});
+    if (w.filter.matches(*object)) w.sink(WatchEvent{"DELETED", object});
     return;
   }
-  if (nowMatches && wasMatching) w.sink(WatchEvent{"MODIFIED", *e.object});
-  else if (nowMatches) w.sink(WatchEvent{"ADDED", *e.object});
-  else if (wasMatching) w.sink(WatchEvent{"DELETED", *e.object});
+  bool nowMatches = w.filter.matches(*object);
+  bool wasMatching = previous && w.filter.matches(*previous);
+  if (nowMatches && wasMatching) w.sink(WatchEvent{"MODIFIED", object});
+  else if (nowMatches) w.sink(WatchEvent{"ADDED", object});
+  else if (wasMatching) w.sink(WatchEvent{"DELETED", object});
+}
+
+void WatchCache::replay(Watcher& w, const Entry& e) {
+  if (e.revision <= w.afterRevision) return;
+  auto object = decode_(*e.value, e.revision);
+  if (!object) return;  // it was decodable when it arrived
+  ObjectPtr previous;
+  if (e.previousValue) {
+    if (auto p = decode_(*e.previousValue, e.previousRevision)) previous = std::make_shared<const Json>(std::move(*p));
+  }
+  deliver(w, e.revision, e.deleted, std::make_shared<const Json>(std::move(*object)), previous);
 }
 
 Result<std::unique_ptr<ObjectWatch>> WatchCache::add(std::int64_t afterRevision, WatchFilter filter,
@@ -154,14 +174,15 @@ Result<std::unique_ptr<ObjectWatch>> WatchCache::add(std::int64_t afterRevision,
     auto decode = decode_;
     auto w = store_.watch(prefix_, afterRevision, [shared, decode](const StoreEvent& e) {
       if (e.type == StoreEvent::Type::Error) {
-        shared->sink(WatchEvent{"ERROR", expiredStatus("the store's watch ended: " + e.kv.value)});
+        shared->sink(
+            WatchEvent{"ERROR", std::make_shared<const Json>(expiredStatus("the store's watch ended: " + e.kv.value))});
         return;
       }
       auto obj = decode(e.kv.value, e.kv.modRevision);
       if (!obj) return;
       if (!shared->filter.matches(*obj)) return;
       std::string type = e.type == StoreEvent::Type::Delete ? "DELETED" : (e.created ? "ADDED" : "MODIFIED");
-      shared->sink(WatchEvent{type, *obj});
+      shared->sink(WatchEvent{type, std::make_shared<const Json>(std::move(*obj))});
     });
     if (!w) return fail(w.error());
     direct->storeWatch = std::move(*w);
@@ -169,7 +190,7 @@ Result<std::unique_ptr<ObjectWatch>> WatchCache::add(std::int64_t afterRevision,
   }
   auto watcher = std::make_shared<Watcher>(Watcher{nextId_++, afterRevision, std::move(filter), std::move(sink)});
   for (const auto& e : history_)
-    if (e.revision > afterRevision) deliver(*watcher, e);
+    if (e.revision > afterRevision) replay(*watcher, e);
   watchers_[watcher->id] = watcher;
   return std::unique_ptr<ObjectWatch>(std::make_unique<Handle>(this, watcher->id, alive_));
 }
@@ -188,7 +209,12 @@ Result<std::shared_ptr<const Json>> WatchCache::latestObject(const std::string& 
   std::lock_guard lock(mu_);
   if (auto st = ensureStarted(); !st) return fail(st.error());
   auto it = current_.find(key);
-  return it == current_.end() ? nullptr : it->second;
+  return it == current_.end() ? nullptr : it->second.object;
+}
+
+std::size_t WatchCache::historySize() {
+  std::lock_guard lock(mu_);
+  return history_.size();
 }
 
 std::size_t WatchCache::watcherCount() {

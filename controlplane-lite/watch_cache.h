@@ -6,6 +6,10 @@
 // own, which answers ERANGE (410 Gone) when the history is compacted.
 // When the store ends the cache's watch (StoreEvent::Type::Error), every watcher
 // gets an ERROR event (410 Expired) and the cache lists again at the next add().
+// The window holds the stored values (the objects' JSON text), decoded again only
+// for a resuming watcher: as parsed objects the versions of 300 pods took most of
+// the server's memory (bench/footprint), as text about a seventh of that. Live
+// watchers all get the one parsed object, shared (WatchEvent::object).
 #pragma once
 
 #include "api/selector.h"
@@ -42,13 +46,22 @@ class WatchCache {
   // The cache's newest copy of `key` (null when it has none: absent, or not seen yet).
   // Starts the cache when no watcher has.
   Result<std::shared_ptr<const api::Json>> latestObject(const std::string& key);
+  // Events in the resumable window (tests).
+  std::size_t historySize();
 
  private:
+  using Text = std::shared_ptr<const std::string>;
+  struct Current {
+    ObjectPtr object;
+    Text value;  // as stored
+    std::int64_t revision = 0;
+  };
   struct Entry {
     std::int64_t revision;
     bool deleted;
-    std::shared_ptr<const api::Json> object;
-    std::shared_ptr<const api::Json> previous;  // null when created
+    Text value;          // the object as stored (for a delete: its last value)
+    Text previousValue;  // null when created
+    std::int64_t previousRevision = 0;
   };
   struct Watcher {
     std::uint64_t id;
@@ -61,7 +74,9 @@ class WatchCache {
   Status ensureStarted();
   void onStoreEvent(const StoreEvent& event);
   void restartAfterStoreError(const std::string& reason);
-  static void deliver(Watcher& watcher, const Entry& entry);
+  static void deliver(Watcher& watcher, std::int64_t revision, bool deleted, const ObjectPtr& object,
+                      const ObjectPtr& previous);
+  void replay(Watcher& watcher, const Entry& entry);
   void removeWatcher(std::uint64_t id);
 
   Store& store_;
@@ -74,7 +89,7 @@ class WatchCache {
   std::int64_t oldestResumable_ = 0;  // events with revision > this are all in history_
   std::int64_t latest_ = 0;
   std::deque<Entry> history_;
-  std::map<std::string, std::shared_ptr<const api::Json>> current_;
+  std::map<std::string, Current> current_;
   std::map<std::uint64_t, std::shared_ptr<Watcher>> watchers_;
   std::uint64_t nextId_ = 1;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

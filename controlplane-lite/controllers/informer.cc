@@ -102,8 +102,8 @@ void Informer::assumeDeleted(const std::string& key) {
 }
 
 void Informer::apply(const WatchEvent& event) {
-  std::string key = objectKey(event.object);
-  std::int64_t rv = revisionOf(event.object);
+  std::string key = objectKey(*event.object);
+  std::int64_t rv = revisionOf(*event.object);
   ObjectPtr oldObject, newObject;
   {
     std::unique_lock lock(cacheMu_);
@@ -112,7 +112,7 @@ void Informer::apply(const WatchEvent& event) {
     if (event.type == "DELETED") {
       tombstones_.erase(key);
       if (oldObject) cache_.erase(it);
-      newObject = std::make_shared<const api::Json>(event.object);
+      newObject = event.object;
     } else {
       auto tomb = tombstones_.find(key);
       if (tomb != tombstones_.end()) {
@@ -121,7 +121,7 @@ void Informer::apply(const WatchEvent& event) {
       }
       // A write-through from assume() may already be newer than this event.
       if (oldObject && rv >= 0 && revisionOf(*oldObject) > rv) return;
-      newObject = std::make_shared<const api::Json>(event.object);
+      newObject = event.object;  // the watch cache's own copy, shared
       cache_[key] = newObject;
     }
   }

@@ -24,8 +24,6 @@
 
 namespace ferry::cp {
 
-using ObjectPtr = std::shared_ptr<const api::Json>;
-
 // "ns/name", or "name" for cluster-scoped objects.
 std::string objectKey(const api::Json& object);
 std::string objectKey(const std::string& ns, const std::string& name);

@@ -295,7 +295,7 @@ TEST_F(RegistryTest, WatchDeliversAfterResourceVersionWithSelectors) {
   std::unique_lock lock(mu);
   ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return seen.size() >= 2; }));
   EXPECT_EQ(seen[0].type, "ADDED");
-  EXPECT_EQ(api::nameOf(seen[0].object), "a");
+  EXPECT_EQ(api::nameOf(*seen[0].object), "a");
   EXPECT_EQ(seen[1].type, "DELETED");  // left the selector
   lock.unlock();
 
@@ -309,7 +309,7 @@ TEST_F(RegistryTest, WatchDeliversAfterResourceVersionWithSelectors) {
   ASSERT_TRUE(w2);
   lock.lock();
   ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return replay.size() >= 2; }));
-  EXPECT_EQ(api::nameOf(replay[0].object), "other");
+  EXPECT_EQ(api::nameOf(*replay[0].object), "other");
   EXPECT_EQ(replay[1].type, "MODIFIED");
 }
 

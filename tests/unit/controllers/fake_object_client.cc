@@ -40,7 +40,7 @@ bool FakeObjectClient::clusterScoped(const std::string& resource) {
 }
 
 void FakeObjectClient::emitLocked(const std::string& resource, const std::string& type, const api::Json& object) {
-  WatchEvent event{type, object};
+  WatchEvent event{type, std::make_shared<const api::Json>(object)};
   history_.push_back(Recorded{resource, revision_, event});
   writes_[resource]++;
   for (auto& [id, w] : watchers_) {
@@ -237,7 +237,7 @@ Result<std::unique_ptr<ObjectWatch>> FakeObjectClient::watch(const std::string& 
   std::lock_guard lock(mu_);
   std::int64_t after = resourceVersion.empty() || resourceVersion == "0" ? revision_ : std::stoll(resourceVersion);
   for (const auto& r : history_)
-    if (r.resource == resource && r.revision > after && (ns.empty() || api::namespaceOf(r.event.object) == ns))
+    if (r.resource == resource && r.revision > after && (ns.empty() || api::namespaceOf(*r.event.object) == ns))
       sink(r.event);
   std::uint64_t id = nextWatcher_++;
   watchers_[id] = Watcher{id, resource, ns, std::move(sink)};

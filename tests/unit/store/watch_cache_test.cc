@@ -103,9 +103,9 @@ TEST(WatchCacheStoreError, EndsEveryWatcherWith410AndRelistsForTheNext) {
   ASSERT_TRUE(first.waitFor(2));
   auto got = first.snapshot();
   EXPECT_EQ(got[1].type, "ERROR");
-  EXPECT_EQ(got[1].object.value("code", 0), 410);
-  EXPECT_EQ(got[1].object.value("reason", ""), "Expired");
-  EXPECT_NE(got[1].object.value("message", "").find("compacted while reconnecting"), std::string::npos);
+  EXPECT_EQ(got[1].object->value("code", 0), 410);
+  EXPECT_EQ(got[1].object->value("reason", ""), "Expired");
+  EXPECT_NE(got[1].object->value("message", "").find("compacted while reconnecting"), std::string::npos);
   EXPECT_EQ(cache.watcherCount(), 0u);
 
   // Changed while nothing watched: the ended watcher hears nothing more...
@@ -125,7 +125,7 @@ TEST(WatchCacheStoreError, EndsEveryWatcherWith410AndRelistsForTheNext) {
   ASSERT_TRUE(store.create("/registry/configmaps/default/c", configMap("c", "1")));
   ASSERT_TRUE(second.waitFor(1));
   EXPECT_EQ(second.snapshot()[0].type, "ADDED");
-  EXPECT_EQ(second.snapshot()[0].object["metadata"].value("name", ""), "c");
+  EXPECT_EQ(second.snapshot()[0].object->at("metadata").value("name", ""), "c");
   // The relisted cache knows b's new state: a label-less change of b is a MODIFIED of it.
   b = store.get("/registry/configmaps/default/b");
   ASSERT_TRUE(store.update("/registry/configmaps/default/b", configMap("b", "3"), b->modRevision));
@@ -137,12 +137,69 @@ TEST(WatchCacheStoreError, EndsEveryWatcherWith410AndRelistsForTheNext) {
   auto resume = cache.add(*changedAt - 1, {}, resumed.sink());
   ASSERT_TRUE(resume) << resume.error().message;
   ASSERT_TRUE(resumed.waitFor(1));
-  EXPECT_EQ(resumed.snapshot()[0].object["data"].value("v", ""), "2");
+  EXPECT_EQ(resumed.snapshot()[0].object->at("data").value("v", ""), "2");
 
   first.events.clear();
   watch->reset();
   again->reset();
   resume->reset();
+  std::filesystem::remove_all(dir);
+}
+
+std::string labelled(const std::string& name, const std::string& app, const std::string& value) {
+  return Json{{"metadata", {{"name", name}, {"namespace", "default"}, {"labels", {{"app", app}}}}},
+              {"data", {{"v", value}}}}
+      .dump();
+}
+
+// The window keeps the stored text, not parsed objects: a watcher resuming from inside it
+// gets each event decoded again, with the label moves seen against the previous version.
+TEST(WatchCacheWindow, AResumingWatcherGetsTheEventsDecodedWithSelectorMoves) {
+  auto dir = testing::makeTempDir("watch-cache");
+  auto sqlite = SqliteStore::open((dir / "state.db").string());
+  ASSERT_TRUE(sqlite) << sqlite.error().message;
+  WatchCache cache(**sqlite, "/registry/configmaps/", [](const std::string& value, std::int64_t revision) -> Result<Json> {
+    Json obj = Json::parse(value);
+    obj["metadata"]["resourceVersion"] = std::to_string(revision);
+    return obj;
+  });
+  Received live;
+  auto watch = cache.add(-1, {}, live.sink());
+  ASSERT_TRUE(watch) << watch.error().message;
+  auto created = (*sqlite)->create("/registry/configmaps/default/a", labelled("a", "x", "1"));
+  ASSERT_TRUE(created);
+  auto moved = (*sqlite)->update("/registry/configmaps/default/a", labelled("a", "y", "2"), *created);
+  ASSERT_TRUE(moved);
+  auto changed = (*sqlite)->update("/registry/configmaps/default/a", labelled("a", "y", "3"), *moved);
+  ASSERT_TRUE(changed);
+  ASSERT_TRUE(live.waitFor(3));
+  EXPECT_EQ(cache.historySize(), 3u);
+  // Every live watcher gets the cache's one object, not a copy.
+  EXPECT_EQ(live.snapshot()[2].object, *cache.latestObject("/registry/configmaps/default/a"));
+
+  auto selector = [](const std::string& s) {
+    WatchFilter f;
+    f.labels = *api::LabelSelector::parse(s);
+    return f;
+  };
+  Received x, y;
+  auto wx = cache.add(*created, selector("app=x"), x.sink());
+  auto wy = cache.add(*created, selector("app=y"), y.sink());
+  ASSERT_TRUE(wx && wy);
+  ASSERT_TRUE(x.waitFor(1));
+  ASSERT_TRUE(y.waitFor(2));
+  auto xs = x.snapshot(), ys = y.snapshot();
+  ASSERT_EQ(xs.size(), 1u);
+  EXPECT_EQ(xs[0].type, "DELETED");  // moved out of app=x
+  EXPECT_EQ(api::resourceVersionOf(*xs[0].object), std::to_string(*moved));
+  ASSERT_EQ(ys.size(), 2u);
+  EXPECT_EQ(ys[0].type, "ADDED");  // moved into app=y
+  EXPECT_EQ(ys[1].type, "MODIFIED");
+  EXPECT_EQ(ys[1].object->at("data").value("v", ""), "3");
+  EXPECT_EQ(api::resourceVersionOf(*ys[1].object), std::to_string(*changed));
+  watch->reset();
+  wx->reset();
+  wy->reset();
   std::filesystem::remove_all(dir);
 }
 
