@@ -150,7 +150,8 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
       client, "/api/v1/pods?fieldSelector=spec.nodeName%3D" + facts.name,
       {.onUpsert = [&](const api::Json& o) { pods.onPodUpsert(o); },
        .onDelete = [&](const api::Json& o) { pods.onPodDelete(o); },
-       .onSynced = {}});
+       .onSynced = {}},
+      WatchedCollection::Keep::Identity);  // PodManager keeps the pods; on a delete it needs only the uid
   WatchedCollection sliceWatch(client, "/apis/discovery.k8s.io/v1/endpointslices",
                                {.onUpsert = [&](const api::Json& o) { services.onSliceUpsert(o); },
                                 .onDelete = [&](const api::Json& o) { services.onSliceDelete(o); },
@@ -186,6 +187,7 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
   }
 
   auto lastLease = std::chrono::steady_clock::now();
+  auto lastTrim = lastLease;
   auto lastCertificateCheck = lastLease;
   auto lastCpuSample = std::chrono::steady_clock::time_point{};
   auto lastMetricsSample = std::chrono::steady_clock::time_point{};
@@ -210,6 +212,12 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
     if (now - lastLease >= std::chrono::seconds(10)) {
       if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);
       lastLease = now;
+    }
+    // Freed memory below the top of the heap stays resident until malloc_trim (after a
+    // burst of pod starts, a relist); every 30 s costs little.
+    if (now - lastTrim >= std::chrono::seconds(30)) {
+      malloc_trim(0);
+      lastTrim = now;
     }
     // host-gw routes to the other nodes' pod CIDRs.
     std::vector<PeerNodeRoute> peers;

@@ -36,6 +36,14 @@ std::string randomSuffix() {
 
 std::string podKey(const api::Json& pod) { return api::namespaceOf(pod) + "/" + api::nameOf(pod); }
 
+// What status writes, Events and volume paths need of a pod: its name, namespace and
+// uid. Callbacks that live as long as the pod keep this instead of the whole object (a
+// parsed pod is ~20 KB; with several callbacks per pod the copies were a large part of
+// the agent's heap at 100 pods, bench/footprint).
+api::Json podIdentity(const api::Json& pod) {
+  return {{"metadata", {{"name", api::nameOf(pod)}, {"namespace", api::namespaceOf(pod)}, {"uid", api::uidOf(pod)}}}};
+}
+
 // The kubelet's metric: from the agent first seeing the pod to the pod running.
 metrics::Histogram& podStartDuration() {
   return metrics::registry().histogram("kubelet_pod_start_duration_seconds",
@@ -108,12 +116,12 @@ PodManager::PodManager(ApiClient& client, SandboxManager& sandboxes, images::Ima
 PodManager::~PodManager() {
   stop_ = true;
   outCv_.notify_all();
-  for (auto& t : starters_)
-    if (t.joinable()) t.join();
   if (housekeeping_.joinable()) housekeeping_.join();
   for (auto& t : statusWriters_)
     if (t.joinable()) t.join();
   if (eventWriter_.joinable()) eventWriter_.join();
+  // A pod start still running sees stop_ under mu_ and starts no worker; pool_'s
+  // destructor then waits for it.
   std::lock_guard lock(mu_);
   for (auto& [uid, entry] : pods_)
     if (entry->worker) entry->worker->stop();
@@ -152,7 +160,10 @@ void PodManager::onPodUpsert(const api::Json& pod) {
       }
     }
     starting_.insert(uid);
-    starters_.emplace_back([this, uid] { startPod(uid); });
+    pool_.schedule([this, uid]() -> std::optional<runtime::TaskPool::Clock::time_point> {
+      startPod(uid);
+      return std::nullopt;
+    });
     return;
   }
   PodEntry& entry = *it->second;
@@ -203,10 +214,10 @@ void PodManager::onPodsSynced(const std::vector<api::Json>& pods) {
   }
 }
 
-runtime::PodWorker* PodManager::worker(const std::string& ns, const std::string& name) {
+std::shared_ptr<runtime::PodWorker> PodManager::worker(const std::string& ns, const std::string& name) {
   std::lock_guard lock(mu_);
   for (auto& [uid, entry] : pods_)
-    if (api::namespaceOf(entry->pod) == ns && api::nameOf(entry->pod) == name) return entry->worker.get();
+    if (api::namespaceOf(entry->pod) == ns && api::nameOf(entry->pod) == name) return entry->worker;
   return nullptr;
 }
 
@@ -249,7 +260,7 @@ void PodManager::setAdmission(std::function<std::string(const api::Json& pod)> a
 void PodManager::finishEviction(const std::string& uid) {
   api::Json pod, status;
   std::string message;
-  runtime::PodWorker* worker = nullptr;
+  std::shared_ptr<runtime::PodWorker> worker;
   {
     std::lock_guard lock(mu_);
     auto it = pods_.find(uid);
@@ -257,7 +268,7 @@ void PodManager::finishEviction(const std::string& uid) {
     it->second->evictionReported = true;
     pod = it->second->pod;
     message = it->second->evictionMessage;
-    worker = it->second->worker.get();
+    worker = it->second->worker;
   }
   // The worker stays (stopped) so that `kubectl logs` of the evicted pod still works;
   // it is only destroyed when the pod object goes (finalize).
@@ -320,8 +331,8 @@ void PodManager::startPod(const std::string& uid) {
   wc.logDir = config_.dataDir + "/logs/" + spec.namespace_ + "_" + spec.name + "_" + uid;
   wc.dns.clusterDNS = config_.clusterDNS;
   wc.dns.clusterDomain = config_.clusterDomain;
-  auto worker = std::make_unique<runtime::PodWorker>(pod, info, wc, depsFor(uid, pod, sandbox->cgroupPath));
-  api::Json podRef = pod;
+  auto worker = std::make_shared<runtime::PodWorker>(pod, info, wc, depsFor(uid, pod, sandbox->cgroupPath));
+  api::Json podRef = podIdentity(pod);
   auto startObserved = std::make_shared<std::atomic<bool>>(false);
   worker->onStatusChange([this, podRef, firstSeen, startObserved, statusFrozen](const api::Json& status) {
     if (*statusFrozen) return;  // being evicted: finishEviction reports the final status
@@ -333,7 +344,7 @@ void PodManager::startPod(const std::string& uid) {
   std::lock_guard lock(mu_);
   starting_.erase(uid);
   auto it = pods_.find(uid);
-  if (it == pods_.end()) return;
+  if (it == pods_.end() || stop_) return;  // ~PodManager has stopped the workers, or is about to
   it->second->cgroupPath = sandbox->cgroupPath;
   it->second->worker = std::move(worker);
   // The pod may have changed (or started terminating) while the sandbox was made.
@@ -342,7 +353,7 @@ void PodManager::startPod(const std::string& uid) {
     auto grace = api::at<std::int64_t>(it->second->pod, {"metadata", "deletionGracePeriodSeconds"}, -1);
     it->second->worker->terminate(grace >= 0 ? std::optional<std::int64_t>(grace) : std::nullopt);
   }
-  it->second->worker->start();
+  it->second->worker->start(pool_);
   log::info("pod {} started in sandbox {} ({})", podKey(pod), sandbox->podIP, sandbox->cgroupPath);
 }
 
@@ -421,15 +432,18 @@ runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& po
     seen = stats->oomKills;
     return fresh;
   };
-  d.emitEvent = [this, pod](const std::string& reason, const std::string& message, const std::string& type) {
-    queueEvent(pod, reason, message, type);
+  api::Json identity = podIdentity(pod);
+  d.emitEvent = [this, identity](const std::string& reason, const std::string& message, const std::string& type) {
+    queueEvent(identity, reason, message, type);
   };
-  d.resolveEnv = [this, pod](const api::Json& container) -> Result<std::vector<std::string>> {
+  // Env needs the whole pod (labels, annotations, service account, service links): the
+  // worker passes its own.
+  d.resolveEnv = [this](const api::Json& pod, const api::Json& container) -> Result<std::vector<std::string>> {
     std::string podIP;
     if (auto sb = sandboxes_.find(api::uidOf(pod))) podIP = sb->podIP;
     return resolveEnv(pod, podIP, container);
   };
-  d.volumeHostPath = [this, pod](const api::Json& volume) { return writeVolume(pod, volume); };
+  d.volumeHostPath = [this, identity](const api::Json& volume) { return writeVolume(identity, volume); };
   return d;
 }
 
@@ -651,7 +665,7 @@ void PodManager::eventLoop() {
 
 Status PodManager::finalize(const std::string& uid) {
   api::Json pod;
-  std::unique_ptr<runtime::PodWorker> worker;
+  std::shared_ptr<runtime::PodWorker> worker;
   {
     std::lock_guard lock(mu_);
     auto it = pods_.find(uid);

@@ -35,7 +35,7 @@ class PodManager {
  public:
   PodManager(ApiClient& client, SandboxManager& sandboxes, images::ImageStore& images,
              runtime::ContainerRuntime& runtime, const AgentConfig& config, std::string nodeName, std::string nodeIP);
-  ~PodManager();  // stops workers' threads; containers keep running
+  ~PodManager();  // stops the workers; containers keep running
 
   // From the watch of pods bound to this node.
   void onPodUpsert(const api::Json& pod);
@@ -47,8 +47,10 @@ class PodManager {
   // watch cache); without it containers get none. Set before pods arrive.
   void setServiceLister(std::function<std::vector<api::Json>()> lister) { serviceLister_ = std::move(lister); }
 
-  // For the agent API (logs, exec).
-  runtime::PodWorker* worker(const std::string& ns, const std::string& name);
+  // For the agent API (logs, exec). Shared: a log stream keeps the worker it reads
+  // alive after the pod is finalized (the worker is stopped then, its logs stay readable
+  // until the directory goes).
+  std::shared_ptr<runtime::PodWorker> worker(const std::string& ns, const std::string& name);
   size_t runningPods() const;
 
   // Pods whose containers run here and that are neither terminating nor evicted
@@ -71,7 +73,7 @@ class PodManager {
  private:
   struct PodEntry {
     api::Json pod;
-    std::unique_ptr<runtime::PodWorker> worker;
+    std::shared_ptr<runtime::PodWorker> worker;
     std::string cgroupPath;
     bool finalizing = false;
     std::string evictionMessage;  // set by evict(): report Failed/Evicted once the containers stopped
@@ -124,7 +126,10 @@ class PodManager {
   static constexpr int kStatusWriters = 4;
   std::vector<std::thread> statusWriters_;
   std::thread eventWriter_;
-  std::vector<std::thread> starters_;
+  // Pod starts (sandbox, adopt) and every worker's sync run here: a few threads for all
+  // pods, more only while tasks block (see TaskPool). Declared last: destroyed first,
+  // after ~PodManager stopped the workers, waiting for runs in progress.
+  runtime::TaskPool pool_;
 };
 
 }  // namespace ferry::agent

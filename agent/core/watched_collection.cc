@@ -7,8 +7,15 @@
 
 namespace ferry::agent {
 
-WatchedCollection::WatchedCollection(ApiClient& client, std::string collectionPath, Handlers handlers)
-    : client_(client), path_(std::move(collectionPath)), handlers_(std::move(handlers)) {}
+WatchedCollection::WatchedCollection(ApiClient& client, std::string collectionPath, Handlers handlers, Keep keep)
+    : client_(client), path_(std::move(collectionPath)), handlers_(std::move(handlers)), keep_(keep) {}
+
+api::Json WatchedCollection::kept(const api::Json& o) const {
+  if (keep_ == Keep::Objects) return o;
+  return {{"metadata",
+           {{"name", api::nameOf(o)}, {"namespace", api::namespaceOf(o)}, {"uid", api::uidOf(o)},
+            {"resourceVersion", api::resourceVersionOf(o)}}}};
+}
 
 std::string WatchedCollection::keyOf(const api::Json& o) { return api::namespaceOf(o) + "/" + api::nameOf(o); }
 
@@ -16,19 +23,19 @@ Status WatchedCollection::relist() {
   auto list = client_.get(path_);
   if (!list) return fail(list.error());
   std::map<std::string, api::Json> fresh;
-  for (const auto& item : list->value("items", api::Json::array())) fresh[keyOf(item)] = item;
+  for (const auto& item : list->value("items", api::Json::array())) fresh[keyOf(item)] = kept(item);
   std::vector<api::Json> vanished;
   {
     std::lock_guard lock(mu_);
     for (const auto& [key, obj] : objects_)
       if (!fresh.contains(key)) vanished.push_back(obj);
-    objects_ = fresh;
+    objects_ = std::move(fresh);
     resourceVersion_ = api::at<std::string>(*list, {"metadata", "resourceVersion"});
   }
   for (const auto& obj : vanished)
     if (handlers_.onDelete) handlers_.onDelete(obj);
-  for (const auto& [key, obj] : fresh)
-    if (handlers_.onUpsert) handlers_.onUpsert(obj);
+  for (const auto& item : list->value("items", api::Json::array()))
+    if (handlers_.onUpsert) handlers_.onUpsert(item);
   synced_ = true;
   if (handlers_.onSynced) handlers_.onSynced();
   return {};
@@ -69,7 +76,7 @@ void WatchedCollection::run(const std::atomic<bool>& stop) {
             std::lock_guard lock(mu_);
             if (!newRv.empty()) resourceVersion_ = newRv;
             if (type == "DELETED") objects_.erase(keyOf(obj));
-            else objects_[keyOf(obj)] = obj;
+            else objects_[keyOf(obj)] = kept(obj);
           }
           if (type == "DELETED") {
             if (handlers_.onDelete) handlers_.onDelete(obj);

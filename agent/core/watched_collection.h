@@ -22,8 +22,14 @@ class WatchedCollection {
     std::function<void()> onSynced;  // after each (re)list has been delivered
   };
 
+  // What the mirror keeps of each object. Identity: only metadata name, namespace, uid
+  // and resourceVersion — for a collection whose handlers keep what they need (the
+  // agent's pods: PodManager has each pod, and a full copy here was 20 KB per pod);
+  // snapshot(), find() and onDelete's lastKnown then carry only those fields.
+  enum class Keep { Objects, Identity };
+
   // `collectionPath` is the list URL, e.g. "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1".
-  WatchedCollection(ApiClient& client, std::string collectionPath, Handlers handlers);
+  WatchedCollection(ApiClient& client, std::string collectionPath, Handlers handlers, Keep keep = Keep::Objects);
 
   // Runs until `stop`; call on a thread of its own.
   void run(const std::atomic<bool>& stop);
@@ -35,10 +41,12 @@ class WatchedCollection {
  private:
   Status relist();
   static std::string keyOf(const api::Json& o);
+  api::Json kept(const api::Json& o) const;
 
   ApiClient& client_;
   std::string path_;
   Handlers handlers_;
+  Keep keep_;
   mutable std::mutex mu_;
   std::map<std::string, api::Json> objects_;
   std::string resourceVersion_;

@@ -198,7 +198,7 @@ PodWorker::PodWorker(Json pod, PodSandboxInfo sandbox, PodWorkerConfig config, P
   if (!init_.empty())
     for (auto& cs : app_) cs->waitingReason = "PodInitializing";
   if (!deps_.resolveEnv) {
-    deps_.resolveEnv = [](const Json& container) -> Result<std::vector<std::string>> {
+    deps_.resolveEnv = [](const Json&, const Json& container) -> Result<std::vector<std::string>> {
       std::vector<std::string> env;
       for (const auto& e : container.value("env", Json::array())) {
         std::string name = e.value("name", std::string());
@@ -310,6 +310,8 @@ void PodWorker::updatePod(const Json& pod) {
 }
 
 void PodWorker::terminate(std::optional<std::int64_t> gracePeriodSeconds) {
+  TaskPool* pool = nullptr;
+  TaskPool::TaskId task = 0;
   {
     std::lock_guard lock(mutex_);
     if (terminating_) {
@@ -327,8 +329,10 @@ void PodWorker::terminate(std::optional<std::int64_t> gracePeriodSeconds) {
       graceOverride_ = gracePeriodSeconds;
       terminationDeadline_ = deps_.now() + std::chrono::seconds(std::max<std::int64_t>(0, grace));
     }
+    pool = pool_;
+    task = task_;
   }
-  wake_.notify_all();
+  if (pool) pool->wake(task);
 }
 
 bool PodWorker::terminating() const {
@@ -829,7 +833,7 @@ void PodWorker::startContainer(ContainerState& cs, Timestamp now, const std::str
   cs.imageID = image->imageID;
 
   // Env and command.
-  auto resolved = deps_.resolveEnv(cs.spec);
+  auto resolved = deps_.resolveEnv(pod_, cs.spec);
   if (!resolved) return configError("CreateContainerConfigError", resolved.error().message);
   std::vector<std::string> env = image->env;
   setEnv(env, "HOSTNAME=" + hostnameFor(pod_));
@@ -1188,31 +1192,28 @@ Result<std::unique_ptr<ExecProcess>> PodWorker::exec(const std::string& containe
   return fail(Error{ENOENT, fmt::format("container {} is not valid for pod {}", container, api::nameOf(pod_))});
 }
 
-void PodWorker::start() {
+void PodWorker::start(TaskPool& pool) {
   std::lock_guard lock(mutex_);
-  if (thread_.joinable()) return;
-  stopThread_ = false;
-  thread_ = std::thread([this] {
-    std::unique_lock lock(mutex_);
-    while (!stopThread_) {
-      lock.unlock();
-      Timestamp next = sync();
-      lock.lock();
-      if (stopThread_) break;
-      // Exits are noticed by polling the shims' files; don't sleep past 200 ms.
-      auto delay = std::min<std::chrono::nanoseconds>(next - deps_.now(), 200ms);
-      if (delay > 0ns) wake_.wait_for(lock, delay);
-    }
+  if (pool_) return;
+  pool_ = &pool;
+  task_ = pool.schedule([this]() -> std::optional<TaskPool::Clock::time_point> {
+    Timestamp next = sync();
+    // Exits are noticed by polling the shims' files; don't wait past 200 ms.
+    auto delay = std::clamp<std::chrono::nanoseconds>(next - deps_.now(), 0ns, 200ms);
+    return TaskPool::Clock::now() + delay;
   });
 }
 
 void PodWorker::stop() {
+  TaskPool* pool = nullptr;
+  TaskPool::TaskId task = 0;
   {
     std::lock_guard lock(mutex_);
-    stopThread_ = true;
+    std::swap(pool, pool_);
+    task = task_;
   }
-  wake_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  // Without our lock: the sync in progress needs it to finish.
+  if (pool) pool->cancel(task);
 }
 
 Status PodWorker::removeContainers() {

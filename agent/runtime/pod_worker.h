@@ -5,7 +5,8 @@
 // The worker is a state machine advanced by sync(). Everything outside it — the clock,
 // images, starting containers, cgroups, OOM counters, events, network probes — comes in
 // through PodDeps, so unit tests drive it with fakes and a fake clock, without sleeping.
-// start() runs sync() on a thread of its own with the real clock.
+// start() runs sync() as a task of a TaskPool (a few threads for all pods) with the real
+// clock.
 #pragma once
 
 #include "agent/runtime/container.h"
@@ -13,6 +14,7 @@
 #include "agent/runtime/container_logs.h"
 #include "agent/runtime/pod_files.h"
 #include "agent/runtime/probe.h"
+#include "agent/runtime/task_pool.h"
 #include "api/error.h"
 #include "api/object.h"
 
@@ -88,7 +90,8 @@ struct PodDeps {
   // Env of a container ("NAME=value"), valueFrom resolved. Default: literal `value`s with
   // $(VAR) expansion; the agent supplies one that resolves ConfigMap/Secret/fieldRef and
   // adds service link variables.
-  std::function<Result<std::vector<std::string>>(const api::Json& container)> resolveEnv;
+  // `pod` is the worker's own copy (the caller need not keep one of its own).
+  std::function<Result<std::vector<std::string>>(const api::Json& pod, const api::Json& container)> resolveEnv;
   // Host directory (or file) for a volume the worker does not make itself (configMap,
   // secret, projected, downwardAPI, ...). emptyDir and hostPath are handled here.
   std::function<Result<std::string>(const api::Json& volume)> volumeHostPath;
@@ -113,7 +116,7 @@ inline constexpr std::chrono::seconds kBackOffResetAfterRunning{600};
 class PodWorker {
  public:
   PodWorker(api::Json pod, PodSandboxInfo sandbox, PodWorkerConfig config, PodDeps deps);
-  ~PodWorker();  // stops the thread; does not stop containers
+  ~PodWorker();  // stops syncing; does not stop containers
   PodWorker(const PodWorker&) = delete;
   PodWorker& operator=(const PodWorker&) = delete;
 
@@ -147,8 +150,9 @@ class PodWorker {
   // kubectl exec into a running container.
   Result<std::unique_ptr<ExecProcess>> exec(const std::string& container, const ExecOptions& options);
 
-  // Runs sync() on an own thread (real time) until stop() or destruction.
-  void start();
+  // Runs sync() on `pool` (real time) until stop() or destruction; the pool outlives
+  // the worker's start..stop. stop() waits for a sync in progress (unless called from it).
+  void start(TaskPool& pool);
   void stop();
   // After finished(): removes the containers' state and upper dirs and the pod dir
   // (not the logs, which the agent removes with the pod).
@@ -174,7 +178,6 @@ class PodWorker {
   api::Json statusLocked() const;
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;
   api::Json pod_;
   PodSandboxInfo sandbox_;
   PodWorkerConfig config_;
@@ -190,8 +193,8 @@ class PodWorker {
   std::function<void(const api::Json&)> onChange_;
   api::Json lastReported_;
   std::unique_ptr<Container> pause_;  // holds the shared pid namespace (shareProcessNamespace)
-  std::thread thread_;
-  bool stopThread_ = false;
+  TaskPool* pool_ = nullptr;  // set from start() to stop()
+  TaskPool::TaskId task_ = 0;
   bool filesReady_ = false;
 };
 

@@ -361,7 +361,7 @@ HttpResponse NodeApi::handle(HttpRequest& req) {
 
 HttpResponse NodeApi::serveLogs(const HttpRequest& req, const NodeApiPath& path) {
   ++logRequests;
-  runtime::PodWorker* worker = pods_.worker(path.ns, path.pod);
+  std::shared_ptr<runtime::PodWorker> worker = pods_.worker(path.ns, path.pod);
   if (!worker) return status(404, "NotFound", fmt::format("pod {}/{} is not on node {}", path.ns, path.pod, config_.nodeName));
   bool previous = isTrue(req.param("previous"));
   if (auto p = worker->logPath(path.container, previous); !p) return errorResponse(p.error());
@@ -380,8 +380,8 @@ HttpResponse NodeApi::serveLogs(const HttpRequest& req, const NodeApiPath& path)
   HttpResponse r;
   r.contentType = "text/plain";
   r.stream = [this, worker, path, previous, options](cp::ResponseStream& out) {
-    // A follow can outlast the pod: stop as soon as its worker is no longer registered,
-    // before the worker would look at itself again (it may be gone by then).
+    // A follow can outlast the pod: stop as soon as its worker is no longer registered
+    // (the stream's reference keeps the stopped worker alive until then).
     auto keepFollowing = [&] { return !out.stopping() && pods_.worker(path.ns, path.pod) == worker; };
     auto st = worker->readLogs(
         path.container, previous, options, [&out](std::string_view chunk) { return out.write(chunk); }, keepFollowing);
@@ -393,7 +393,7 @@ HttpResponse NodeApi::serveLogs(const HttpRequest& req, const NodeApiPath& path)
 HttpResponse NodeApi::serveExec(const HttpRequest& req, const NodeApiPath& path) {
   // A wrong pod or container name first: kubectl falls back to SPDY after any failed
   // WebSocket upgrade, and the user should see this error rather than the SPDY one.
-  runtime::PodWorker* worker = pods_.worker(path.ns, path.pod);
+  std::shared_ptr<runtime::PodWorker> worker = pods_.worker(path.ns, path.pod);
   if (!worker) return status(404, "NotFound", fmt::format("pod {}/{} is not on node {}", path.ns, path.pod, config_.nodeName));
   if (auto known = worker->logPath(path.container, false); !known && known.error().code == ENOENT)
     return errorResponse(known.error());

@@ -18,12 +18,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 namespace fs = std::filesystem;
 using namespace ferry::e2e;
@@ -115,6 +117,50 @@ std::string loadAverage() {
   return a + " " + b + " " + c;
 }
 
+// Anonymous memory by kind, from smaps: thread stacks (glibc puts a 4 KB PROT_NONE guard
+// just below each), malloc arenas (the used part of a 64 MB reservation, the PROT_NONE
+// rest just above), the main [heap] and the rest.
+std::string anonymousBreakdown(int pid) {
+  struct Mapping {
+    unsigned long start, end;
+    std::string perms, name;
+    long rssKb = 0;
+  };
+  std::vector<Mapping> maps;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < 17) {
+      std::istringstream f(line);
+      std::string range, perms, offset, dev, inode, path;
+      f >> range >> perms >> offset >> dev >> inode;
+      std::getline(f, path);
+      path.erase(0, path.find_first_not_of(' '));
+      maps.push_back({std::stoul(range.substr(0, range.find('-')), nullptr, 16),
+                      std::stoul(range.substr(range.find('-') + 1), nullptr, 16), perms, path});
+    } else if (line.rfind("Rss:", 0) == 0 && !maps.empty()) {
+      maps.back().rssKb = std::atol(line.c_str() + 4);
+    }
+  }
+  long heap = 0, stacks = 0, arenas = 0, other = 0;
+  int stackCount = 0, arenaCount = 0;
+  for (size_t i = 0; i < maps.size(); ++i) {
+    const auto& m = maps[i];
+    if (m.name == "[heap]") heap += m.rssKb;
+    else if (m.name == "[stack]") stacks += m.rssKb, ++stackCount;
+    else if (!m.name.empty() || m.perms.rfind("rw", 0) != 0) continue;
+    else if (i > 0 && maps[i - 1].end == m.start && maps[i - 1].perms.rfind("---", 0) == 0 &&
+             maps[i - 1].end - maps[i - 1].start == 4096)
+      stacks += m.rssKb, ++stackCount;
+    else if (i + 1 < maps.size() && maps[i + 1].start == m.end && maps[i + 1].perms.rfind("---", 0) == 0)
+      arenas += m.rssKb, ++arenaCount;
+    else other += m.rssKb;
+  }
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "heap %.1f MB, %d thread stacks %.1f MB, %d arenas %.1f MB, other anonymous %.1f MB",
+                heap / 1024.0, stackCount, stacks / 1024.0, arenaCount, arenas / 1024.0, other / 1024.0);
+  return buf;
+}
+
 void report(Cluster& cluster, int nodes, const std::string& phase) {
   std::printf("\n%s (load average %s)\n", phase.c_str(), loadAverage().c_str());
   std::printf("%-10s %9s %9s %9s %8s\n", "process", "RSS MB", "PSS MB", "Priv MB", "threads");
@@ -133,6 +179,18 @@ void report(Cluster& cluster, int nodes, const std::string& phase) {
   }
   std::printf("agent-1 largest mappings: %s\n", topMappings(cluster.agentPid(1), 5).c_str());
   std::printf("server  largest mappings: %s\n", topMappings(cluster.serverPid(), 5).c_str());
+  std::printf("agent-1 anonymous: %s\n", anonymousBreakdown(cluster.agentPid(1)).c_str());
+  std::printf("server  anonymous: %s\n", anonymousBreakdown(cluster.serverPid()).c_str());
+  // FOOTPRINT_DUMP_DIR: the full smaps of both, for a closer look.
+  if (const char* dir = std::getenv("FOOTPRINT_DUMP_DIR")) {
+    std::string tag = phase.substr(0, phase.find(' '));
+    fs::create_directories(dir);
+    for (auto [who, pid] : {std::pair<std::string, int>{"agent-1", cluster.agentPid(1)}, {"server", cluster.serverPid()}})
+    {  // /proc files have no size: read, not copy_file
+      std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+      std::ofstream(std::string(dir) + "/" + who + "-" + tag + ".smaps") << in.rdbuf();
+    }
+  }
   std::fflush(stdout);
 }
 
@@ -248,5 +306,11 @@ int main(int argc, char** argv) {
   if (!all) return 1;
   std::this_thread::sleep_for(std::chrono::seconds(settleSeconds));
   report(cluster, nodes, std::to_string(podsPerNode) + " pods per node, " + std::to_string(nodes * podsPerNode) + " pods");
+  // FOOTPRINT_HOLD_SECONDS: keep the cluster up for a look with gdb or heaptrack.
+  if (const char* hold = std::getenv("FOOTPRINT_HOLD_SECONDS")) {
+    std::printf("holding %s s: server pid %d, agent-1 pid %d\n", hold, cluster.serverPid(), cluster.agentPid(1));
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::seconds(std::atoi(hold)));
+  }
   return 0;
 }

@@ -91,6 +91,7 @@ class PodWorkerKernelTest : public ::testing::Test {
   std::unique_ptr<ContainerRuntime> runtime_;
   std::mutex eventsMutex_;
   std::vector<std::string> events_;
+  TaskPool pool_;  // the workers' syncs, as the agent's PodManager runs them
 };
 
 Json pod(const std::string& uid, Json containers, const std::string& restartPolicy = "Always") {
@@ -112,7 +113,7 @@ TEST_F(PodWorkerKernelTest, RunsProbesLogsExecAndTerminatesWithGrace) {
   auto w = worker(pod("uid-k1-" + env_->suffix(), Json::array({server, client})));
   std::atomic<int> reports{0};
   w->onStatusChange([&](const Json&) { ++reports; });
-  w->start();
+  w->start(pool_);
   ASSERT_TRUE(waitFor([&] { return condition(w->status(), "Ready") == "True"; }, 60s)) << w->status().dump(2);
   Json st = w->status();
   EXPECT_EQ(st["phase"], "Running");
@@ -166,7 +167,7 @@ TEST_F(PodWorkerKernelTest, CrashingContainerRestartsWithItsLogsKept) {
                   {"image", "busybox:test"},
                   {"command", {"sh", "-c", "echo run; exit 1"}}};
   auto w = worker(pod("uid-k2-" + env_->suffix(), Json::array({crasher})));
-  w->start();
+  w->start(pool_);
   // Restart 1 is immediate, restart 2 after 10 s of back-off.
   ASSERT_TRUE(waitFor([&] {
     Json cs = containerStatus(w->status(), "crasher");
@@ -196,7 +197,7 @@ TEST_F(PodWorkerKernelTest, NewWorkerAdoptsRunningContainersAndExitsWhileAway) {
   pid_t appPid = 0;
   {
     auto first = worker(p);
-    first->start();
+    first->start(pool_);
     ASSERT_TRUE(waitFor([&] { return first->status()["phase"] == "Running"; }, 60s));
     first->stop();  // the agent goes away; containers stay
   }
@@ -231,7 +232,7 @@ TEST_F(PodWorkerKernelTest, ShareProcessNamespaceLetsContainersSeeEachOther) {
   Json p = pod("uid-k4-" + env_->suffix(), Json::array({a, b}));
   p["spec"]["shareProcessNamespace"] = true;
   auto w = worker(p);
-  w->start();
+  w->start(pool_);
   std::string logs;
   ASSERT_TRUE(waitFor([&] {
     logs.clear();
