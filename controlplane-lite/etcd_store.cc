@@ -365,7 +365,8 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(const std::vector<std::string
   return std::unique_ptr<EtcdStore>(new EtcdStore(std::move(impl)));
 }
 
-Result<std::int64_t> EtcdStore::create(const std::string& key, const std::string& value) {
+// `decoded` is not used: watchers get etcd's own events, which carry only the bytes.
+Result<std::int64_t> EtcdStore::create(const std::string& key, const std::string& value, DecodedValue) {
   if (key.empty()) return fail(EINVAL, "create: empty key");
   auto response = impl_->txn(compareCreateRevision(key, "EQUAL", 0),
                              Json{{"request_put", {{"key", api::base64Encode(key)}, {"value", api::base64Encode(value)}}}},
@@ -376,7 +377,7 @@ Result<std::int64_t> EtcdStore::create(const std::string& key, const std::string
 }
 
 Result<std::int64_t> EtcdStore::update(const std::string& key, const std::string& value,
-                                       std::int64_t expectedRevision) {
+                                       std::int64_t expectedRevision, DecodedValue) {
   if (key.empty()) return fail(EINVAL, "update: empty key");
   return impl_->conditionalWrite(
       "update", key, expectedRevision,

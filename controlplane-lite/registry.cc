@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <openssl/rand.h>
 
+#include <charconv>
 #include <chrono>
 #include <ctime>
 #include <random>
@@ -229,10 +230,35 @@ Result<Json> Registry::decode(const std::string& value, std::int64_t revision) {
   }
 }
 
-static std::string encode(const Json& object) {
-  Json copy = object;
-  if (copy.contains("metadata")) copy["metadata"].erase("resourceVersion");
-  return copy.dump();
+// The stored bytes: the object's JSON without metadata.resourceVersion (the key's
+// modRevision is the resourceVersion). Dumped in place rather than from a copy.
+static std::string encode(Json& object) {
+  auto meta = object.find("metadata");
+  if (meta == object.end() || !meta->is_object()) return object.dump();
+  auto rv = meta->find("resourceVersion");
+  if (rv == meta->end()) return object.dump();
+  Json saved = std::move(*rv);
+  meta->erase(rv);
+  std::string out = object.dump();
+  (*meta)["resourceVersion"] = std::move(saved);
+  return out;
+}
+
+// Hands the store the writer's own copy of what it writes (see DecodedValue): in-process
+// watchers (the watch cache, and through it informers and API watchers) share it instead
+// of parsing the bytes back. Nothing touches `object` after the write but the store.
+static DecodedValue decodedFor(std::shared_ptr<Json> object) {
+  return [object = std::move(object)](std::int64_t revision) -> std::shared_ptr<const Json> {
+    (*object)["metadata"]["resourceVersion"] = std::to_string(revision);
+    return object;
+  };
+}
+
+// The same for a copy of `object`, made only when the resource's watch cache follows the
+// store (no watcher: no copy; a cache starting meanwhile parses the bytes as before).
+DecodedValue Registry::decodedCopy(const Resource& r, const Json& object) {
+  if (!cacheFor(r).following()) return {};
+  return decodedFor(std::make_shared<Json>(object));
 }
 
 Result<Json> Registry::read(const Resource& r, const std::string& ns, const std::string& name, std::int64_t* modRevision) {
@@ -319,7 +345,8 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   if (allocates && store_.get(keyFor(*r, ns, name)))
     return fail(EEXIST, fmt::format("{} already exists", resourceAndName(*r, name)));
   if (auto st = admitCreate(*r, obj); !st) return fail(st.error());
-  auto rev = store_.create(keyFor(*r, ns, name), encode(obj));
+  std::string value = encode(obj);
+  auto rev = store_.create(keyFor(*r, ns, name), value, decodedCopy(*r, obj));
   if (!rev) {
     releaseOnDelete(*r, obj);
     if (rev.error().code == EEXIST)
@@ -399,7 +426,8 @@ Result<Json> Registry::doUpdate(const Resource& r, const Json& input, UpdateMode
       }
     }
     if (obj == *current) return obj;
-    auto rev = store_.update(key, encode(obj), modRevision);
+    std::string value = encode(obj);
+    auto rev = store_.update(key, value, modRevision, decodedCopy(r, obj));
     if (!rev) {
       if (rev.error().code == ECANCELED) {
         if (wantedRv.empty()) continue;
@@ -500,7 +528,8 @@ Result<Json> Registry::remove(const std::string& resource, const std::string& ns
 
 
     if (changed) {
-      auto rev = store_.update(key, encode(obj), modRevision);
+      std::string value = encode(obj);
+      auto rev = store_.update(key, value, modRevision, decodedCopy(*r, obj));
       if (!rev) {
         if (rev.error().code == ECANCELED) continue;
         return fail(rev.error());
@@ -768,24 +797,50 @@ Result<Json> Registry::updateScale(const std::string& resource, const std::strin
 Status Registry::bindPod(const std::string& ns, const std::string& name, const std::string& nodeName) {
   const Resource* r = findResource("pods");
   if (nodeName.empty()) return fail(invalidError("Binding \"" + name + "\" is invalid", {{"target.name", "Required value", api::Cause::kRequired}}));
+  const std::string key = keyFor(*r, ns, name);
   for (int attempt = 0; attempt < 20; ++attempt) {
     std::int64_t modRevision = 0;
-    auto pod = read(*r, ns, name, &modRevision);
-    if (!pod) return fail(pod.error());
-    std::string bound = api::at<std::string>(*pod, {"spec", "nodeName"});
-    if (!bound.empty())
-      return fail(ECANCELED, fmt::format("Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{}\"",
-                                         name, name, bound));
-    if (api::isTerminating(*pod)) return fail(ECANCELED, fmt::format("pod {} is being deleted, cannot be assigned to a host", name));
-    Json obj = *pod;
-    obj["spec"]["nodeName"] = nodeName;
-    Json conds = api::at<Json>(obj, {"status", "conditions"}, Json::array());
-    Json kept = Json::array();
-    for (const auto& c : conds)
-      if (c.value("type", "") != "PodScheduled") kept.push_back(c);
-    kept.push_back({{"type", "PodScheduled"}, {"status", "True"}, {"lastProbeTime", nullptr}, {"lastTransitionTime", api::nowRfc3339()}});
-    obj["status"]["conditions"] = kept;
-    auto rev = store_.update(keyFor(*r, ns, name), encode(obj), modRevision);
+    std::shared_ptr<Json> obj;
+    // First from the pods watch cache (the scheduler's informer keeps it running): the
+    // compare-and-swap on its revision makes that exactly as safe as a store read, and a
+    // stale copy only costs a retry that reads the store. A copy that looks bound or
+    // terminating is confirmed from the store before the bind is refused.
+    if (attempt == 0) {
+      if (auto cached = cacheFor(*r).latestObject(key); cached && *cached) {
+        const Json& pod = **cached;
+        std::int64_t rev = 0;
+        const std::string rv = api::resourceVersionOf(pod);
+        auto [end, ec] = std::from_chars(rv.data(), rv.data() + rv.size(), rev);
+        if (ec == std::errc() && end == rv.data() + rv.size() && rev > 0 &&
+            api::at<std::string>(pod, {"spec", "nodeName"}).empty() && !api::isTerminating(pod)) {
+          obj = std::make_shared<Json>(pod);
+          modRevision = rev;
+        }
+      }
+    }
+    if (!obj) {
+      auto pod = read(*r, ns, name, &modRevision);
+      if (!pod) return fail(pod.error());
+      std::string bound = api::at<std::string>(*pod, {"spec", "nodeName"});
+      if (!bound.empty())
+        return fail(ECANCELED, fmt::format("Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{}\"",
+                                           name, name, bound));
+      if (api::isTerminating(*pod)) return fail(ECANCELED, fmt::format("pod {} is being deleted, cannot be assigned to a host", name));
+      obj = std::make_shared<Json>(std::move(*pod));
+    }
+    // A binding changes two fields: spec.nodeName and the PodScheduled condition.
+    (*obj)["spec"]["nodeName"] = nodeName;
+    Json& status = (*obj)["status"];
+    if (!status.is_object()) status = Json::object();
+    Json& conds = status["conditions"];
+    if (!conds.is_array()) conds = Json::array();
+    for (auto it = conds.begin(); it != conds.end();) {
+      if (it->is_object() && it->value("type", "") == "PodScheduled") it = conds.erase(it);
+      else ++it;
+    }
+    conds.push_back({{"type", "PodScheduled"}, {"status", "True"}, {"lastProbeTime", nullptr}, {"lastTransitionTime", api::nowRfc3339()}});
+    std::string value = encode(*obj);
+    auto rev = store_.update(key, value, modRevision, decodedFor(obj));
     if (rev) return {};
     if (rev.error().code != ECANCELED) return fail(rev.error());
   }

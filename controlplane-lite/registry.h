@@ -98,6 +98,7 @@ class Registry : public ObjectClient {
   Result<std::string> allocatePodCIDR(const std::string& nodeName);
   Status checkNamespaceWritable(const std::string& ns);
   WatchCache& cacheFor(const Resource& r);
+  DecodedValue decodedCopy(const Resource& r, const api::Json& object);
   void namespaceCleanupLoop();
   Status cleanupNamespace(const std::string& ns);
 

@@ -176,6 +176,7 @@ struct WriteOp {
   std::string key;
   std::string value;
   std::int64_t expectedRevision = 0;  // Compact: the revision to compact to
+  DecodedValue decoded;               // create/update: called with the revision for the watch event
   Result<std::int64_t> result = fail(EIO, "not run");
   bool done = false;
   std::condition_variable wake;
@@ -355,6 +356,7 @@ struct SqliteStore::Impl {
     logged.bind(1, rev).bindBlob(2, event.kv.key).bindBlob(3, event.kv.value);
     logged.bind(4, event.type == StoreEvent::Type::Delete ? 1 : 0).bind(5, event.kv.createRevision);
     if (auto ok = logged.run(); !ok) return ok;
+    if (op.decoded) event.object = op.decoded(rev);
     revision = rev;
     op.result = rev;
     events.push_back(std::move(event));
@@ -538,23 +540,25 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, 
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
-Result<std::int64_t> SqliteStore::create(const std::string& key, const std::string& value) {
+Result<std::int64_t> SqliteStore::create(const std::string& key, const std::string& value, DecodedValue decoded) {
   if (key.empty()) return fail(EINVAL, "create: empty key");
   WriteOp op;
   op.kind = WriteOp::Kind::Create;
   op.key = key;
   op.value = value;
+  op.decoded = std::move(decoded);
   return impl_->submit(op);
 }
 
 Result<std::int64_t> SqliteStore::update(const std::string& key, const std::string& value,
-                                         std::int64_t expectedRevision) {
+                                         std::int64_t expectedRevision, DecodedValue decoded) {
   if (key.empty()) return fail(EINVAL, "update: empty key");
   WriteOp op;
   op.kind = WriteOp::Kind::Update;
   op.key = key;
   op.value = value;
   op.expectedRevision = expectedRevision;
+  op.decoded = std::move(decoded);
   return impl_->submit(op);
 }
 

@@ -40,9 +40,9 @@ class SqliteStore final : public Store {
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, SqliteStoreOptions options = {});
   ~SqliteStore() override;
 
-  Result<std::int64_t> create(const std::string& key, const std::string& value) override;
+  Result<std::int64_t> create(const std::string& key, const std::string& value, DecodedValue decoded = {}) override;
   Result<std::int64_t> update(const std::string& key, const std::string& value,
-                              std::int64_t expectedRevision) override;
+                              std::int64_t expectedRevision, DecodedValue decoded = {}) override;
   Result<std::int64_t> remove(const std::string& key, std::int64_t expectedRevision) override;
   Result<KeyValue> get(const std::string& key) override;
   Result<ListPage> list(const std::string& prefix, const std::string& startAfter = {},

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "api/error.h"
+#include "api/object.h"
 
 #include <cstdint>
 #include <functional>
@@ -28,7 +29,17 @@ struct StoreEvent {
   Type type = Type::Put;
   KeyValue kv;          // for Delete: key and the revision of the deletion, value = last value
   bool created = false; // Put that created the key
+  // The decoded value when the in-process writer handed it over with the write (see
+  // DecodedValue); null otherwise (decode kv.value).
+  std::shared_ptr<const api::Json> object;
 };
+
+// What an in-process writer may give a create or update besides the bytes: called once
+// by the store with the write's revision, inside the commit and before any watcher sees
+// the change; returns the value decoded as the writer's own decode of the bytes at that
+// revision would. In-process watches then get it on StoreEvent::object instead of parsing
+// the bytes back. Backends whose watch events come from elsewhere (etcd) ignore it.
+using DecodedValue = std::function<std::shared_ptr<const api::Json>(std::int64_t revision)>;
 
 // Stops delivering events when destroyed. Destruction waits for a sink call of
 // this watch that is running on another thread, so never destroy a watch while
@@ -52,10 +63,11 @@ class Store {
   virtual ~Store() = default;
 
   // Returns the revision of the write.
-  virtual Result<std::int64_t> create(const std::string& key, const std::string& value) = 0;
+  virtual Result<std::int64_t> create(const std::string& key, const std::string& value,
+                                      DecodedValue decoded = {}) = 0;
   // Replaces the value when the key's modRevision equals `expectedRevision` (0: any).
   virtual Result<std::int64_t> update(const std::string& key, const std::string& value,
-                                      std::int64_t expectedRevision) = 0;
+                                      std::int64_t expectedRevision, DecodedValue decoded = {}) = 0;
   // Deletes when the key's modRevision equals `expectedRevision` (0: any); returns the deletion's revision.
   virtual Result<std::int64_t> remove(const std::string& key, std::int64_t expectedRevision) = 0;
   virtual Result<KeyValue> get(const std::string& key) = 0;

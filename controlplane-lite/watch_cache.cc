@@ -73,6 +73,7 @@ Status WatchCache::ensureStarted() {
   if (!w) return fail(w.error().wrap("watch cache " + prefix_));
   storeWatch_ = std::move(*w);
   started_ = true;
+  following_ = true;
   return {};
 }
 
@@ -84,16 +85,22 @@ void WatchCache::onStoreEvent(const StoreEvent& event) {
     return;
   }
   const bool deleted = event.type == StoreEvent::Type::Delete;
-  auto obj = decode_(event.kv.value, event.kv.modRevision);
-  if (!obj) {
-    log::warn("watch cache {}: undecodable value at {}: {}", prefix_, event.kv.key, obj.error().message);
-    return;
+  // The writer's own object when it handed it over (Store DecodedValue): no parse of the
+  // bytes it just wrote.
+  ObjectPtr written = event.object;
+  if (!written) {
+    auto obj = decode_(event.kv.value, event.kv.modRevision);
+    if (!obj) {
+      log::warn("watch cache {}: undecodable value at {}: {}", prefix_, event.kv.key, obj.error().message);
+      return;
+    }
+    written = std::make_shared<const Json>(std::move(*obj));
   }
   Entry entry;
   entry.revision = event.kv.modRevision;
   entry.deleted = deleted;
   entry.value = std::make_shared<const std::string>(event.kv.value);
-  ObjectPtr object = std::make_shared<const Json>(std::move(*obj));
+  ObjectPtr object = std::move(written);
   ObjectPtr previous;
   auto it = current_.find(event.kv.key);
   if (it != current_.end()) {
@@ -128,6 +135,7 @@ void WatchCache::restartAfterStoreError(const std::string& reason) {
   watchers_.clear();
   storeWatch_.reset();  // called from inside this watch's own sink, which the Store allows
   started_ = false;
+  following_ = false;
   current_.clear();
   history_.clear();
   oldestResumable_ = 0;

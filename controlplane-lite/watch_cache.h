@@ -16,6 +16,7 @@
 #include "controlplane-lite/object_client.h"
 #include "controlplane-lite/store.h"
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -43,6 +44,9 @@ class WatchCache {
   Result<std::unique_ptr<ObjectWatch>> add(std::int64_t afterRevision, WatchFilter filter,
                                            std::function<void(const WatchEvent&)> sink);
   std::size_t watcherCount();
+  // True while the cache follows the store (it has listed and watches): only then is a
+  // writer's decoded copy (Store DecodedValue) worth handing over.
+  bool following() const { return following_.load(std::memory_order_relaxed); }
   // The cache's newest copy of `key` (null when it has none: absent, or not seen yet).
   // Starts the cache when no watcher has.
   Result<std::shared_ptr<const api::Json>> latestObject(const std::string& key);
@@ -85,6 +89,7 @@ class WatchCache {
   std::size_t historyLimit_;
   std::recursive_mutex mu_;
   bool started_ = false;
+  std::atomic<bool> following_{false};  // started_, readable without mu_
   std::unique_ptr<StoreWatch> storeWatch_;
   std::int64_t oldestResumable_ = 0;  // events with revision > this are all in history_
   std::int64_t latest_ = 0;

@@ -21,9 +21,12 @@ using api::Json;
 class EndableStore : public Store {
  public:
   explicit EndableStore(Store& inner) : inner_(inner) {}
-  Result<std::int64_t> create(const std::string& k, const std::string& v) override { return inner_.create(k, v); }
-  Result<std::int64_t> update(const std::string& k, const std::string& v, std::int64_t rev) override {
-    return inner_.update(k, v, rev);
+  Result<std::int64_t> create(const std::string& k, const std::string& v, DecodedValue d = {}) override {
+    return inner_.create(k, v, std::move(d));
+  }
+  Result<std::int64_t> update(const std::string& k, const std::string& v, std::int64_t rev,
+                              DecodedValue d = {}) override {
+    return inner_.update(k, v, rev, std::move(d));
   }
   Result<std::int64_t> remove(const std::string& k, std::int64_t rev) override { return inner_.remove(k, rev); }
   Result<KeyValue> get(const std::string& k) override { return inner_.get(k); }
