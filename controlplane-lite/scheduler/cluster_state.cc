@@ -103,17 +103,25 @@ bool tolerates(const api::Json& tolerations, const Taint& taint) {
   return false;
 }
 
-bool nodeMatchesPodAffinity(const api::Json& pod, const std::string& nodeName, const api::Json& nodeLabels) {
+PodTerms PodTerms::of(const api::Json& pod) {
   const api::Json& spec = member(pod, "spec");
-  const api::Json& nodeSelector = member(spec, "nodeSelector");
+  return PodTerms{&member(spec, "tolerations"), &member(spec, "nodeSelector"),
+                  &member(member(member(spec, "affinity"), "nodeAffinity"), "requiredDuringSchedulingIgnoredDuringExecution")};
+}
+
+bool nodeMatchesPodAffinity(const api::Json& pod, const std::string& nodeName, const api::Json& nodeLabels) {
+  return nodeMatchesPodTerms(PodTerms::of(pod), nodeName, nodeLabels);
+}
+
+bool nodeMatchesPodTerms(const PodTerms& pod, const std::string& nodeName, const api::Json& nodeLabels) {
+  const api::Json& nodeSelector = *pod.nodeSelector;
   if (nodeSelector.is_object()) {
     for (const auto& [key, value] : nodeSelector.items()) {
       auto it = nodeLabels.find(key);
       if (it == nodeLabels.end() || *it != value) return false;
     }
   }
-  const api::Json& required =
-      member(member(member(spec, "affinity"), "nodeAffinity"), "requiredDuringSchedulingIgnoredDuringExecution");
+  const api::Json& required = *pod.required;
   if (required.is_null()) return true;
   const api::Json& terms = member(required, "nodeSelectorTerms");
   if (!terms.is_array()) return false;
@@ -253,9 +261,9 @@ std::string ClusterState::nodeOfPod(const std::string& podKey) const {
   return it == podNode_.end() ? "" : it->second;
 }
 
-std::vector<std::string> ClusterState::filter(const NodeInfo& node, const api::Json& pod,
+std::vector<std::string> ClusterState::filter(const NodeInfo& node, const PodTerms& pod,
                                               const PlacedPod& placed) const {
-  const api::Json& tolerations = member(member(pod, "spec"), "tolerations");
+  const api::Json& tolerations = *pod.tolerations;
   if (node.unschedulable &&
       !tolerates(tolerations, Taint{"node.kubernetes.io/unschedulable", "", "NoSchedule"}))
     return {"node(s) were unschedulable"};
@@ -263,7 +271,7 @@ std::vector<std::string> ClusterState::filter(const NodeInfo& node, const api::J
     if (taint.effect != "NoSchedule" && taint.effect != "NoExecute") continue;
     if (!tolerates(tolerations, taint)) return {"node(s) had untolerated taint " + taintText(taint)};
   }
-  if (!nodeMatchesPodAffinity(pod, node.name, node.labels)) return {"node(s) didn't match Pod's node affinity/selector"};
+  if (!nodeMatchesPodTerms(pod, node.name, node.labels)) return {"node(s) didn't match Pod's node affinity/selector"};
   for (const auto& hp : placed.hostPorts)
     if (hostPortConflicts(node.usedHostPorts, hp)) return {"node(s) didn't have free ports for the requested pod ports"};
   std::vector<std::string> reasons;
@@ -303,6 +311,8 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
     ownerId = it == ownerIds_.end() ? -2 : it->second;  // -2: owner with no pods placed yet
   }
   PlacedPod placed = describePod(pod, ownerId);
+  // Looked up once here: the filters run for hundreds of nodes per pod.
+  const PodTerms terms = PodTerms::of(pod);
 
   std::vector<std::size_t> feasible;
   const std::size_t wanted = nodesToFind();
@@ -311,7 +321,7 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
   std::size_t examined = 0;
   for (; examined < n && feasible.size() < wanted; ++examined) {
     std::size_t i = (nextStartIndex_ + examined) % n;
-    auto reasons = filter(nodes_[i], pod, placed);
+    auto reasons = filter(nodes_[i], terms, placed);
     if (reasons.empty()) {
       feasible.push_back(i);
     } else {
@@ -348,7 +358,7 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
     if (!sampledLeast) {
       std::vector<std::size_t> widened;
       for (std::size_t i = 0; i < n; ++i)
-        if (countOn(i) == least && filter(nodes_[i], pod, placed).empty()) widened.push_back(i);
+        if (countOn(i) == least && filter(nodes_[i], terms, placed).empty()) widened.push_back(i);
       if (!widened.empty()) feasible = std::move(widened);
     }
   }

@@ -40,6 +40,15 @@ struct NodeInfo {
   std::set<std::string> usedHostPorts;
 };
 
+// The parts of a pod the filters read (pointers into the pod, which must outlive
+// this; a missing part points at a null Json).
+struct PodTerms {
+  const api::Json* tolerations;
+  const api::Json* nodeSelector;
+  const api::Json* required;  // spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution
+  static PodTerms of(const api::Json& pod);
+};
+
 struct PlacementResult {
   std::string nodeName;  // empty: unschedulable
   std::string message;   // "0/3 nodes are available: ..." when unschedulable
@@ -64,7 +73,7 @@ class ClusterState {
  private:
   int internOwner(const std::string& uid);
   // Empty when the node passes every filter, else the reasons it failed the first failing filter.
-  std::vector<std::string> filter(const NodeInfo& node, const api::Json& pod, const PlacedPod& placed) const;
+  std::vector<std::string> filter(const NodeInfo& node, const PodTerms& pod, const PlacedPod& placed) const;
   std::size_t nodesToFind() const;
 
   std::vector<NodeInfo> nodes_;  // sorted by name
@@ -81,5 +90,6 @@ class ClusterState {
 // Helpers shared with tests.
 bool tolerates(const api::Json& tolerations, const Taint& taint);
 bool nodeMatchesPodAffinity(const api::Json& pod, const std::string& nodeName, const api::Json& nodeLabels);
+bool nodeMatchesPodTerms(const PodTerms& pod, const std::string& nodeName, const api::Json& nodeLabels);
 
 }  // namespace ferry::cp
