@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <span>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -329,6 +331,50 @@ struct TcpConnection {
   std::atomic<int> pending{0};
 };
 
+// The UDP loop reads up to kBatch queries with one recvmmsg and sends their
+// answers with one sendmmsg: two system calls per batch instead of two per
+// query (knotd does the same). Answers given on the UDP thread while it works
+// through a batch are copied here; answers from other threads (forwarded
+// queries) go out with their own sendto.
+struct UdpBatch {
+  static constexpr size_t kBatch = 32;
+  int fd = -1;
+  size_t count = 0;
+  std::array<std::array<std::uint8_t, kMaxUdpPayload>, kBatch> data;
+  std::array<sockaddr_in, kBatch> peers;
+  std::array<iovec, kBatch> iov;
+  std::array<mmsghdr, kBatch> msgs;
+
+  bool add(int toFd, const sockaddr_in& peer, std::span<const std::uint8_t> out) {
+    if (toFd != fd || count == kBatch || out.size() > data[count].size()) return false;
+    std::memcpy(data[count].data(), out.data(), out.size());
+    peers[count] = peer;
+    iov[count] = {data[count].data(), out.size()};
+    msgs[count].msg_hdr = {};
+    msgs[count].msg_hdr.msg_name = &peers[count];
+    msgs[count].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    msgs[count].msg_hdr.msg_iov = &iov[count];
+    msgs[count].msg_hdr.msg_iovlen = 1;
+    ++count;
+    return true;
+  }
+  void flush() {
+    size_t sent = 0;
+    while (sent < count) {
+      int n = sendmmsg(fd, msgs.data() + sent, static_cast<unsigned>(count - sent), MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;  // the socket's send buffer is full: dropped, as sendto would
+      } else {
+        ++sent;  // this one failed (its peer unreachable...): skip it
+      }
+    }
+    count = 0;
+  }
+};
+thread_local UdpBatch* udpBatch = nullptr;  // set on the UDP thread while it works through a batch
+
 // Where an answer goes: a UDP client on one of our sockets, or a TCP
 // connection. A plain value (a std::function holding the UDP peer would
 // allocate for every query); copied into the callback of a forwarded query.
@@ -337,8 +383,9 @@ struct ReplyTo {
   sockaddr_in peer{};
   std::shared_ptr<TcpConnection> tcp;
 
-  void send(const Bytes& out) const {
+  void send(std::span<const std::uint8_t> out) const {
     if (!tcp) {
+      if (udpBatch && udpBatch->add(udpFd, peer, out)) return;
       sendto(udpFd, out.data(), out.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&peer), sizeof peer);
       return;
     }
@@ -468,6 +515,7 @@ struct ClusterDns::Impl {
     // Not in the cluster: the client would end on <x> itself, upstream.
     Query upstream = q;
     upstream.name = x;
+    upstream.wireNameLength = 0;
     ++autopathAnswers;
     resolveUpstream(buildQuery(q.id, x, q.qtype, true), upstream, [q, x, limit, zoneRef = zone.load(), reply](const Bytes& answer) {
       ResponseWriter w;
@@ -525,7 +573,21 @@ struct ClusterDns::Impl {
   void udpLoop(std::vector<int> fds) {
     std::vector<pollfd> pfds{{stopFd, POLLIN, 0}};
     for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
-    std::uint8_t buf[kMaxUdpPayload + 512];
+    constexpr size_t kBatch = UdpBatch::kBatch;
+    // Received queries: a query longer than kMaxUdpPayload is cut (MSG_TRUNC)
+    // and then fails to parse, as it would have before.
+    auto in = std::make_unique<std::array<std::array<std::uint8_t, kMaxUdpPayload + 512>, kBatch>>();
+    auto batch = std::make_unique<UdpBatch>();
+    std::array<sockaddr_in, kBatch> peers{};
+    std::array<iovec, kBatch> iov{};
+    std::array<mmsghdr, kBatch> msgs{};
+    for (size_t k = 0; k < kBatch; ++k) {
+      iov[k] = {(*in)[k].data(), (*in)[k].size()};
+      msgs[k].msg_hdr.msg_name = &peers[k];
+      msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+    }
     ReplyTo reply;
     while (!stop) {
       if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
@@ -533,13 +595,19 @@ struct ClusterDns::Impl {
         if (!(pfds[i].revents & POLLIN)) continue;
         int fd = pfds[i].fd;
         while (true) {
-          sockaddr_in peer{};
-          socklen_t peerLen = sizeof peer;
-          ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&peer), &peerLen);
-          if (n < 0) break;
-          reply.udpFd = fd;
-          reply.peer = peer;
-          handle(buf, static_cast<size_t>(n), true, reply, ntohl(peer.sin_addr.s_addr));
+          int n = recvmmsg(fd, msgs.data(), kBatch, MSG_DONTWAIT, nullptr);
+          if (n <= 0) break;
+          batch->fd = fd;
+          udpBatch = batch.get();
+          for (int k = 0; k < n; ++k) {
+            reply.udpFd = fd;
+            reply.peer = peers[k];
+            handle((*in)[k].data(), msgs[k].msg_len, true, reply, ntohl(peers[k].sin_addr.s_addr));
+            msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_in);  // recvmmsg wrote the peer's length there
+          }
+          udpBatch = nullptr;
+          batch->flush();
+          if (static_cast<size_t>(n) < kBatch) break;  // the socket is drained
         }
       }
     }

@@ -11,7 +11,10 @@ std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>((
 }  // namespace
 
 Status readName(const std::uint8_t* message, size_t length, size_t& offset, std::string& out) {
-  out.clear();
+  // Built in a local buffer and assigned once (255 bytes of wire name make at
+  // most 254 characters).
+  char text[256];
+  size_t used = 0;
   size_t pos = offset;
   bool jumped = false;
   int jumps = 0;
@@ -32,16 +35,18 @@ Status readName(const std::uint8_t* message, size_t length, size_t& offset, std:
     if ((len & 0xC0) != 0) return fail(EINVAL, "unsupported label type");
     if (len == 0) {
       if (!jumped) offset = pos + 1;
+      out.assign(text, used);
       return {};
     }
     if (len > 63) return fail(EINVAL, "label longer than 63 bytes");
     if (pos + 1 + len > length) return fail(EINVAL, "label runs past the message");
     wireLength += len + 1;
     if (wireLength > 255) return fail(EINVAL, "name longer than 255 bytes");
-    if (!out.empty()) out.push_back('.');
+    if (used > 0) text[used++] = '.';
+    const std::uint8_t* label = message + pos + 1;
     for (size_t i = 0; i < len; ++i) {
-      char c = static_cast<char>(message[pos + 1 + i]);
-      out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+      char c = static_cast<char>(label[i]);
+      text[used++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
     }
     pos += 1 + len;
   }
@@ -62,8 +67,16 @@ Status parseQuery(const std::uint8_t* data, size_t length, Query& out, bool& hea
   if (qd != 1) return fail(EINVAL, "a query must have exactly one question");
   if (an != 0 || ns != 0) return fail(EINVAL, "a query carries no answers");
   size_t offset = 12;
+  out.wireNameLength = 0;
   if (auto st = readName(data, length, offset, out.name); !st) return st;
   if (offset + 4 > length) return fail(EINVAL, "truncated question");
+  // Without compression (what every client sends) the wire form is the name's
+  // labels as they came: kept for the answer's question and owner names.
+  size_t wireLength = offset - 12;
+  if (wireLength == (out.name.empty() ? 1 : out.name.size() + 2) && wireLength <= out.wireName.size()) {
+    std::memcpy(out.wireName.data(), data + 12, wireLength);
+    out.wireNameLength = static_cast<std::uint16_t>(wireLength);
+  }
   out.qtype = get16(data + offset);
   out.qclass = get16(data + offset + 2);
   offset += 4;
@@ -91,64 +104,70 @@ Status parseQuery(const std::uint8_t* data, size_t length, Query& out, bool& hea
   return {};
 }
 
-void ResponseWriter::put16(std::uint16_t v) {
-  buf_.push_back(static_cast<std::uint8_t>(v >> 8));
-  buf_.push_back(static_cast<std::uint8_t>(v));
+ResponseWriter::ResponseWriter() {
+  // Room for a UDP answer: a warm writer allocates only for TCP answers past 4 KB.
+  buf_.resize(kMaxUdpPayload + 512);
 }
 
-void ResponseWriter::put32(std::uint32_t v) {
-  put16(static_cast<std::uint16_t>(v >> 16));
-  put16(static_cast<std::uint16_t>(v));
-}
+void ResponseWriter::grow(size_t needed) { buf_.resize(std::max(needed, buf_.size() * 2)); }
 
 namespace {
 
-// Is `text` the name `head` + "." + `tail` (tail possibly empty)?
+// Is `text` the name `head` + "." + `tail` (tail possibly empty)? The lengths
+// are known to match.
 bool isJoined(std::string_view text, std::string_view head, std::string_view tail) {
-  if (tail.empty()) return text == head;
-  return text.size() == head.size() + 1 + tail.size() && text.substr(0, head.size()) == head &&
-         text[head.size()] == '.' && text.substr(head.size() + 1) == tail;
+  if (tail.empty()) return std::memcmp(text.data(), head.data(), head.size()) == 0;
+  return std::memcmp(text.data(), head.data(), head.size()) == 0 && text[head.size()] == '.' &&
+         std::memcmp(text.data() + head.size() + 1, tail.data(), tail.size()) == 0;
 }
 
 }  // namespace
 
-ResponseWriter::ResponseWriter() {
-  // Room for the largest name in every compression slot, and for a UDP answer:
-  // a warm writer allocates only for TCP answers past 4 KB.
-  for (auto& n : names_) n.reserve(255);
-  buf_.reserve(kMaxUdpPayload + 512);
+bool ResponseWriter::keepText(std::string_view head, std::string_view tail, size_t& at) {
+  size_t length = tail.empty() ? head.size() : head.size() + 1 + tail.size();
+  if (namesUsed_ + length > names_.size()) return false;
+  at = namesUsed_;
+  std::memcpy(names_.data() + at, head.data(), head.size());
+  if (!tail.empty()) {
+    names_[at + head.size()] = '.';
+    std::memcpy(names_.data() + at + head.size() + 1, tail.data(), tail.size());
+  }
+  namesUsed_ += length;
+  return true;
 }
 
 void ResponseWriter::writeName(std::string_view head, std::string_view tail) {
   if (head.empty()) std::swap(head, tail);
+  size_t total = tail.empty() ? head.size() : head.size() + 1 + tail.size();
+  size_t text = 0;
+  bool kept = false;
   // Longest already-written suffix (label-aligned) becomes a pointer.
   while (!head.empty()) {
+    size_t length = tail.empty() ? head.size() : head.size() + 1 + tail.size();
     for (size_t i = 0; i < writtenCount_; ++i) {
-      if (isJoined(written_[i].text, head, tail)) {
-        put16(static_cast<std::uint16_t>(0xC000 | written_[i].offset));
+      const Written& w = written_[i];
+      if (w.length == length && isJoined(std::string_view(names_.data() + w.text, length), head, tail)) {
+        put16(static_cast<std::uint16_t>(0xC000 | w.offset));
         return;
       }
     }
-    if (writtenCount_ < written_.size() && buf_.size() < 0x3FFF) {
-      std::string& stored = names_[writtenCount_];
-      stored.assign(head);
-      if (!tail.empty()) stored.append(".").append(tail);
-      written_[writtenCount_] = {stored, static_cast<std::uint16_t>(buf_.size())};
-      ++writtenCount_;
-    }
+    // This label is written out: remember it (pointers hold 14 bits of offset).
+    if (!kept) kept = keepText(head, tail, text);
+    if (kept && writtenCount_ < written_.size() && size_ < 0x3FFF)
+      written_[writtenCount_++] = {static_cast<std::uint16_t>(size_), static_cast<std::uint16_t>(length),
+                                   static_cast<std::uint16_t>(text + total - length)};
     size_t dot = head.find('.');
-    std::string_view label = head.substr(0, dot);
-    buf_.push_back(static_cast<std::uint8_t>(label.size()));
-    buf_.insert(buf_.end(), label.begin(), label.end());
+    putLabel(head.substr(0, dot));
     head = dot == std::string_view::npos ? std::string_view() : head.substr(dot + 1);
     if (head.empty()) std::swap(head, tail);
   }
-  buf_.push_back(0);
+  put8(0);
 }
 
 void ResponseWriter::reset(const Query& query, std::uint8_t rcode, bool authoritative) {
-  buf_.clear();
+  size_ = 0;
   writtenCount_ = 0;
+  namesUsed_ = 0;
   answers_ = authority_ = 0;
   edns_ = query.edns;
   put16(query.id);
@@ -161,16 +180,31 @@ void ResponseWriter::reset(const Query& query, std::uint8_t rcode, bool authorit
   put16(0);
   put16(0);
   put16(0);
-  writeName(query.name);
+  size_t text = 0;
+  if (query.wireNameLength > 0 && keepText(query.name, {}, text)) {
+    // The question as asked; each label's suffix is a view of the name's text.
+    size_t at = size_;
+    putBytes(query.wireName.data(), query.wireNameLength);
+    size_t length = query.name.size();
+    while (buf_[at] != 0 && writtenCount_ < written_.size()) {
+      written_[writtenCount_++] = {static_cast<std::uint16_t>(at), static_cast<std::uint16_t>(length),
+                                   static_cast<std::uint16_t>(text + query.name.size() - length)};
+      size_t label = buf_[at];
+      length = length > label ? length - label - 1 : 0;
+      at += 1 + label;
+    }
+  } else {
+    writeName(query.name);
+  }
   put16(query.qtype);
   put16(query.qclass);
-  questionEnd_ = buf_.size();
+  questionEnd_ = size_;
 }
 
 void ResponseWriter::addRaw(std::string_view name, std::uint16_t type, std::uint32_t ttl, const std::uint8_t* rdata,
                             size_t length) {
   beginRecord(name, type, ttl, Section::Answer);
-  buf_.insert(buf_.end(), rdata, rdata + length);
+  putBytes(rdata, length);
   endRecord();
 }
 
@@ -178,17 +212,23 @@ void ResponseWriter::setRcode(std::uint8_t rcode) { buf_[3] = static_cast<std::u
 
 void ResponseWriter::beginRecord(std::string_view name, std::uint16_t type, std::uint32_t ttl, Section section) {
   writeName(name);
-  put16(type);
-  put16(kClassIN);
-  put32(ttl);
-  rdlengthAt_ = buf_.size();
-  put16(0);
+  std::uint8_t* p = room(10);
+  p[0] = static_cast<std::uint8_t>(type >> 8);
+  p[1] = static_cast<std::uint8_t>(type);
+  p[2] = 0;
+  p[3] = kClassIN;
+  p[4] = static_cast<std::uint8_t>(ttl >> 24);
+  p[5] = static_cast<std::uint8_t>(ttl >> 16);
+  p[6] = static_cast<std::uint8_t>(ttl >> 8);
+  p[7] = static_cast<std::uint8_t>(ttl);
+  p[8] = p[9] = 0;  // rdlength, set by endRecord()
+  rdlengthAt_ = size_ - 2;
   if (section == Section::Answer) ++answers_;
   else ++authority_;
 }
 
 void ResponseWriter::endRecord() {
-  size_t len = buf_.size() - rdlengthAt_ - 2;
+  size_t len = size_ - rdlengthAt_ - 2;
   buf_[rdlengthAt_] = static_cast<std::uint8_t>(len >> 8);
   buf_[rdlengthAt_ + 1] = static_cast<std::uint8_t>(len);
 }
@@ -228,8 +268,7 @@ void ResponseWriter::addTxt(std::string_view name, std::uint32_t ttl, std::strin
   std::string_view rest = text;
   do {
     std::string_view chunk = rest.substr(0, 255);
-    buf_.push_back(static_cast<std::uint8_t>(chunk.size()));
-    buf_.insert(buf_.end(), chunk.begin(), chunk.end());
+    putLabel(chunk);  // a character-string: a length byte and the bytes, like a label
     rest.remove_prefix(chunk.size());
   } while (!rest.empty());
   endRecord();
@@ -245,12 +284,10 @@ void ResponseWriter::addSrv(std::string_view name, std::uint32_t ttl, std::uint1
   std::string_view rest = target;
   while (!rest.empty()) {
     size_t dot = rest.find('.');
-    std::string_view label = rest.substr(0, dot);
-    buf_.push_back(static_cast<std::uint8_t>(label.size()));
-    buf_.insert(buf_.end(), label.begin(), label.end());
+    putLabel(rest.substr(0, dot));
     rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
   }
-  buf_.push_back(0);
+  put8(0);
   endRecord();
 }
 
@@ -267,13 +304,13 @@ void ResponseWriter::addSoa(std::string_view zone, std::uint32_t ttl, std::uint3
   endRecord();
 }
 
-const std::vector<std::uint8_t>& ResponseWriter::finish(size_t limit) {
+std::span<const std::uint8_t> ResponseWriter::finish(size_t limit) {
   size_t arcount = 0;
   if (edns_) {
     // OPT: root name, type 41, our payload size, no extended flags.
     size_t needed = 11;
-    if (buf_.size() + needed <= limit) {
-      buf_.push_back(0);
+    if (size_ + needed <= limit) {
+      put8(0);
       put16(kTypeOPT);
       put16(kMaxUdpPayload);
       put32(0);
@@ -287,8 +324,13 @@ const std::vector<std::uint8_t>& ResponseWriter::finish(size_t limit) {
   buf_[9] = static_cast<std::uint8_t>(authority_);
   buf_[10] = 0;
   buf_[11] = static_cast<std::uint8_t>(arcount);
-  if (buf_.size() > limit) truncateForUdp(buf_, limit);
-  return buf_;
+  if (size_ > limit) {
+    // Keep the header and the question (TC set); the client retries over TCP.
+    size_ = questionEnd_;
+    buf_[2] |= 0x02;
+    std::memset(buf_.data() + 6, 0, 6);
+  }
+  return {buf_.data(), size_};
 }
 
 Result<std::uint8_t> copyAnswers(const std::uint8_t* m, size_t length, ResponseWriter& out) {

@@ -7,7 +7,9 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +30,12 @@ struct Query {
   std::uint16_t id = 0;
   std::uint16_t flags = 0;      // header flags as received (RD is echoed)
   std::string name;             // lower case, no trailing dot; "" is the root
+  // The question's name as it came on the wire (the client's case kept: the
+  // answer echoes it, as RFC 1035 asks and 0x20-randomizing resolvers check).
+  // Set by parseQuery; 0 length: write `name` instead. Whoever changes `name`
+  // clears it (a fixed array: parsing allocates nothing).
+  std::array<std::uint8_t, 255> wireName{};
+  std::uint16_t wireNameLength = 0;
   std::uint16_t qtype = 0;
   std::uint16_t qclass = 0;
   bool edns = false;
@@ -65,8 +73,9 @@ class ResponseWriter {
   void addRaw(std::string_view name, std::uint16_t type, std::uint32_t ttl, const std::uint8_t* rdata, size_t length);
   void setRcode(std::uint8_t rcode);
   // Finishes the message for a transport limit: past `limit` bytes the answer is
-  // cut to the question and TC is set. Returns the bytes to send.
-  const std::vector<std::uint8_t>& finish(size_t limit);
+  // cut to the question and TC is set. Returns the bytes to send (valid until
+  // the next reset()).
+  std::span<const std::uint8_t> finish(size_t limit);
 
  private:
   enum class Section { Answer, Authority };
@@ -78,21 +87,55 @@ class ResponseWriter {
   void writeName(std::string_view name) { writeName(name, {}); }
   // Writes the name `head` + "." + `tail` (either may be empty).
   void writeName(std::string_view head, std::string_view tail);
-  void put16(std::uint16_t v);
-  void put32(std::uint32_t v);
+  // The message is written at size_ into buf_, which only grows (past 4 KB for
+  // large TCP answers): plain stores instead of a vector's push_back per byte.
+  std::uint8_t* room(size_t n) {
+    if (size_ + n > buf_.size()) grow(size_ + n);
+    std::uint8_t* at = buf_.data() + size_;
+    size_ += n;
+    return at;
+  }
+  void grow(size_t needed);
+  void put8(std::uint8_t v) { *room(1) = v; }
+  void put16(std::uint16_t v) {
+    std::uint8_t* p = room(2);
+    p[0] = static_cast<std::uint8_t>(v >> 8);
+    p[1] = static_cast<std::uint8_t>(v);
+  }
+  void put32(std::uint32_t v) {
+    put16(static_cast<std::uint16_t>(v >> 16));
+    put16(static_cast<std::uint16_t>(v));
+  }
+  void putBytes(const void* data, size_t n) {
+    if (n > 0) std::memcpy(room(n), data, n);
+  }
+  void putLabel(std::string_view label) {
+    std::uint8_t* p = room(1 + label.size());
+    p[0] = static_cast<std::uint8_t>(label.size());
+    std::memcpy(p + 1, label.data(), label.size());
+  }
 
   std::vector<std::uint8_t> buf_;
+  size_t size_ = 0;
   size_t questionEnd_ = 0;
   size_t rdlengthAt_ = 0;
   std::uint16_t answers_ = 0, authority_ = 0;
   bool edns_ = false;
-  // Compression: offsets of names already written (suffixes), compared by text.
+  // Compression: where each label written uncompressed starts in buf_, the
+  // length of the dotted name from there on, and where that text is in
+  // names_ (each name written is copied there once, whole; its suffixes are
+  // views of that copy). A candidate suffix is compared only when its length
+  // matches.
   struct Written {
-    std::string_view text;  // points into names_ storage
     std::uint16_t offset;
+    std::uint16_t length;
+    std::uint16_t text;
   };
-  std::array<std::string, 32> names_;
-  std::array<Written, 32> written_;
+  // Copies `head` + "." + `tail` into names_; false when it is full.
+  bool keepText(std::string_view head, std::string_view tail, size_t& at);
+  std::array<char, 2048> names_;
+  size_t namesUsed_ = 0;
+  std::array<Written, 64> written_;
   size_t writtenCount_ = 0;
 };
 

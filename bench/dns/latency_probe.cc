@@ -9,6 +9,7 @@
 // the percentiles, so loss cannot improve a p99.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -130,11 +131,16 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "%u", latenciesUs[rank]);
     return buf;
   };
-  std::printf("sent %llu answered %llu lost %llu rate %.0f p50_us %s p90_us %s p99_us %s p999_us %s max_us %s\n",
+  // How often the probe itself was taken off its core (a stall here delays the
+  // reading of answers and counts against the server).
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf("sent %llu answered %llu lost %llu rate %.0f p50_us %s p90_us %s p99_us %s p999_us %s max_us %s "
+              "probe_preempted %ld\n",
               static_cast<unsigned long long>(sent), static_cast<unsigned long long>(answered),
               static_cast<unsigned long long>(lost), static_cast<double>(sent) / elapsed, percentile(0.50).c_str(),
               percentile(0.90).c_str(), percentile(0.99).c_str(), percentile(0.999).c_str(),
-              latenciesUs.empty() ? "lost" : std::to_string(latenciesUs.back()).c_str());
+              latenciesUs.empty() ? "lost" : std::to_string(latenciesUs.back()).c_str(), usage.ru_nivcsw);
   close(fd);
   return 0;
 }

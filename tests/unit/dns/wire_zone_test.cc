@@ -37,7 +37,7 @@ struct Answer {
   bool aa;
 };
 
-Answer summarize(const std::vector<std::uint8_t>& r) {
+Answer summarize(std::span<const std::uint8_t> r) {
   return {static_cast<std::uint8_t>(r[3] & 0xF), (r[6] << 8) | r[7], (r[8] << 8) | r[9], (r[2] & 0x04) != 0};
 }
 
@@ -81,7 +81,8 @@ std::vector<std::uint8_t> ask(const Zone& z, const std::string& name, std::uint1
   EXPECT_TRUE(parseQuery(bytes.data(), bytes.size(), q, header).has_value());
   ResponseWriter w;
   z.answer(q, w);
-  return w.finish(512);
+  auto out = w.finish(512);
+  return {out.begin(), out.end()};
 }
 
 }  // namespace
@@ -304,4 +305,30 @@ TEST(DnsWire, NamesAreCompressedAgainstTheMessage) {
   // 12 + 36 + SOA (2 + 10 + "ns.dns"+ptr 9 + "hostmaster"+ptr 13 + 20) = 102 bytes.
   // (The question of "nope...": 32-byte name + 4.)
   EXPECT_EQ(nx.size(), 102u);
+}
+
+TEST(DnsWire, TheQuestionKeepsTheClientsCase) {
+  // Resolvers that randomize the case of the name (the "0x20" trick) check that
+  // the answer's question is the one they sent, byte for byte.
+  auto z = sampleZone();
+  auto bytes = makeQuery("wEb.DeFault.svc.CLUSTER.local", kTypeA);
+  Query q;
+  bool header = false;
+  ASSERT_TRUE(parseQuery(bytes.data(), bytes.size(), q, header).has_value());
+  ResponseWriter w;
+  z->answer(q, w);
+  auto r = w.finish(512);
+  ASSERT_EQ(r.size(), 63u);
+  EXPECT_EQ(summarize(r).answers, 1);
+  EXPECT_TRUE(std::equal(bytes.begin() + 12, bytes.end(), r.begin() + 12));
+  EXPECT_EQ(r[47], 0xC0);  // the answer's owner points to the question as asked
+  EXPECT_EQ(r[48], 0x0C);
+  // The negative answer's SOA still finds "cluster.local" in a mixed-case question.
+  auto nx = makeQuery("Nope.Default.SVC.Cluster.Local", kTypeA);
+  ASSERT_TRUE(parseQuery(nx.data(), nx.size(), q, header).has_value());
+  z->answer(q, w);
+  auto n = w.finish(512);
+  EXPECT_EQ(summarize(n).rcode, kNxDomain);
+  EXPECT_EQ(n.size(), 102u);
+  EXPECT_EQ(n[12 + 32 + 4], 0xC0);
 }
