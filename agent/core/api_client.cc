@@ -81,9 +81,13 @@ ApiClient::ApiClient(Credentials credentials) : credentials_(std::move(credentia
   std::call_once(gCurlInit, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-void* ApiClient::newHandle(const std::string& url, void* headerList) {
+ApiClient::~ApiClient() {
+  for (void* h : idle_) curl_easy_cleanup(static_cast<CURL*>(h));
+}
+
+void ApiClient::configureHandle(void* handle, const std::string& url, void* headerList) {
+  auto* h = static_cast<CURL*>(handle);
   auto* headers = static_cast<CurlSlist*>(headerList);
-  CURL* h = curl_easy_init();
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
@@ -105,13 +109,46 @@ void* ApiClient::newHandle(const std::string& url, void* headerList) {
     curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
   }
   if (!credentials_.bearerToken.empty()) headers->add("Authorization: Bearer " + credentials_.bearerToken);
-  return h;
+}
+
+void* ApiClient::takeHandle(uint64_t& generation) {
+  {
+    std::lock_guard lock(mu_);
+    generation = generation_;
+    if (!idle_.empty()) {
+      void* h = idle_.back();
+      idle_.pop_back();
+      // Options of the previous request (body, method, headers) must not leak into this
+      // one; a reset keeps the handle's open connections and TLS session cache.
+      curl_easy_reset(static_cast<CURL*>(h));
+      return h;
+    }
+  }
+  return curl_easy_init();
+}
+
+void ApiClient::returnHandle(void* h, uint64_t generation, bool healthy) {
+  {
+    std::lock_guard lock(mu_);
+    if (healthy && generation == generation_ && idle_.size() < kMaxIdleConnections) {
+      idle_.push_back(h);
+      return;
+    }
+  }
+  curl_easy_cleanup(static_cast<CURL*>(h));
 }
 
 void ApiClient::setClientCertificate(const std::string& certPem, const std::string& keyPem) {
-  std::lock_guard lock(mu_);
-  credentials_.clientCertPem = certPem;
-  credentials_.clientKeyPem = keyPem;
+  std::vector<void*> stale;
+  {
+    std::lock_guard lock(mu_);
+    credentials_.clientCertPem = certPem;
+    credentials_.clientKeyPem = keyPem;
+    // Connections authenticated with the old certificate are closed, not reused.
+    ++generation_;
+    stale.swap(idle_);
+  }
+  for (void* h : stale) curl_easy_cleanup(static_cast<CURL*>(h));
 }
 
 Credentials ApiClient::credentials() const {
@@ -121,34 +158,50 @@ Credentials ApiClient::credentials() const {
 
 Result<api::Json> ApiClient::request(const std::string& method, const std::string& path, const std::string* body,
                                      const std::string& contentType) {
-  CurlSlist headers;
-  CURL* h = static_cast<CURL*>(newHandle(credentials_.server + path, &headers));
-  std::string response;
-  headers.add("Accept: application/json");
-  if (body != nullptr) {
-    headers.add("Content-Type: " + contentType);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
-  }
-  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, appendToString);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
-  CURLcode rc = curl_easy_perform(h);
-  long status = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(h);
   std::string what = method + " " + path;
-  if (rc != CURLE_OK) return fail(ECONNREFUSED, what + ": " + curl_easy_strerror(rc));
-  api::Json parsed = api::Json::parse(response, nullptr, false);
-  if (status >= 200 && status < 300) {
-    if (parsed.is_discarded()) return fail(EIO, what + ": response is not JSON");
-    return parsed;
+  for (int attempt = 0;; ++attempt) {
+    uint64_t generation = 0;
+    CURL* h = static_cast<CURL*>(takeHandle(generation));
+    if (h == nullptr) return fail(ENOMEM, what + ": curl_easy_init failed");
+    CurlSlist headers;
+    configureHandle(h, credentials_.server + path, &headers);
+    std::string response;
+    headers.add("Accept: application/json");
+    if (body != nullptr) {
+      headers.add("Content-Type: " + contentType);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+    }
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, appendToString);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &response);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+    // A silent dead peer (server host gone) is noticed on idle pooled connections too.
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    CURLcode rc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    long newConnections = 0;
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &newConnections);
+    returnHandle(h, generation, rc == CURLE_OK);
+    if (rc != CURLE_OK) {
+      // A pooled connection the server closed while idle (a server restart, its idle
+      // timeout) fails at once with no reply: retry once on a new connection (libcurl
+      // retries some of these itself). Other failures are the caller's to handle.
+      bool reusedAndDead = newConnections == 0 && (rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_ERROR);
+      if (attempt == 0 && reusedAndDead) continue;
+      return fail(ECONNREFUSED, what + ": " + curl_easy_strerror(rc));
+    }
+    api::Json parsed = api::Json::parse(response, nullptr, false);
+    if (status >= 200 && status < 300) {
+      if (parsed.is_discarded()) return fail(EIO, what + ": response is not JSON");
+      return parsed;
+    }
+    if (parsed.is_discarded()) parsed = api::Json::object();
+    return fail(errnoForHttp(status, parsed),
+                fmt::format("{}: {} {}", what, status, parsed.value("message", response.substr(0, 200))));
   }
-  if (parsed.is_discarded()) parsed = api::Json::object();
-  return fail(errnoForHttp(status, parsed),
-              fmt::format("{}: {} {}", what, status, parsed.value("message", response.substr(0, 200))));
 }
 
 Result<api::Json> ApiClient::get(const std::string& path) { return request("GET", path, nullptr, ""); }
@@ -224,7 +277,9 @@ Status ApiClient::watch(const std::string& path,
                         const std::function<void(const std::string&, const api::Json&)>& onEvent,
                         const std::atomic<bool>& stop) {
   CurlSlist headers;
-  CURL* h = static_cast<CURL*>(newHandle(credentials_.server + path, &headers));
+  CURL* h = curl_easy_init();
+  if (h == nullptr) return fail(ENOMEM, "watch " + path + ": curl_easy_init failed");
+  configureHandle(h, credentials_.server + path, &headers);
   WatchState st;
   st.onEvent = &onEvent;
   st.stop = &stop;
