@@ -56,6 +56,14 @@ void setTimeout(int fd, int seconds) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
+// Per connect/recv. Generous: in nftables mode a SYN reusing the port of a
+// TIME_WAIT conntrack entry is dropped when the conntrack GC is expiring that
+// entry at the same moment (the kernel cannot kill it to start afresh), and the
+// retransmission comes 1 s later, then 2 s more; on a loaded machine two of those
+// plus scheduling delays can pass a 3 s limit, which counted as a failed connect
+// though the application (default connect timeout ~2 min) would have succeeded.
+constexpr int kAttemptTimeoutSeconds = 10;
+
 // One attempt of a client job: returns the backend's reply or sets err.
 std::string attempt(const ClientJob& job, int& err, bool& wrongPeer) {
   err = 0;
@@ -71,7 +79,7 @@ std::string attempt(const ClientJob& job, int& err, bool& wrongPeer) {
     target6.sin6_port = htons(static_cast<uint16_t>(job.port));
     inet_pton(AF_INET6, ("::ffff:" + job.address).c_str(), &target6.sin6_addr);
     int fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    setTimeout(fd6, 3);
+    setTimeout(fd6, kAttemptTimeoutSeconds);
     if (connect(fd6, reinterpret_cast<sockaddr*>(&target6), sizeof target6) < 0) {
       err = errno;
     } else {
@@ -94,7 +102,7 @@ std::string attempt(const ClientJob& job, int& err, bool& wrongPeer) {
     err = errno;
     return "";
   }
-  setTimeout(fd, 3);
+  setTimeout(fd, kAttemptTimeoutSeconds);
   ssize_t n = -1;
   if (job.kind == ClientJob::UdpSendto) {
     if (sendto(fd, "hi", 2, 0, reinterpret_cast<sockaddr*>(&target), sizeof target) < 0) {
