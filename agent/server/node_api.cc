@@ -18,6 +18,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <poll.h>
 #include <unistd.h>
@@ -104,6 +105,12 @@ void runExecSession(cp::UpgradedConnection& conn, runtime::ExecProcess& process,
   auto send = [&](std::uint8_t channel, std::string_view data) {
     if (!conn.write(encodeWsFrame(WsOpcode::Binary, channelPayload(channel, data)))) clientGone = true;
   };
+  // kubectl (client-go) starts reading frames before it has registered its stdout and
+  // stderr streams, and drops a frame for a stream it does not know yet ("Unknown stream
+  // id 1, discarding message"). A real kubelet answers only after a SPDY round trip, so
+  // the race is never lost there; our process is already running and its output is
+  // waiting in the pipe. Hold the first frame back briefly, it stays in the pipe meanwhile.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   while (!clientGone && (outFd >= 0 || errFd >= 0)) {
     std::vector<pollfd> fds;
     fds.push_back({conn.pollFd(), POLLIN, 0});
