@@ -112,6 +112,24 @@ Status setLinkUp(nl_sock* sock, const std::string& name) {
   return {};
 }
 
+// A bridge whose address was never set takes the lowest address among its ports, so it
+// changes whenever a pod's veth with a lower address joins or the owner of the lowest one
+// leaves. Pods keep the gateway's old address in their neighbour table for up to a minute
+// and their packets to it (cluster DNS, the node) are lost meanwhile. Setting the address,
+// even to the one it has, marks it chosen by the user and the kernel keeps it.
+Status pinLinkAddress(nl_sock* sock, const std::string& name) {
+  LinkPtr link;
+  int err = rtnl_link_get_kernel(sock, 0, name.c_str(), link.out());
+  if (err < 0) return failNl("find link " + name, err);
+  nl_addr* current = rtnl_link_get_addr(link.get());
+  if (!current) return fail(EINVAL, "link " + name + " has no link-layer address");
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_addr(change.get(), current);
+  err = rtnl_link_change(sock, link.get(), change.get(), 0);
+  if (err < 0) return failNl("pin the address of " + name, err);
+  return {};
+}
+
 // Hairpin on a bridge port: a frame may leave through the port it came in on. A pod that
 // reaches itself through a Service whose DNAT happens in the bridge path (br_netfilter,
 // nftables proxy mode) needs it, as with the kubelet's hairpin-veth mode.
@@ -310,6 +328,7 @@ Status NodeNetwork::ensureBridge(const std::string& name, const std::string& gat
   if (Status s = addAddress(impl_->sock(), *index, gatewayCidr, "gatewayCidr"); !s) {
     return fail(s.error().wrap("bridge " + name));
   }
+  if (Status s = pinLinkAddress(impl_->sock(), name); !s) return s;
   return setLinkUp(impl_->sock(), name);
 }
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstdio>
 
 namespace ferry::netns {
 namespace {
@@ -134,6 +135,42 @@ TEST_F(NodeNetworkTest, PodsOnTheBridgeReachEachOtherAndCleanUp) {
   auto podLinks = listAddressesIn(podA);
   ASSERT_TRUE(podLinks);
   for (const AddressEntry& a : *podLinks) EXPECT_NE(a.device, "eth0") << "pod end goes with the host end";
+}
+
+// Runs `ip` in the node namespace and returns what it printed (empty on failure).
+std::string ipInNamespace(const std::string& netnsPath, const std::string& args) {
+  std::string out;
+  FILE* p = ::popen(("nsenter --net=" + netnsPath + " ip " + args + " 2>&1").c_str(), "r");
+  if (!p) return out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  return ::pclose(p) == 0 ? out : std::string();
+}
+
+std::string bridgeAddress(const std::string& netnsPath) {
+  std::string text = ipInNamespace(netnsPath, "-o link show ferry0");
+  auto at = text.find("link/ether ");
+  return at == std::string::npos ? std::string() : text.substr(at + 11, 17);
+}
+
+// The gateway's link-layer address must not follow the bridge's ports: pods cache it, and
+// a change loses their packets to the gateway (cluster DNS) until the cache expires.
+TEST_F(NodeNetworkTest, BridgeAddressStaysWhenPortsComeAndGo) {
+  ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24"));
+  std::string before = bridgeAddress(nodeNs_);
+  ASSERT_EQ(before.size(), 17u) << ipInNamespace(nodeNs_, "-o link show ferry0");
+  std::string pod = newPodNamespace("a");
+  auto created = network_->createPodLink({.podNetnsPath = pod, .hostIfName = "fvtesta", .bridgeName = "ferry0",
+                                          .podAddress = "10.42.0.2/24", .gateway = "10.42.0.1"});
+  ASSERT_TRUE(created) << created.error().message;
+  // A port with an address below the bridge's: an unpinned bridge would take it.
+  ipInNamespace(nodeNs_, "link set fvtesta address 02:00:00:00:00:01");
+  EXPECT_NE(ipInNamespace(nodeNs_, "-o link show fvtesta").find("02:00:00:00:00:01"), std::string::npos);
+  EXPECT_EQ(bridgeAddress(nodeNs_), before) << "the bridge took its port's address";
+  ASSERT_TRUE(network_->removePodLink("fvtesta"));
+  EXPECT_EQ(bridgeAddress(nodeNs_), before) << "the bridge changed its address when its port left";
+  ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24"));
+  EXPECT_EQ(bridgeAddress(nodeNs_), before) << "ensureBridge on an existing bridge keeps its address";
 }
 
 TEST_F(NodeNetworkTest, HostGatewayRoutesAreMarkedAndRemoved) {
