@@ -38,5 +38,15 @@ for i in range(pods):
     json.dump(spec, open(os.path.join(d, "config.json"), "w"), indent=1)
 PY
 cd "$SRC"
+# The bench runs in the background so that a SIGTERM/SIGINT to this script (`timeout`,
+# Ctrl-C) reaches it by PID: it then stops the cluster it started and deletes its
+# runc/crun containers before the EXIT trap removes the work dir.
 FERRY_BINARY="$BUILD/ferry" FERRY_SOURCE_DIR="$SRC" \
-  "$BUILD/bench/podstart/podstart_bench" --image "$WORK/busybox.tar" --bundles "$WORK/bundles" --pods "$PODS"
+  "$BUILD/bench/podstart/podstart_bench" --image "$WORK/busybox.tar" --bundles "$WORK/bundles" --pods "$PODS" &
+BENCH=$!
+trap 'kill -TERM "$BENCH" 2>/dev/null || true' INT TERM
+rc=0
+wait "$BENCH" || rc=$?
+# wait returns early (>128) when a trapped signal arrives: wait for the bench's cleanup.
+while kill -0 "$BENCH" 2>/dev/null; do wait "$BENCH" || rc=$?; done
+exit "$rc"
