@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -22,6 +23,7 @@
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <span>
 #include <mutex>
 #include <sstream>
@@ -425,8 +427,51 @@ Result<StubDomain> parseStubDomain(const std::string& text) {
 
 struct ClusterDns::Impl {
   DnsConfig config;
-  std::atomic<std::shared_ptr<const Zone>> zone;
-  std::atomic<std::shared_ptr<const ClusterDns::ClientNamespaces>> clients;
+  // What a serving loop answers from. Each loop keeps its own copy and takes a
+  // new one only when `published` moves: one relaxed load per query instead of
+  // two std::atomic<shared_ptr> loads (each a spin lock and two reference-count
+  // updates on a cache line every serving thread and the publisher share).
+  struct Snapshot {
+    std::uint64_t generation = 0;
+    std::shared_ptr<const Zone> zone;
+    std::shared_ptr<const ClusterDns::ClientNamespaces> clients;
+  };
+  std::mutex publishMu;
+  Snapshot current;  // under publishMu
+  std::atomic<std::uint64_t> published{0};
+  // Replaced zones and client maps wait here until no loop holds them any
+  // more, and are then freed by the publisher or the TCP loop: freeing 10,000
+  // names takes milliseconds, which a serving thread dropping the last copy
+  // would spend between two queries (under publishMu).
+  std::vector<std::shared_ptr<const void>> retired;
+
+  // Counters of one serving loop. A UDP loop owns its set alone and counts with
+  // plain relaxed load + store (no locked instruction, no line shared with
+  // another writer); the TCP connections share one set and add atomically.
+  struct alignas(64) Counters {
+    std::atomic<std::uint64_t> queries{0}, clusterAnswers{0}, forwarded{0}, cacheHits{0}, formErrors{0},
+        autopathAnswers{0}, stubForwarded{0};
+  };
+  // The per-loop state handle() works in (instead of thread_locals, whose
+  // first-use guard is checked on every access).
+  struct Loop {
+    Snapshot snapshot;
+    Counters* counters = nullptr;
+    bool ownCounters = false;  // single writer: no atomic read-modify-write needed
+    Query query;
+    ResponseWriter writer;
+
+    void count(std::atomic<std::uint64_t> Counters::*which) const {
+      auto& c = counters->*which;
+      if (ownCounters)
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      else
+        c.fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+  std::vector<std::unique_ptr<Counters>> udpCounters;  // one per UDP thread
+  Counters tcpCounters;
+
   AnswerCache cache{10000};
   Forwarder forwarder;
   struct Stub {
@@ -449,27 +494,61 @@ struct ClusterDns::Impl {
   std::vector<std::uint64_t> endedConnections;                // threads to join
   std::uint64_t nextConnection = 0;
   std::atomic<int> openConnections{0};
-  std::atomic<std::uint64_t> queries{0}, clusterAnswers{0}, forwarded{0}, cacheHits{0}, formErrors{0}, autopathAnswers{0},
-      stubForwarded{0}, tcpRefused{0};
+  std::atomic<std::uint64_t> tcpRefused{0};
 
   explicit Impl(const DnsConfig& c) : config(c), cache(c.cacheEntries) {}
 
+  // Takes the published snapshot when it changed since the loop's copy.
+  void refresh(Loop& loop) {
+    if (published.load(std::memory_order_relaxed) == loop.snapshot.generation) return;
+    std::lock_guard lock(publishMu);
+    loop.snapshot = current;  // the copy it replaces is in `retired`: not freed here
+  }
+
+  // Replaces one part of the published snapshot; the old value is retired.
+  template <typename T>
+  void replace(std::shared_ptr<const T> Snapshot::*part, std::shared_ptr<const T> value) {
+    {
+      std::lock_guard lock(publishMu);
+      if (current.*part) retired.push_back(std::move(current.*part));
+      current.*part = std::move(value);
+      current.generation = published.load(std::memory_order_relaxed) + 1;
+      published.store(current.generation, std::memory_order_relaxed);
+    }
+    freeRetired();
+  }
+
+  // Frees the retired values no loop holds any more (called by the publisher
+  // and by the TCP loop every second). A retired value's count only falls: the
+  // loops copy `current`, never a retired value, so a count of one (our own
+  // reference) stays one.
+  void freeRetired() {
+    std::vector<std::shared_ptr<const void>> done;
+    {
+      std::lock_guard lock(publishMu);
+      auto unused = std::partition(retired.begin(), retired.end(), [](const auto& p) { return p.use_count() > 1; });
+      std::move(unused, retired.end(), std::back_inserter(done));
+      retired.erase(unused, retired.end());
+    }
+    if (!done.empty()) trimPending = true;
+  }  // `done` is freed here, outside the lock
+
   // Answers one message; `limit` is the transport's size limit (UDP payload or 65535).
   // Looks `name` up in the cache or upstream and calls `done` with the raw answer.
-  void resolveUpstream(Bytes query, const Query& parsed, std::function<void(const Bytes&)> done) {
+  void resolveUpstream(Loop& loop, Bytes query, const Query& parsed, std::function<void(const Bytes&)> done) {
     std::string key = AnswerCache::keyOf(parsed);
     Bytes cached;
     if (cache.lookup(key, parsed.id, cached)) {
-      ++cacheHits;
+      loop.count(&Counters::cacheHits);
       done(cached);
       return;
     }
-    ++forwarded;
+    loop.count(&Counters::forwarded);
     Forwarder* target = &forwarder;
     for (auto& stub : stubs) {
       if (inDomain(parsed.name, stub.domain)) {
         target = stub.forwarder.get();
-        ++stubForwarded;
+        loop.count(&Counters::stubForwarded);
         break;
       }
     }
@@ -483,8 +562,10 @@ struct ClusterDns::Impl {
   // "<x>.<ns>.svc.<domain>" that does not exist is what a pod in <ns> asks first
   // for <x>; answer with what its later search candidates would find. Returns
   // false when the query is not such a case.
-  bool autopath(const Query& q, const Zone& z, std::uint32_t clientIp, bool udp, const ReplyTo& reply) {
-    auto known = clients.load();
+  bool autopath(Loop& loop, std::uint32_t clientIp, bool udp, const ReplyTo& reply) {
+    const Query& q = loop.query;
+    const Zone& z = *loop.snapshot.zone;
+    const auto* known = loop.snapshot.clients.get();
     if (!known || q.qclass != kClassIN) return false;
     auto it = known->find(clientIp);
     if (it == known->end()) return false;
@@ -501,14 +582,14 @@ struct ClusterDns::Impl {
     if (z.exists(q.name)) return false;
     std::string x(name.substr(0, name.size() - suffixSize));
     size_t limit = udp ? q.udpPayload : 65535;
-    thread_local ResponseWriter writer;
+    ResponseWriter& writer = loop.writer;
     for (const std::string& candidate : {x + ".svc." + z.domain(), x + "." + z.domain(), x}) {
       if (!z.authoritativeFor(candidate)) continue;
       if (!z.exists(candidate) && candidate != x) continue;
       writer.reset(q, kNoError, true);
       writer.addCname(q.name, z.ttl(), candidate);
       writer.setRcode(z.appendAnswer(candidate, q.qtype, writer));
-      ++autopathAnswers;
+      loop.count(&Counters::autopathAnswers);
       reply.send(writer.finish(limit));
       return true;
     }
@@ -516,8 +597,8 @@ struct ClusterDns::Impl {
     Query upstream = q;
     upstream.name = x;
     upstream.wireNameLength = 0;
-    ++autopathAnswers;
-    resolveUpstream(buildQuery(q.id, x, q.qtype, true), upstream, [q, x, limit, zoneRef = zone.load(), reply](const Bytes& answer) {
+    loop.count(&Counters::autopathAnswers);
+    auto done = [q, x, limit, zoneRef = loop.snapshot.zone, reply](const Bytes& answer) {
       ResponseWriter w;
       w.reset(q, kNoError, false);
       w.addCname(q.name, zoneRef->ttl(), x);
@@ -534,32 +615,35 @@ struct ClusterDns::Impl {
         w.setRcode(*rcode);
       }
       reply.send(w.finish(limit));
-    });
+    };
+    resolveUpstream(loop, buildQuery(q.id, x, q.qtype, true), upstream, std::move(done));
     return true;
   }
 
-  void handle(const std::uint8_t* data, size_t length, bool udp, const ReplyTo& reply, std::uint32_t clientIp = 0) {
-    thread_local Query query;
-    thread_local ResponseWriter writer;
-    ++queries;
+  void handle(Loop& loop, const std::uint8_t* data, size_t length, bool udp, const ReplyTo& reply,
+              std::uint32_t clientIp = 0) {
+    refresh(loop);
+    Query& query = loop.query;
+    ResponseWriter& writer = loop.writer;
+    loop.count(&Counters::queries);
     bool headerRead = false;
     auto parsed = parseQuery(data, length, query, headerRead);
     if (!parsed) {
-      ++formErrors;
+      loop.count(&Counters::formErrors);
       if (headerRead && !(data[2] & 0x80))
         reply.send(errorResponse(data, length, parsed.error().code == ENOTSUP ? kNotImp : kFormErr, false));
       return;  // garbage without a header (or a response) is dropped
     }
     size_t limit = udp ? query.udpPayload : 65535;
-    auto z = zone.load();
-    if (z && clientIp != 0 && autopath(query, *z, clientIp, udp, reply)) return;
+    const Zone* z = loop.snapshot.zone.get();
+    if (z && clientIp != 0 && autopath(loop, clientIp, udp, reply)) return;
     if (z && query.qclass == kClassIN && z->authoritativeFor(query.name)) {
-      ++clusterAnswers;
+      loop.count(&Counters::clusterAnswers);
       z->answer(query, writer);
       reply.send(writer.finish(limit));
       return;
     }
-    resolveUpstream(Bytes(data, data + length), query, [limit, reply](const Bytes& answer) {
+    resolveUpstream(loop, Bytes(data, data + length), query, [limit, reply](const Bytes& answer) {
       if (answer.size() > limit) {
         Bytes cut = answer;
         truncateForUdp(cut, limit);
@@ -570,7 +654,11 @@ struct ClusterDns::Impl {
     });
   }
 
-  void udpLoop(std::vector<int> fds) {
+  void udpLoop(std::vector<int> fds, Counters* counters) {
+    pthread_setname_np(pthread_self(), "ferry-dns-udp");
+    auto loop = std::make_unique<Loop>();
+    loop->counters = counters;
+    loop->ownCounters = true;
     std::vector<pollfd> pfds{{stopFd, POLLIN, 0}};
     for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
     constexpr size_t kBatch = UdpBatch::kBatch;
@@ -590,7 +678,10 @@ struct ClusterDns::Impl {
     }
     ReplyTo reply;
     while (!stop) {
-      if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
+      int ready = poll(pfds.data(), pfds.size(), 1000);
+      // Also when idle: let go of a replaced zone within a second.
+      refresh(*loop);
+      if (ready <= 0) continue;
       for (size_t i = 1; i < pfds.size(); ++i) {
         if (!(pfds[i].revents & POLLIN)) continue;
         int fd = pfds[i].fd;
@@ -602,7 +693,7 @@ struct ClusterDns::Impl {
           for (int k = 0; k < n; ++k) {
             reply.udpFd = fd;
             reply.peer = peers[k];
-            handle((*in)[k].data(), msgs[k].msg_len, true, reply, ntohl(peers[k].sin_addr.s_addr));
+            handle(*loop, (*in)[k].data(), msgs[k].msg_len, true, reply, ntohl(peers[k].sin_addr.s_addr));
             msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_in);  // recvmmsg wrote the peer's length there
           }
           udpBatch = nullptr;
@@ -640,6 +731,8 @@ struct ClusterDns::Impl {
     conn->fd = fd;
     ReplyTo reply;
     reply.tcp = conn;
+    auto loop = std::make_unique<Loop>();
+    loop->counters = &tcpCounters;
     while (!stop) {
       std::uint8_t lenBuf[2];
       if (!readFull(fd, lenBuf, 2)) break;
@@ -647,7 +740,7 @@ struct ClusterDns::Impl {
       msg.resize(len);
       if (len == 0 || !readFull(fd, msg.data(), len)) break;
       ++conn->pending;
-      handle(msg.data(), len, false, reply, clientIp);
+      handle(*loop, msg.data(), len, false, reply, clientIp);
     }
     // Forwarded answers may still be on their way: give them a moment, then
     // close (a later reply finds the connection closed and is dropped).
@@ -684,6 +777,7 @@ struct ClusterDns::Impl {
     while (!stop) {
       int ready = poll(pfds.data(), pfds.size(), 1000);
       reapConnections();
+      freeRetired();
       if (trimPending.exchange(false)) malloc_trim(0);
       if (ready <= 0) continue;
       for (size_t i = 1; i < pfds.size(); ++i) {
@@ -708,7 +802,8 @@ ClusterDns::ClusterDns(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<ClusterDns>> ClusterDns::start(const DnsConfig& config) {
   auto impl = std::make_unique<Impl>(config);
-  impl->zone.store(buildZone(config.clusterDomain, {}, {}));
+  impl->current.zone = buildZone(config.clusterDomain, {}, {});
+  impl->current.generation = impl->published = 1;
   impl->stopFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   std::vector<std::vector<int>> perThread(std::max(1, config.udpThreads));
   for (const auto& l : config.listen) {
@@ -735,7 +830,10 @@ Result<std::unique_ptr<ClusterDns>> ClusterDns::start(const DnsConfig& config) {
   std::stable_sort(impl->stubs.begin(), impl->stubs.end(),
                    [](const Impl::Stub& a, const Impl::Stub& b) { return a.domain.size() > b.domain.size(); });
   Impl* raw = impl.get();
-  for (auto& fds : perThread) raw->threads.emplace_back([raw, fds] { raw->udpLoop(fds); });
+  for (auto& fds : perThread) {
+    raw->udpCounters.push_back(std::make_unique<Impl::Counters>());
+    raw->threads.emplace_back([raw, fds, counters = raw->udpCounters.back().get()] { raw->udpLoop(fds, counters); });
+  }
   raw->threads.emplace_back([raw] { raw->tcpLoop(); });
   log::info("cluster DNS listening on {} (domain {}), {} upstream(s)", config.listen.empty() ? "-" : config.listen[0],
             config.clusterDomain, upstreams.size());
@@ -762,18 +860,27 @@ ClusterDns::~ClusterDns() {
 }
 
 void ClusterDns::publish(std::shared_ptr<const Zone> zone) {
-  impl_->zone.store(std::move(zone));
+  impl_->replace(&Impl::Snapshot::zone, std::move(zone));
   impl_->trimPending = true;
 }
 
 void ClusterDns::publishClients(std::shared_ptr<const ClientNamespaces> clients) {
-  impl_->clients.store(std::move(clients));
+  impl_->replace(&Impl::Snapshot::clients, std::move(clients));
 }
 
 DnsCounters ClusterDns::counters() const {
-  DnsCounters c{impl_->queries, impl_->clusterAnswers, impl_->forwarded, impl_->cacheHits, impl_->formErrors,
-                impl_->autopathAnswers};
-  c.stubForwarded = impl_->stubForwarded;
+  DnsCounters c;
+  auto add = [&c](const Impl::Counters& k) {
+    c.queries += k.queries.load(std::memory_order_relaxed);
+    c.clusterAnswers += k.clusterAnswers.load(std::memory_order_relaxed);
+    c.forwarded += k.forwarded.load(std::memory_order_relaxed);
+    c.cacheHits += k.cacheHits.load(std::memory_order_relaxed);
+    c.formErrors += k.formErrors.load(std::memory_order_relaxed);
+    c.autopathAnswers += k.autopathAnswers.load(std::memory_order_relaxed);
+    c.stubForwarded += k.stubForwarded.load(std::memory_order_relaxed);
+  };
+  for (const auto& k : impl_->udpCounters) add(*k);
+  add(impl_->tcpCounters);
   c.tcpConnections = static_cast<std::uint64_t>(std::max(0, impl_->openConnections.load()));
   c.tcpRefused = impl_->tcpRefused;
   std::lock_guard lock(impl_->connMu);

@@ -7,12 +7,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <functional>
 #include <cstdio>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <unistd.h>
@@ -314,4 +316,39 @@ TEST_F(DnsServerTest, TcpConnectionsAreBoundedClosedWhenIdleAndReaped) {
       return k.tcpConnections == 0 && k.tcpThreads == 0;
     })) << "open " << tcp.dns->counters().tcpConnections << ", threads " << tcp.dns->counters().tcpThreads;
   }
+}
+
+// A replaced zone is freed by the publisher or the TCP loop, never by a thread
+// serving queries (freeing 10,000 names would stall it for milliseconds); and
+// it is freed, not kept, once the serving thread has moved to the new one.
+TEST_F(DnsServerTest, ReplacedZoneIsFreedOffTheServingThread) {
+  struct Freed {
+    std::mutex mu;
+    bool done = false;
+    std::string thread;
+  };
+  auto freed = std::make_shared<Freed>();
+  auto real = buildZone("cluster.local", {service("web", "default", "10.43.0.20")}, {});
+  // The same zone, with a deleter that notes the name of the thread it runs on.
+  std::shared_ptr<const Zone> first(real.get(), [keep = real, freed](const Zone*) mutable {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    std::lock_guard lock(freed->mu);
+    freed->done = true;
+    freed->thread = name;
+    keep.reset();
+  });
+  real.reset();
+  cluster_.dns->publish(std::move(first));
+  // The serving thread takes the zone...
+  EXPECT_EQ(runDig(at() + "+short web.default.svc.cluster.local A"), "10.43.0.20\n");
+  cluster_.dns->publish(buildZone("cluster.local", {service("web", "default", "10.43.0.21")}, {}));
+  // ...and drops it for the new one here, while the publisher has let go already.
+  EXPECT_EQ(runDig(at() + "+short web.default.svc.cluster.local A"), "10.43.0.21\n");
+  ASSERT_TRUE(waitUntil([&] {
+    std::lock_guard lock(freed->mu);
+    return freed->done;
+  })) << "the replaced zone was never freed";
+  std::lock_guard lock(freed->mu);
+  EXPECT_NE(freed->thread, "ferry-dns-udp") << "the serving thread freed the replaced zone";
 }
