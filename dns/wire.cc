@@ -8,12 +8,30 @@ namespace {
 
 std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
 
+// 'A'..'Z' to 'a'..'z' in place, other bytes (0x80 and up too) as they are;
+// eight bytes a step. `text` has room for 8 bytes past `n` (they may be read
+// and written, never kept).
+void lowerAscii(char* text, size_t n) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ull;
+  for (size_t i = 0; i < n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, text + i, 8);
+    std::uint64_t low7 = w & (0x7F * kOnes);
+    // Per byte (its low 7 bits, no carry between bytes): the top bit of
+    // low7 + (0x80 - 'A') is set from 'A' on, of low7 + (0x80 - 'Z' - 1) past 'Z'.
+    std::uint64_t upper = ((low7 + (0x80 - 'A') * kOnes) ^ (low7 + (0x80 - 'Z' - 1) * kOnes)) & ~w & (0x80 * kOnes);
+    w |= upper >> 2;  // 0x80 >> 2 is 0x20, the case bit
+    std::memcpy(text + i, &w, 8);
+  }
+}
+
 }  // namespace
 
 Status readName(const std::uint8_t* message, size_t length, size_t& offset, std::string& out) {
   // Built in a local buffer and assigned once (255 bytes of wire name make at
-  // most 254 characters).
-  char text[256];
+  // most 254 characters). Labels are copied whole and lower-cased at the end,
+  // eight bytes at a time: byte by byte this was a quarter of a cluster query.
+  char text[256 + 8];
   size_t used = 0;
   size_t pos = offset;
   bool jumped = false;
@@ -35,6 +53,7 @@ Status readName(const std::uint8_t* message, size_t length, size_t& offset, std:
     if ((len & 0xC0) != 0) return fail(EINVAL, "unsupported label type");
     if (len == 0) {
       if (!jumped) offset = pos + 1;
+      lowerAscii(text, used);
       out.assign(text, used);
       return {};
     }
@@ -43,11 +62,8 @@ Status readName(const std::uint8_t* message, size_t length, size_t& offset, std:
     wireLength += len + 1;
     if (wireLength > 255) return fail(EINVAL, "name longer than 255 bytes");
     if (used > 0) text[used++] = '.';
-    const std::uint8_t* label = message + pos + 1;
-    for (size_t i = 0; i < len; ++i) {
-      char c = static_cast<char>(label[i]);
-      text[used++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-    }
+    std::memcpy(text + used, message + pos + 1, len);
+    used += len;
     pos += 1 + len;
   }
 }

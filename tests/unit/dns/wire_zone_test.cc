@@ -332,3 +332,30 @@ TEST(DnsWire, TheQuestionKeepsTheClientsCase) {
   EXPECT_EQ(n.size(), 102u);
   EXPECT_EQ(n[12 + 32 + 4], 0xC0);
 }
+
+TEST(DnsWire, NamesAreLowerCasedInAsciiOnly) {
+  // Every byte value 1..255 in labels of a name: only 'A'..'Z' change (to
+  // 'a'..'z'); '@', '[', bytes from 0x80 ('A' | 0x80 among them) stay as they
+  // are. Four names of two 32-byte labels (the lower-casing goes 8 bytes a step,
+  // so every position in a step sees every kind of byte).
+  for (int start = 0; start < 256; start += 64) {
+    std::vector<std::uint8_t> wire;
+    std::string expected;
+    for (int label = 0; label < 2; ++label) {
+      wire.push_back(32);
+      if (label > 0) expected.push_back('.');
+      for (int i = 0; i < 32; ++i) {
+        int b = start + label * 32 + i;
+        if (b == 0) b = 'Q';  // a zero byte is fine in a label, but keep the text printable
+        wire.push_back(static_cast<std::uint8_t>(b));
+        expected.push_back(static_cast<char>(b >= 'A' && b <= 'Z' ? b + 32 : b));
+      }
+    }
+    wire.push_back(0);
+    size_t offset = 0;
+    std::string name;
+    ASSERT_TRUE(readName(wire.data(), wire.size(), offset, name).has_value()) << start;
+    EXPECT_EQ(offset, wire.size());
+    EXPECT_EQ(name, expected) << "bytes from " << start;
+  }
+}
