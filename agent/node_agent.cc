@@ -118,6 +118,7 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
                                   .onDelete = [&](const api::Json& o) { services.onServiceDelete(o); },
                                   .onSynced = {}});
   PodManager pods(client, **sandboxes, **images, containerRuntime, config, facts.name, facts.internalIP);
+  pods.setPodCapacity(podCapacity(config.maxPods, *podCIDR));
   pods.setServiceLister([&] { return serviceWatch.snapshot(); });
 
   // The node API (logs, exec, stats) for the API server.

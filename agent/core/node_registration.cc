@@ -1,4 +1,5 @@
 #include "agent/core/node_registration.h"
+#include "agent/sandbox/ipam.h"
 
 #include "api/log.h"
 
@@ -10,6 +11,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -114,7 +116,15 @@ NodeFacts discoverNodeFacts(const AgentConfig& config) {
   return f;
 }
 
-api::Json buildNodeObject(const NodeFacts& f, const AgentConfig& config) {
+int podCapacity(int maxPods, const std::string& podCIDR) {
+  if (podCIDR.empty()) return maxPods;
+  auto cidr = Ipv4Cidr::parse(podCIDR);
+  if (!cidr) return maxPods;
+  return static_cast<int>(std::min<std::int64_t>(maxPods, Ipam(*cidr).capacity()));
+}
+
+api::Json buildNodeObject(const NodeFacts& f, const AgentConfig& config, const std::string& podCIDR) {
+  const std::string pods = std::to_string(podCapacity(config.maxPods, podCIDR));
   std::int64_t reservedMilli = 0, reservedBytes = 0;
   parseReserved(config.systemReserved, reservedMilli, reservedBytes);
   parseReserved(config.kubeReserved, reservedMilli, reservedBytes);
@@ -140,10 +150,10 @@ api::Json buildNodeObject(const NodeFacts& f, const AgentConfig& config) {
       {"status",
        {{"capacity",
          {{"cpu", std::to_string(f.cpuCores)}, {"memory", fmt::format("{}Ki", f.memoryBytes / 1024)},
-          {"pods", std::to_string(config.maxPods)}}},
+          {"pods", pods}}},
         {"allocatable",
          {{"cpu", fmt::format("{}m", allocMilli)}, {"memory", fmt::format("{}Ki", allocBytes / 1024)},
-          {"pods", std::to_string(config.maxPods)}}},
+          {"pods", pods}}},
         {"addresses", addresses},
         {"conditions",
          {condition("Ready", "True", "KubeletReady", "ferry agent is posting ready status"),
@@ -180,7 +190,10 @@ Result<std::string> NodeRegistration::registerAndWaitForPodCIDR(int timeoutSecon
     auto node = client_.get(path);
     if (node) {
       std::string cidr = api::at<std::string>(*node, {"spec", "podCIDR"});
-      if (!cidr.empty()) return cidr;
+      if (!cidr.empty()) {
+        if (auto st = capPodsToCidr(cidr); !st) return fail(st.error());
+        return cidr;
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -197,17 +210,40 @@ Status NodeRegistration::registerOnce() {
     auto existing = client_.get(path);
     if (!existing) return fail(existing.error().wrap("register node " + facts_.name));
     api::Json update = *existing;
-    update["status"] = desired["status"];
+    update["status"] = buildNodeObject(facts_, config_, api::at<std::string>(*existing, {"spec", "podCIDR"}))["status"];
     if (auto st = client_.put(path + "/status", update); !st)
       return fail(st.error().wrap("update status of node " + facts_.name));
   } else {
     // Status is ignored on create by a server with a status subresource; set it now.
     api::Json update = *created;
-    update["status"] = desired["status"];
+    // The podCIDR is usually assigned on create already.
+    update["status"] = buildNodeObject(facts_, config_, api::at<std::string>(*created, {"spec", "podCIDR"}))["status"];
     if (auto st = client_.put(path + "/status", update); !st)
       log::warn("set initial status of node {}: {}", facts_.name, st.error().message);
   }
   return {};
+}
+
+Status NodeRegistration::capPodsToCidr(const std::string& podCIDR) {
+  int pods = podCapacity(config_.maxPods, podCIDR);
+  if (pods == config_.maxPods) return {};
+  log::warn("--max-pods {} is more than pod CIDR {} has addresses for: the node holds {} pods", config_.maxPods,
+            podCIDR, pods);
+  std::string path = "/api/v1/nodes/" + facts_.name;
+  for (int attempt = 0;; ++attempt) {
+    auto node = client_.get(path);
+    if (!node) return fail(node.error().wrap("cap pods of node " + facts_.name));
+    if (api::at<std::string>(*node, {"status", "allocatable", "pods"}) == std::to_string(pods) &&
+        api::at<std::string>(*node, {"status", "capacity", "pods"}) == std::to_string(pods))
+      return {};
+    api::Json update = *node;
+    update["status"]["capacity"]["pods"] = std::to_string(pods);
+    update["status"]["allocatable"]["pods"] = std::to_string(pods);
+    auto st = client_.put(path + "/status", update);
+    if (st) return {};
+    // A conflict: the node lifecycle controller wrote the Node meanwhile; read it again.
+    if (st.error().code != ECANCELED || attempt >= 5) return fail(st.error().wrap("cap pods of node " + facts_.name));
+  }
 }
 
 Status NodeRegistration::renewLease() {

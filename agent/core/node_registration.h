@@ -23,8 +23,14 @@ struct NodeFacts {
 // Reads cores, memory, kernel and addresses of the machine (or network namespace) we run in.
 NodeFacts discoverNodeFacts(const AgentConfig& config);
 
-// Builds the Node object the agent registers (pure: tested without a server).
-api::Json buildNodeObject(const NodeFacts& facts, const AgentConfig& config);
+// The pods this node can hold: --max-pods, but never more than the pod CIDR has
+// addresses for (a /24 gives 253), so the scheduler never binds a pod that could get
+// no IP. An empty or unparsable CIDR leaves --max-pods.
+int podCapacity(int maxPods, const std::string& podCIDR);
+
+// Builds the Node object the agent registers (pure: tested without a server). The pods
+// capacity and allocatable are podCapacity(config.maxPods, podCIDR).
+api::Json buildNodeObject(const NodeFacts& facts, const AgentConfig& config, const std::string& podCIDR = "");
 
 class NodeRegistration {
  public:
@@ -42,6 +48,8 @@ class NodeRegistration {
  private:
   // One create-or-refresh of the Node object.
   Status registerOnce();
+  // Writes the pods capacity the node's podCIDR allows, when --max-pods is more.
+  Status capPodsToCidr(const std::string& podCIDR);
   ApiClient& client_;
   NodeFacts facts_;
   const AgentConfig& config_;

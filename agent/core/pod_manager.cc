@@ -105,7 +105,7 @@ PodManager::PodManager(ApiClient& client, SandboxManager& sandboxes, images::Ima
                        runtime::ContainerRuntime& runtime, const AgentConfig& config, std::string nodeName,
                        std::string nodeIP)
     : client_(client), sandboxes_(sandboxes), images_(images), runtime_(runtime), config_(config),
-      nodeName_(std::move(nodeName)), nodeIP_(std::move(nodeIP)) {
+      nodeName_(std::move(nodeName)), nodeIP_(std::move(nodeIP)), podCapacity_(config.maxPods) {
   podStartDuration();  // exported from the start, at 0
   statusUpdateDuration();
   housekeeping_ = std::thread([this] { housekeepingLoop(); });
@@ -146,23 +146,37 @@ void PodManager::onPodUpsert(const api::Json& pod) {
       pods_[uid]->terminal = true;
       return;
     }
+    auto reject = [&](const std::string& reason, const std::string& message, const std::string& eventMessage) {
+      pods_[uid]->terminal = true;
+      log::warn("pod {} rejected: {}", podKey(pod), message);
+      api::Json status = pod.value("status", api::Json::object());
+      status["phase"] = "Failed";
+      status["reason"] = reason;
+      status["message"] = message;
+      queueStatus(pod, status);
+      queueEvent(pod, reason, eventMessage, "Warning");
+    };
+    // The kubelet's resource admission for pods: a pod bound past the node's pods
+    // capacity (nodeName set directly, or a scheduler that overcommitted) is refused
+    // rather than left waiting for a pod address that may never come. A pod whose sandbox
+    // is here already (a restarted agent's relist, in any order) was admitted before.
+    if (size_t used = admittedPodsLocked(uid); used >= static_cast<size_t>(podCapacity_) && !sandboxes_.find(uid)) {
+      std::string why = fmt::format("Node didn't have enough resource: pods, requested: 1, used: {}, capacity: {}",
+                                    used, podCapacity_);
+      reject("OutOfpods", "Pod was rejected: " + why, why);
+      return;
+    }
     if (admit_) {
       if (std::string rejection = admit_(pod); !rejection.empty()) {
-        pods_[uid]->terminal = true;
-        log::warn("pod {} rejected: {}", podKey(pod), rejection);
-        api::Json status = pod.value("status", api::Json::object());
-        status["phase"] = "Failed";
-        status["reason"] = "Evicted";
-        status["message"] = rejection;
-        queueStatus(pod, status);
-        queueEvent(pod, "Evicted", rejection, "Warning");
+        reject("Evicted", rejection, rejection);
         return;
       }
     }
     starting_.insert(uid);
     pool_.schedule([this, uid]() -> std::optional<runtime::TaskPool::Clock::time_point> {
-      startPod(uid);
-      return std::nullopt;
+      auto retry = startPod(uid);
+      if (!retry) return std::nullopt;
+      return runtime::TaskPool::Clock::now() + *retry;
     });
     return;
   }
@@ -290,14 +304,35 @@ void PodManager::finishEviction(const std::string& uid) {
   log::info("pod {} evicted: {}", podKey(pod), message);
 }
 
-void PodManager::startPod(const std::string& uid) {
+size_t PodManager::admittedPodsLocked(const std::string& except) const {
+  size_t n = 0;
+  for (const auto& [uid, entry] : pods_) {
+    if (uid == except || entry->terminal || !entry->evictionMessage.empty()) continue;
+    if (entry->worker ? entry->worker->finished() : entry->finalizing) continue;
+    ++n;
+  }
+  return n;
+}
+
+void PodManager::setPodCapacity(int pods) {
+  std::lock_guard lock(mu_);
+  podCapacity_ = pods;
+}
+
+std::optional<std::chrono::seconds> PodManager::startPod(const std::string& uid) {
   api::Json pod;
   std::chrono::steady_clock::time_point firstSeen;
   std::shared_ptr<std::atomic<bool>> statusFrozen;
   {
     std::lock_guard lock(mu_);
     auto it = pods_.find(uid);
-    if (it == pods_.end()) return;
+    if (it == pods_.end() || stop_) return std::nullopt;
+    // A retry after a failed sandbox: a pod deleted meanwhile is not started.
+    if (it->second->finalizing || api::isTerminating(it->second->pod)) {
+      starting_.erase(uid);
+      return std::nullopt;
+    }
+    starting_.insert(uid);
     pod = it->second->pod;
     firstSeen = it->second->firstSeen;
     statusFrozen = it->second->statusFrozen;
@@ -316,9 +351,13 @@ void PodManager::startPod(const std::string& uid) {
     queueEvent(pod, "FailedCreatePodSandBox", "Failed to create pod sandbox: " + sandbox.error().message, "Warning");
     std::lock_guard lock(mu_);
     starting_.erase(uid);
-    // Retried by the next update of the pod (or the agent's restart).
-    pods_.erase(uid);
-    return;
+    auto it = pods_.find(uid);
+    if (it == pods_.end() || stop_) return std::nullopt;
+    // Tried again with the kubelet's back-off (10 s doubling to 5 min): what was missing
+    // (a pod address, a cgroup) may come free. A delete meanwhile is finished by
+    // housekeeping, as for any pod without a worker, and ends the retries.
+    int failures = ++it->second->sandboxFailures;
+    return std::chrono::seconds(std::min(300, 10 << std::min(failures - 1, 5)));
   }
   runtime::PodSandboxInfo info;
   info.netnsPath = sandbox->netnsPath;
@@ -344,7 +383,7 @@ void PodManager::startPod(const std::string& uid) {
   std::lock_guard lock(mu_);
   starting_.erase(uid);
   auto it = pods_.find(uid);
-  if (it == pods_.end() || stop_) return;  // ~PodManager has stopped the workers, or is about to
+  if (it == pods_.end() || stop_) return std::nullopt;  // ~PodManager has stopped the workers, or is about to
   it->second->cgroupPath = sandbox->cgroupPath;
   it->second->worker = std::move(worker);
   // The pod may have changed (or started terminating) while the sandbox was made.
@@ -355,6 +394,7 @@ void PodManager::startPod(const std::string& uid) {
   }
   it->second->worker->start(pool_);
   log::info("pod {} started in sandbox {} ({})", podKey(pod), sandbox->podIP, sandbox->cgroupPath);
+  return std::nullopt;
 }
 
 runtime::PodDeps PodManager::depsFor(const std::string& uid, const api::Json& pod, const std::string& podCgroup) {

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -69,6 +70,9 @@ class PodManager {
   // Admission of a new pod: a non-empty answer rejects it (Failed, reason Evicted, that
   // message), as the kubelet refuses pods under node pressure.
   void setAdmission(std::function<std::string(const api::Json& pod)> admit);
+  // The node's pods capacity (agent/core/node_registration.h podCapacity): a new pod
+  // beyond it is rejected as the kubelet does (Failed, reason OutOfpods). Default --max-pods.
+  void setPodCapacity(int pods);
 
  private:
   struct PodEntry {
@@ -79,12 +83,17 @@ class PodManager {
     std::string evictionMessage;  // set by evict(): report Failed/Evicted once the containers stopped
     bool evictionReported = false;
     bool terminal = false;  // Failed or Succeeded before this agent saw it, nothing runs: never started
+    int sandboxFailures = 0;  // failed sandbox creations in a row (the retry back-off)
     std::chrono::steady_clock::time_point firstSeen = std::chrono::steady_clock::now();  // pod start latency
     // Set by evict(): the worker's own status reports stop, so the pod goes straight to Failed/Evicted.
     std::shared_ptr<std::atomic<bool>> statusFrozen = std::make_shared<std::atomic<bool>>(false);
   };
 
-  void startPod(const std::string& uid);
+  // Makes the sandbox and starts the worker; when the sandbox fails, the delay after
+  // which to try again.
+  std::optional<std::chrono::seconds> startPod(const std::string& uid);
+  // Pods admitted here that still hold or will hold resources (all but `except`).
+  size_t admittedPodsLocked(const std::string& except) const;
   runtime::PodDeps depsFor(const std::string& uid, const api::Json& pod, const std::string& podCgroup);
   void housekeepingLoop();
   // Images of this node's pods (spec references) and of containers the runtime still
@@ -112,6 +121,7 @@ class PodManager {
   std::map<std::string, std::unique_ptr<PodEntry>> pods_;  // by uid
   std::set<std::string> starting_;
   std::function<std::string(const api::Json&)> admit_;
+  int podCapacity_;
 
   // Status writes and Events, coalesced per pod and sent off the watch thread.
   std::mutex outMu_;

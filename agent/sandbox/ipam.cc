@@ -75,7 +75,7 @@ Result<uint32_t> Ipam::allocate(const std::string& owner) {
   if (auto existing = addressOf(owner)) return *existing;
   uint32_t last = cidr_.size() - 2;  // highest pod offset
   if (capacity() == 0 || byOwner_.size() >= capacity()) {
-    return fail(ENOSPC, "ipam: no free address in " + cidr_.toString());
+    return fail(ENOSPC, "ipam: no free address in " + cidr_.toString() + " (all " + std::to_string(capacity()) + " pod addresses are in use)");
   }
   for (uint32_t tried = 0; tried < capacity(); ++tried) {
     if (next_ < kFirstPodOffset || next_ > last) next_ = kFirstPodOffset;
@@ -86,7 +86,7 @@ Result<uint32_t> Ipam::allocate(const std::string& owner) {
     byAddress_[candidate] = owner;
     return candidate;
   }
-  return fail(ENOSPC, "ipam: no free address in " + cidr_.toString());
+  return fail(ENOSPC, "ipam: no free address in " + cidr_.toString() + " (all " + std::to_string(capacity()) + " pod addresses are in use)");
 }
 
 bool Ipam::release(const std::string& owner) {

@@ -3,7 +3,10 @@
 // Pulling/Pulled events (downloaded, or already present on the machine), ErrImagePull
 // then ImagePullBackOff with a back-off before the next pull, ErrImageNeverPull and
 // InvalidImageName, each with the kubelet's Events. Then the agent's image GC (thresholds
-// from its flags): an image no pod uses is removed, the ones pods use are kept.
+// from its flags): an image no pod uses is removed, the ones pods use are kept. And a
+// private registry (htpasswd): a pod pulls with its imagePullSecrets (a Secret made by
+// `kubectl create secret docker-registry`) or with the node's credential file
+// (--registry-config), and without either the pull is refused.
 #include "tests/e2e/harness/cluster.h"
 
 #include <gtest/gtest.h>
@@ -83,17 +86,28 @@ class ImagesE2E : public ::testing::Test {
       skip_ = reason;
       return;
     }
-    for (const char* tool : {"docker-registry", "skopeo", "curl"})
+    for (const char* tool : {"docker-registry", "skopeo", "curl", "htpasswd"})
       if (!haveProgram(tool)) {
         skip_ = std::string(tool) + " is not installed";
         return;
       }
+    // The node's registry credentials (--registry-config → credentialFile): scoped to
+    // the private registry's "node/" repositories, so "team/" ones need a pod's pull secret.
+    char authTemplate[] = "/tmp/ferry-images-e2e-auth-XXXXXX";
+    if (!mkdtemp(authTemplate)) {
+      failure_ = "mkdtemp failed";
+      return;
+    }
+    authDir_ = authTemplate;
+    std::ofstream(authDir_ + "/node-auth.json")
+        << R"({"auths": {"127.0.0.1:5001/node": {"auth": "YWxpY2U6d29uZGVybGFuZA=="}}})";  // alice:wonderland
+    std::ofstream(authDir_ + "/registries.json") << R"({"credentialFile": ")" << authDir_ << R"(/node-auth.json"})";
     ClusterOptions options;
     // GC every second; an image is kept 30 s after its last use (the import), so the
     // pods below are created before any image they use could go. A 1% high threshold is
     // crossed on any disk; 0% is never reached: every unused image goes.
     options.agentFlags = {"--image-gc-period", "1", "--image-minimum-gc-age", "30", "--image-gc-high-threshold", "1",
-                          "--image-gc-low-threshold", "0"};
+                          "--image-gc-low-threshold", "0", "--registry-config", authDir_ + "/registries.json"};
     cluster_ = new Cluster(options);
     if (auto err = cluster_->start(); !err.empty()) {
       failure_ = err;
@@ -115,25 +129,40 @@ class ImagesE2E : public ::testing::Test {
     fs::create_directories(reg + "/storage");
     std::ofstream(reg + "/config.yml") << "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: "
                                        << reg << "/storage}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:5000}\n";
-    registryPid_ = fork();
-    if (registryPid_ == 0) {
-      int nsfd = open(("/run/netns/" + cluster_->nodeNamespace(1)).c_str(), O_RDONLY | O_CLOEXEC);
-      if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(126);
-      int log = open((reg + "/registry.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      dup2(log, 1);
-      dup2(log, 2);
-      execlp("docker-registry", "docker-registry", "serve", (reg + "/config.yml").c_str(), nullptr);
-      _exit(127);
+    registryPid_ = startRegistry(reg);
+    // A private one (htpasswd) on 127.0.0.1:5001.
+    std::string priv = cluster_->workDir() + "/private-registry";
+    fs::create_directories(priv + "/storage");
+    if (sh("htpasswd -Bbn alice wonderland > " + priv + "/htpasswd").exitCode != 0) {
+      failure_ = "htpasswd failed";
+      return;
     }
+    std::ofstream(priv + "/config.yml") << "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: "
+                                        << priv << "/storage}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:5001}\n"
+                                        << "auth: {htpasswd: {realm: test, path: " << priv << "/htpasswd}}\n";
+    privateRegistryPid_ = startRegistry(priv);
     if (!waitFor([&] { return cluster_->inNode(1, "curl -sf http://127.0.0.1:5000/v2/ >/dev/null").exitCode == 0; }, 60s)) {
       failure_ = "the registry did not come up";
       return;
     }
-    auto pushed = cluster_->inNode(1, "skopeo copy --insecure-policy --dest-tls-verify=false oci-archive:" + busybox +
-                                          " docker://127.0.0.1:5000/busybox:1");
-    if (pushed.exitCode != 0) {
-      failure_ = "push: " + pushed.output;
+    // 401 without credentials: it is up and asks for them.
+    if (!waitFor([&] {
+          return cluster_->inNode(1, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5001/v2/").output == "401";
+        }, 60s)) {
+      failure_ = "the private registry did not come up";
       return;
+    }
+    for (const std::string& destination :
+         {std::string("127.0.0.1:5000/busybox:1"), std::string("127.0.0.1:5001/node/busybox:1 --dest-creds alice:wonderland"),
+          std::string("127.0.0.1:5001/team/secret:1 --dest-creds alice:wonderland")}) {
+      auto space = destination.find(' ');
+      std::string where = destination.substr(0, space), creds = space == std::string::npos ? "" : destination.substr(space);
+      auto pushed = cluster_->inNode(1, "skopeo copy --insecure-policy --dest-tls-verify=false" + creds + " oci-archive:" +
+                                            busybox + " docker://" + where);
+      if (pushed.exitCode != 0) {
+        failure_ = "push " + where + ": " + pushed.output;
+        return;
+      }
     }
     for (const auto& archive : {busybox, images + "/unused.tar"})
       if (auto err = cluster_->importImage(archive); !err.empty()) {
@@ -144,13 +173,30 @@ class ImagesE2E : public ::testing::Test {
     if (applied.exitCode != 0) failure_ = "apply: " + applied.output;
   }
 
-  static void TearDownTestSuite() {
-    if (registryPid_ > 0) {
-      kill(registryPid_, SIGKILL);
-      waitpid(registryPid_, nullptr, 0);
+  // docker-registry serving `dir`/config.yml inside node 1's network namespace.
+  static pid_t startRegistry(const std::string& dir) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      int nsfd = open(("/run/netns/" + cluster_->nodeNamespace(1)).c_str(), O_RDONLY | O_CLOEXEC);
+      if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(126);
+      int log = open((dir + "/registry.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      dup2(log, 1);
+      dup2(log, 2);
+      execlp("docker-registry", "docker-registry", "serve", (dir + "/config.yml").c_str(), nullptr);
+      _exit(127);
     }
+    return pid;
+  }
+
+  static void TearDownTestSuite() {
+    for (pid_t pid : {registryPid_, privateRegistryPid_})
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
     delete cluster_;
     cluster_ = nullptr;
+    if (!authDir_.empty()) fs::remove_all(authDir_);
   }
 
   void SetUp() override {
@@ -191,7 +237,8 @@ class ImagesE2E : public ::testing::Test {
 
   static inline Cluster* cluster_ = nullptr;
   static inline std::string skip_, failure_;
-  static inline pid_t registryPid_ = -1;
+  static inline pid_t registryPid_ = -1, privateRegistryPid_ = -1;
+  static inline std::string authDir_;
 };
 
 TEST_F(ImagesE2E, PullEventsAndFailuresAsKubernetesShowsThem) {
@@ -259,6 +306,54 @@ TEST_F(ImagesE2E, PullEventsAndFailuresAsKubernetesShowsThem) {
   auto rows = cluster_->kubectl("get pods never invalid --no-headers");
   EXPECT_NE(rows.output.find("ErrImageNeverPull"), std::string::npos) << rows.output;
   EXPECT_NE(rows.output.find("InvalidImageName"), std::string::npos) << rows.output;
+}
+
+TEST_F(ImagesE2E, PrivateRegistryWithThePodsPullSecretOrTheNodesCredentials) {
+  // A kubernetes.io/dockerconfigjson Secret made by stock kubectl.
+  auto secret = cluster_->kubectl("create secret docker-registry regcred --docker-server=127.0.0.1:5001 "
+                                  "--docker-username=alice --docker-password=wonderland");
+  ASSERT_EQ(secret.exitCode, 0) << secret.output;
+  // Always: each pod goes to the registry, so the one without a secret cannot ride on the
+  // image another pod pulled (which IfNotPresent would allow, as in Kubernetes).
+  constexpr const char* kPrivatePods = R"(apiVersion: v1
+kind: Pod
+metadata: {name: with-secret}
+spec:
+  imagePullSecrets: [{name: regcred}]
+  containers:
+  - {name: main, image: "127.0.0.1:5001/team/secret:1", imagePullPolicy: Always, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: without-secret}
+spec:
+  containers:
+  - {name: main, image: "127.0.0.1:5001/team/secret:1", imagePullPolicy: Always, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: node-credentials}
+spec:
+  containers:
+  - {name: main, image: "127.0.0.1:5001/node/busybox:1", imagePullPolicy: Always, command: [sleep, "3600"]}
+)";
+  auto applied = cluster_->kubectl("apply -f -", 60s, kPrivatePods);
+  ASSERT_EQ(applied.exitCode, 0) << applied.output;
+  for (const char* pod : {"with-secret", "node-credentials"}) {
+    EXPECT_TRUE(waitFor([&] { return phase(pod) == "Running"; }, 90s))
+        << cluster_->kubectl(std::string("describe pod ") + pod).output;
+    EXPECT_TRUE(has(events(pod), "Pulled", "Successfully pulled image")) << describe(events(pod));
+  }
+  ASSERT_TRUE(waitFor([] {
+    std::string r = waitingReason("without-secret");
+    return r == "ErrImagePull" || r == "ImagePullBackOff";
+  }, 90s)) << cluster_->kubectl("get pod without-secret -o yaml").output;
+  std::vector<Event> refused;
+  EXPECT_TRUE(waitFor([&] {
+    refused = events("without-secret");
+    return has(refused, "Failed", "Failed to pull image \"127.0.0.1:5001/team/secret:1\"", "Warning");
+  }, 60s)) << describe(refused);
+  EXPECT_EQ(phase("without-secret"), "Pending");
 }
 
 TEST_F(ImagesE2E, ImageGcRemovesTheUnusedImageAndKeepsTheUsedOnes) {

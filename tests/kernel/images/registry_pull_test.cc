@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -114,16 +115,19 @@ std::string run(const std::string& cmd, int* rc = nullptr) {
 
 class Registry {
  public:
-  void start(const std::string& dir, const std::string& htpasswd = "") {
+  // `tls`: "CERT KEY" files to serve HTTPS with; empty: plain HTTP.
+  void start(const std::string& dir, const std::string& htpasswd = "", const std::string& certificate = "",
+             const std::string& key = "") {
     port = freePort();
     fs::create_directories(dir + "/storage");
     std::ofstream(dir + "/config.yml") << fmt::format(
         "version: 0.1\n"
         "log: {{level: warn, accesslog: {{disabled: false}}}}\n"
         "storage: {{filesystem: {{rootdirectory: {}/storage}}, delete: {{enabled: true}}}}\n"
-        "http: {{addr: 127.0.0.1:{}}}\n"
+        "http: {{addr: 127.0.0.1:{}{}}}\n"
         "{}",
-        dir, port, htpasswd.empty() ? "" : fmt::format("auth: {{htpasswd: {{realm: test, path: {}}}}}\n", htpasswd));
+        dir, port, certificate.empty() ? "" : fmt::format(", tls: {{certificate: {}, key: {}}}", certificate, key),
+        htpasswd.empty() ? "" : fmt::format("auth: {{htpasswd: {{realm: test, path: {}}}}}\n", htpasswd));
     child = Child({"docker-registry", "serve", dir + "/config.yml"}, dir + "/registry.log");
   }
   std::string host() const { return fmt::format("127.0.0.1:{}", port); }
@@ -362,6 +366,72 @@ TEST_F(RegistryPullTest, ImageIndexResolvesToLinuxAmd64) {
   EXPECT_EQ(readAll(image->layerDirs.at(0) + "/platform"), "amd64");
 }
 
+TEST_F(RegistryPullTest, ZstdLayersArePulledVerifiedAndUnpacked) {
+  // Two zstd layers, the second hiding a file of the first (a whiteout): the image the
+  // test builds is pushed as it is (skopeo keeps the blobs and their media types).
+  std::string work = base_ + "/zstd";
+  fs::create_directories(work);
+  std::string manifestDigest = writeOciArchive(
+      work + "/zstd.tar", work,
+      {{dir("etc"), file("etc/compressed-with", "zstd"), file("etc/gone", "lower")}, {dir("etc"), file("etc/.wh.gone", "")}},
+      "zstd:1", {"sh"}, Compression::Zstd);
+  push(work + "/zstd.tar", anonymous_.host() + "/zstd:1");
+  // The registry serves the layers as zstd (else this test would prove nothing).
+  std::string manifest = run(fmt::format("curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://{}/v2/zstd/manifests/1",
+                                         anonymous_.host()));
+  ASSERT_NE(manifest.find("application/vnd.oci.image.layer.v1.tar+zstd"), std::string::npos) << manifest;
+  ASSERT_EQ(manifest.find("tar+gzip"), std::string::npos) << manifest;
+
+  auto store = openStore();
+  PullStats stats;
+  auto image = store->pull(anonymous_.host() + "/zstd:1", {}, &stats);
+  ASSERT_TRUE(image) << image.error().message;
+  EXPECT_EQ(image->digest, manifestDigest);
+  EXPECT_EQ(stats.blobsDownloaded, 3);  // config and two layers
+  ASSERT_EQ(image->layerDirs.size(), 2u);
+  EXPECT_EQ(readAll(image->layerDirs[0] + "/etc/compressed-with"), "zstd");
+  struct stat st{};
+  ASSERT_EQ(::lstat((image->layerDirs[1] + "/etc/gone").c_str(), &st), 0);  // the overlay whiteout
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+
+  // A zstd blob whose content is not the layer its config names is refused, and the
+  // store keeps nothing of it.
+  std::string badWork = base_ + "/zstd-bad";
+  fs::create_directories(badWork);
+  writeOciArchive(badWork + "/bad.tar", badWork, {{file("x", "1")}}, "bad:1", {"sh"}, Compression::Zstd);
+  // Swap the config's diff id for another layer's: the registry cannot notice, the pull must.
+  {
+    using json = nlohmann::json;
+    std::string dirPath = badWork + "/unpacked";
+    fs::create_directories(dirPath);
+    ASSERT_EQ(std::system(fmt::format("tar -xf {}/bad.tar -C {}", badWork, dirPath).c_str()), 0);
+    json index = json::parse(readAll(dirPath + "/index.json"));
+    std::string manifestPath = dirPath + "/blobs/sha256/" + digestHex(index["manifests"][0]["digest"].get<std::string>());
+    json m = json::parse(readAll(manifestPath));
+    std::string configPath = dirPath + "/blobs/sha256/" + digestHex(m["config"]["digest"].get<std::string>());
+    json config = json::parse(readAll(configPath));
+    config["rootfs"]["diff_ids"][0] = digestOf("not this layer");
+    std::string configText = config.dump();
+    fs::remove(configPath);
+    std::ofstream(dirPath + "/blobs/sha256/" + digestHex(digestOf(configText))) << configText;
+    m["config"]["digest"] = digestOf(configText);
+    m["config"]["size"] = configText.size();
+    std::string manifestText = m.dump();
+    fs::remove(manifestPath);
+    std::ofstream(dirPath + "/blobs/sha256/" + digestHex(digestOf(manifestText))) << manifestText;
+    index["manifests"][0]["digest"] = digestOf(manifestText);
+    index["manifests"][0]["size"] = manifestText.size();
+    std::ofstream(dirPath + "/index.json") << index.dump();
+    ASSERT_EQ(std::system(fmt::format("tar -cf {}/bad2.tar -C {} .", badWork, dirPath).c_str()), 0);
+  }
+  push(badWork + "/bad2.tar", anonymous_.host() + "/zstd-bad:1");
+  auto bad = store->pull(anonymous_.host() + "/zstd-bad:1");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("diff"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(store->find(anonymous_.host() + "/zstd-bad:1"));
+  EXPECT_EQ(store->list().size(), 1u);
+}
+
 TEST_F(RegistryPullTest, PrivateRegistryNeedsItsPullSecret) {
   push(base_ + "/v1.tar", private_.host() + "/secret:1", "--dest-creds alice:wonderland");
   std::string ref = private_.host() + "/secret:1";
@@ -395,6 +465,48 @@ TEST_F(RegistryPullTest, PrivateRegistryNeedsItsPullSecret) {
     auto pulled = store->ensure(ref, PullPolicy::Always);
     ASSERT_TRUE(pulled) << pulled.error().error.message;
   }
+}
+
+TEST_F(RegistryPullTest, HttpsRegistryVerifiedWithTheConfiguredCa) {
+  if (!haveProgram("openssl")) GTEST_SKIP() << "openssl is not installed";
+  // A registry serving HTTPS with a certificate for 127.0.0.1 that no system CA signed.
+  std::string dir = base_ + "/https";
+  fs::create_directories(dir);
+  int rc = 0;
+  std::string made = run(fmt::format("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+                                     "-subj /CN=test-registry -addext subjectAltName=IP:127.0.0.1 -keyout {0}/key.pem -out {0}/cert.pem",
+                                     dir),
+                         &rc);
+  ASSERT_EQ(rc, 0) << made;
+  Registry https;
+  https.start(dir, "", dir + "/cert.pem", dir + "/key.pem");
+  struct Stop {
+    Registry& r;
+    ~Stop() { r.child.stop(); }
+  } stop{https};
+  ASSERT_TRUE(waitForPort(https.port, std::chrono::seconds(60))) << readAll(https.child.log());
+  push(base_ + "/v1.tar", https.host() + "/secure:1");
+  std::string ref = https.host() + "/secure:1";
+
+  RegistryOptions options;
+  options.plainHttpForLoopback = false;  // loopback would otherwise be plain HTTP, as with Docker
+  {
+    // The system's CAs do not know this certificate: refused, and the error says why.
+    auto store = openStore(options);
+    auto refused = store->pull(ref);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("certificate"), std::string::npos) << refused.error().message;
+  }
+  options.caFile = dir + "/cert.pem";
+  auto store = openStore(options);
+  PullStats stats;
+  auto image = store->pull(ref, {}, &stats);
+  ASSERT_TRUE(image) << image.error().message;
+  EXPECT_EQ(image->digest, v1Digest_);
+  EXPECT_EQ(stats.blobsDownloaded, 2);
+  EXPECT_TRUE(fs::is_regular_file(image->layerDirs.at(0) + "/bin/busybox"));
+  // The registry speaks only TLS: a plain-HTTP client is turned away.
+  EXPECT_NE(run(fmt::format("curl -s http://{}/v2/", https.host())).find("HTTP request to an HTTPS server"), std::string::npos);
 }
 
 TEST_F(RegistryPullTest, BearerTokenFlow) {

@@ -87,11 +87,12 @@ inline std::string readAll(const std::string& path) {
   return s.str();
 }
 
-// Writes an oci-archive with one image made of `layers` (each a list of entries, gzip),
-// named `reference`. Returns the manifest digest.
+// Writes an oci-archive with one image made of `layers` (each a list of entries, gzip or
+// zstd as `compression` says), named `reference`. Returns the manifest digest.
 inline std::string writeOciArchive(const std::string& path, const std::string& workDir,
                                    const std::vector<std::vector<TarEntry>>& layers, const std::string& reference,
-                                   const std::vector<std::string>& cmd = {"sh"}) {
+                                   const std::vector<std::string>& cmd = {"sh"},
+                                   Compression compression = Compression::Gzip) {
   using json = nlohmann::json;
   std::vector<std::pair<std::string, std::string>> blobs;  // digest, content
   json diffIds = json::array();
@@ -99,14 +100,16 @@ inline std::string writeOciArchive(const std::string& path, const std::string& w
   int n = 0;
   for (const auto& layer : layers) {
     std::string plain = workDir + "/l" + std::to_string(n) + ".tar";
-    std::string gz = workDir + "/l" + std::to_string(n) + ".tar.gz";
+    const bool zstd = compression == Compression::Zstd;
+    std::string gz = workDir + "/l" + std::to_string(n) + (zstd ? ".tar.zst" : ".tar.gz");
     ++n;
     writeTar(plain, layer);
-    writeTar(gz, layer, Compression::Gzip);
+    writeTar(gz, layer, zstd ? Compression::Zstd : Compression::Gzip);
     diffIds.push_back(digestOf(readAll(plain)));
     std::string content = readAll(gz);
     std::string digest = digestOf(content);
-    layerDescriptors.push_back({{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"}, {"digest", digest}, {"size", content.size()}});
+    layerDescriptors.push_back({{"mediaType", zstd ? "application/vnd.oci.image.layer.v1.tar+zstd" : "application/vnd.oci.image.layer.v1.tar+gzip"},
+                                {"digest", digest}, {"size", content.size()}});
     blobs.push_back({digest, content});
   }
   json config = {{"architecture", "amd64"}, {"os", "linux"}, {"config", {{"Cmd", cmd}, {"Env", {"PATH=/bin"}}}},
