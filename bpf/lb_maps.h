@@ -11,6 +11,12 @@
  *   frontend (address, port, protocol, slot 0) -> service entry {count, id, flags}
  *   frontend (address, port, protocol, slot i) -> backend id, for i in 1..count
  *   backend id                                -> backend (address, port)
+ *
+ * IPv6 has its own frontend, backend and reverse-NAT maps (lb6_*: 16-byte
+ * addresses) but the same service entry value (lb4_service), and shares the
+ * round-robin counters and the affinity map: service ids and backend ids are
+ * one space across both families, so a backend id names an entry in exactly
+ * one of lb4_backends and lb6_backends.
  */
 #ifndef FERRY_BPF_LB_MAPS_H
 #define FERRY_BPF_LB_MAPS_H
@@ -78,6 +84,37 @@ struct lb4_reverse_nat_value {
   __u16 pad;      /* zero */
 };
 
+/* IPv6 twins. Addresses are four 32-bit words because the kernel's
+ * bpf_sock_addr.user_ip6 may only be read and written a word at a time. */
+struct lb6_key {
+  __be32 address[4];  /* Service address (ClusterIP or node IP for NodePort) */
+  __be16 port;        /* Service port or nodePort */
+  __u16 backend_slot; /* 0: the service entry; 1..count: a backend slot */
+  __u8 protocol;      /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 pad[3];        /* zero */
+};
+
+struct lb6_backend {
+  __be32 address[4]; /* endpoint address */
+  __be16 port;       /* endpoint port (the resolved targetPort) */
+  __u8 protocol;     /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 pad;          /* zero */
+};
+
+struct lb6_reverse_nat_key {
+  __u64 socket_cookie; /* bpf_get_socket_cookie() of the client socket */
+  __be32 address[4];   /* backend address the socket was sent to */
+  __be16 port;         /* backend port */
+  __u16 pad;           /* zero */
+  __u32 pad2;          /* zero */
+};
+
+struct lb6_reverse_nat_value {
+  __be32 address[4]; /* the Service address the application used */
+  __be16 port;       /* the Service port the application used */
+  __u16 pad;         /* zero */
+};
+
 /* Context of the BPF_PROG_TEST_RUN program lb4_select_test: the selection logic
  * of connect4 run on demand. In: address, port, protocol, client_cookie. Out:
  * result (0, or negative errno: -ENOENT not a Service, -ECONNREFUSED no
@@ -93,6 +130,20 @@ struct lb4_select_args {
   __be16 backend_port;    /* out: chosen backend port */
   __u16 pad2;             /* zero */
   __u32 pad3;             /* zero */
+};
+
+/* Context of lb6_select_test: lb4_select_args for IPv6 frontends. */
+struct lb6_select_args {
+  __be32 address[4];         /* in: destination address */
+  __be16 port;               /* in: destination port */
+  __u8 protocol;             /* in: IPPROTO_TCP or IPPROTO_UDP */
+  __u8 pad;                  /* zero */
+  __u32 pad1;                /* zero */
+  __u64 client_cookie;       /* in: stands for the netns cookie */
+  __s32 result;              /* out: 0 or negative errno */
+  __be16 backend_port;       /* out: chosen backend port */
+  __u16 pad2;                /* zero */
+  __be32 backend_address[4]; /* out: chosen backend */
 };
 
 #ifdef __bpf__
@@ -139,6 +190,32 @@ struct {
   __type(key, struct lb4_reverse_nat_key);
   __type(value, struct lb4_reverse_nat_value);
 } lb4_reverse_nat SEC(".maps");
+
+/* IPv6 frontends: (address, port, protocol, slot) -> service entry or backend id */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LB_MAX_FRONTEND_ENTRIES);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct lb6_key);
+  __type(value, struct lb4_service);
+} lb6_services SEC(".maps");
+
+/* backend id -> IPv6 backend (ids shared with lb4_backends: each id is in one of them) */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LB_MAX_BACKENDS);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, __u32);
+  __type(value, struct lb6_backend);
+} lb6_backends SEC(".maps");
+
+/* (socket cookie, IPv6 backend address, port) -> Service address/port, for recvmsg6 and getpeername6 */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, LB_MAX_REVERSE_NAT_ENTRIES);
+  __type(key, struct lb6_reverse_nat_key);
+  __type(value, struct lb6_reverse_nat_value);
+} lb6_reverse_nat SEC(".maps");
 #endif /* __bpf__ */
 
 #endif /* FERRY_BPF_LB_MAPS_H */

@@ -7,7 +7,7 @@
  *
  * The decision logic lives in static __always_inline helpers returning 0 or a
  * negative errno; the SEC() wrappers turn that into a verdict. lb4_select_test
- * runs the same selection under BPF_PROG_TEST_RUN.
+ * and lb6_select_test run the same selection under BPF_PROG_TEST_RUN.
  *
  * Refusal: a Service with no usable endpoint must fail connect() at once with
  * ECONNREFUSED (what a client gets from kube-proxy's reject rule). Returning 0
@@ -26,18 +26,16 @@
 #define ECONNREFUSED 111
 #define NSEC_PER_SEC 1000000000ull
 
-/* Picks a backend for (address, port, protocol) seen from client_cookie.
- * Returns 0 and fills *out, -ENOENT when the address is not a Service
- * frontend, -ECONNREFUSED when the Service has no usable backend. */
-static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol, __u64 client_cookie,
-                                      struct lb4_backend *out) {
-  struct lb4_key key = {};
-  key.address = address;
-  key.port = port;
-  key.protocol = protocol;
-  key.backend_slot = 0;
-
-  struct lb4_service *service = bpf_map_lookup_elem(&lb4_services, &key);
+/* The selection, shared by both families. `services` and `backends` are the
+ * family's frontend and backend maps, `key` its frontend key (slot 0 on entry)
+ * and `slot` that key's backend_slot field. Returns 0 with *chosen pointing at
+ * the backend's map value, -ENOENT when the key is not a Service frontend,
+ * -ECONNREFUSED when the Service has no usable backend. Always inlined, so each
+ * caller's map pointers are constants to the verifier. */
+static __always_inline int lb_select(void *services, void *backends, void *key, __u16 *slot_field,
+                                     __u64 client_cookie, void **chosen) {
+  *slot_field = 0;
+  struct lb4_service *service = bpf_map_lookup_elem(services, key);
   if (!service) return -ENOENT;
   __u32 count = service->count;
   if (count == 0) return -ECONNREFUSED;
@@ -48,7 +46,7 @@ static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol
   struct lb_affinity_key affinity_key = {};
   __u64 now = 0;
   struct lb4_service *slot;
-  struct lb4_backend *backend;
+  void *backend;
 
   if (affinity) {
     affinity_key.client_cookie = client_cookie;
@@ -59,14 +57,14 @@ static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol
      * slot it was chosen from (else the endpoint has left the Service). */
     if (pinned && now - pinned->last_used_ns <= timeout_ns && pinned->backend_slot >= 1 &&
         pinned->backend_slot <= count) {
-      key.backend_slot = (__u16)pinned->backend_slot;
-      slot = bpf_map_lookup_elem(&lb4_services, &key);
+      *slot_field = (__u16)pinned->backend_slot;
+      slot = bpf_map_lookup_elem(services, key);
       if (slot && slot->backend_id == pinned->backend_id) {
         __u32 backend_id = slot->backend_id;
-        backend = bpf_map_lookup_elem(&lb4_backends, &backend_id);
+        backend = bpf_map_lookup_elem(backends, &backend_id);
         if (backend) {
           pinned->last_used_ns = now;
-          *out = *backend;
+          *chosen = backend;
           return 0;
         }
       }
@@ -78,19 +76,19 @@ static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol
   /* One atomic ticket per connect: exact round-robin across CPUs. */
   __u32 ticket = __sync_fetch_and_add(counter, 1);
   __u32 slot_index = ticket % count + 1;
-  key.backend_slot = (__u16)slot_index;
-  slot = bpf_map_lookup_elem(&lb4_services, &key);
+  *slot_field = (__u16)slot_index;
+  slot = bpf_map_lookup_elem(services, key);
   __u32 backend_id = slot ? slot->backend_id : 0;
-  backend = slot ? bpf_map_lookup_elem(&lb4_backends, &backend_id) : 0;
+  backend = slot ? bpf_map_lookup_elem(backends, &backend_id) : 0;
   if (!backend) {
     /* A shrink raced with us (count read before the tail slot or its backend
      * went away): slot 1 is the last to go, so it is valid while count > 0. */
     slot_index = 1;
-    key.backend_slot = 1;
-    slot = bpf_map_lookup_elem(&lb4_services, &key);
+    *slot_field = 1;
+    slot = bpf_map_lookup_elem(services, key);
     if (!slot) return -ECONNREFUSED;
     backend_id = slot->backend_id;
-    backend = bpf_map_lookup_elem(&lb4_backends, &backend_id);
+    backend = bpf_map_lookup_elem(backends, &backend_id);
     if (!backend) return -ECONNREFUSED;
   }
 
@@ -101,7 +99,38 @@ static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol
     fresh.backend_slot = slot_index;
     bpf_map_update_elem(&lb_affinity, &affinity_key, &fresh, BPF_ANY);
   }
-  *out = *backend;
+  *chosen = backend;
+  return 0;
+}
+
+/* Picks a backend for an IPv4 (address, port, protocol) seen from client_cookie. */
+static __always_inline int lb4_select(__be32 address, __be16 port, __u8 protocol, __u64 client_cookie,
+                                      struct lb4_backend *out) {
+  struct lb4_key key = {};
+  key.address = address;
+  key.port = port;
+  key.protocol = protocol;
+  void *backend = 0;
+  int err = lb_select(&lb4_services, &lb4_backends, &key, &key.backend_slot, client_cookie, &backend);
+  if (err) return err;
+  *out = *(struct lb4_backend *)backend;
+  return 0;
+}
+
+/* The same for an IPv6 frontend. */
+static __always_inline int lb6_select(const __be32 address[4], __be16 port, __u8 protocol, __u64 client_cookie,
+                                      struct lb6_backend *out) {
+  struct lb6_key key = {};
+  key.address[0] = address[0];
+  key.address[1] = address[1];
+  key.address[2] = address[2];
+  key.address[3] = address[3];
+  key.port = port;
+  key.protocol = protocol;
+  void *backend = 0;
+  int err = lb_select(&lb6_services, &lb6_backends, &key, &key.backend_slot, client_cookie, &backend);
+  if (err) return err;
+  *out = *(struct lb6_backend *)backend;
   return 0;
 }
 
@@ -181,34 +210,93 @@ int ferry_getpeername4(struct bpf_sock_addr *ctx) {
   return 1;
 }
 
-/* IPv6 sockets: Services are IPv4 here, so only v4-mapped destinations
- * (::ffff:a.b.c.d, what a dual-stack socket uses for an IPv4 Service) are
- * balanced, through the same IPv4 maps; every other address passes unchanged. */
-static __always_inline int is_v4_mapped(struct bpf_sock_addr *ctx) {
-  return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 && ctx->user_ip6[2] == bpf_htonl(0xffff);
+/* IPv6 sockets: an IPv6 destination is looked up in the lb6 maps; a
+ * v4-mapped one (::ffff:a.b.c.d, what a dual-stack socket uses for an IPv4
+ * Service) in the IPv4 maps, rewriting only the last word. user_ip6 is read
+ * and written one 32-bit word at a time: the verifier refuses other widths. */
+static __always_inline int is_v4_mapped(const __be32 address[4]) {
+  return address[0] == 0 && address[1] == 0 && address[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline void lb6_remember_service(__u64 socket_cookie, const struct lb6_backend *backend,
+                                                 const __be32 service_address[4], __be16 service_port) {
+  struct lb6_reverse_nat_key key = {};
+  key.socket_cookie = socket_cookie;
+  key.address[0] = backend->address[0];
+  key.address[1] = backend->address[1];
+  key.address[2] = backend->address[2];
+  key.address[3] = backend->address[3];
+  key.port = backend->port;
+  struct lb6_reverse_nat_value value = {};
+  value.address[0] = service_address[0];
+  value.address[1] = service_address[1];
+  value.address[2] = service_address[2];
+  value.address[3] = service_address[3];
+  value.port = service_port;
+  bpf_map_update_elem(&lb6_reverse_nat, &key, &value, BPF_ANY);
 }
 
 static __always_inline int lb6_translate(struct bpf_sock_addr *ctx) {
   __u32 protocol = ctx->protocol;
-  if (!is_lb_protocol(protocol) || !is_v4_mapped(ctx)) return 1;
-  __be32 address = ctx->user_ip6[3];
+  if (!is_lb_protocol(protocol)) return 1;
+  __be32 address[4];
+  address[0] = ctx->user_ip6[0];
+  address[1] = ctx->user_ip6[1];
+  address[2] = ctx->user_ip6[2];
+  address[3] = ctx->user_ip6[3];
   __be16 port = (__be16)ctx->user_port;
-  struct lb4_backend backend = {};
-  int err = lb4_select(address, port, (__u8)protocol, bpf_get_netns_cookie(ctx), &backend);
+  if (is_v4_mapped(address)) {
+    struct lb4_backend backend = {};
+    int err = lb4_select(address[3], port, (__u8)protocol, bpf_get_netns_cookie(ctx), &backend);
+    if (err == -ENOENT) return 1;
+    if (err) return refuse();
+    ctx->user_ip6[3] = backend.address;
+    ctx->user_port = backend.port;
+    lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address[3], port);
+    return 1;
+  }
+  struct lb6_backend backend = {};
+  int err = lb6_select(address, port, (__u8)protocol, bpf_get_netns_cookie(ctx), &backend);
   if (err == -ENOENT) return 1;
   if (err) return refuse();
-  ctx->user_ip6[3] = backend.address;
+  ctx->user_ip6[0] = backend.address[0];
+  ctx->user_ip6[1] = backend.address[1];
+  ctx->user_ip6[2] = backend.address[2];
+  ctx->user_ip6[3] = backend.address[3];
   ctx->user_port = backend.port;
-  lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
+  lb6_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
   return 1;
 }
 
 static __always_inline int lb6_restore(struct bpf_sock_addr *ctx) {
-  if (!is_v4_mapped(ctx)) return 1;
-  struct lb4_reverse_nat_value *service = lb4_service_of(bpf_get_socket_cookie(ctx), ctx->user_ip6[3],
-                                                         (__be16)ctx->user_port);
+  __be32 address[4];
+  address[0] = ctx->user_ip6[0];
+  address[1] = ctx->user_ip6[1];
+  address[2] = ctx->user_ip6[2];
+  address[3] = ctx->user_ip6[3];
+  __be16 port = (__be16)ctx->user_port;
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  if (is_v4_mapped(address)) {
+    struct lb4_reverse_nat_value *service = lb4_service_of(cookie, address[3], port);
+    if (service) {
+      ctx->user_ip6[3] = service->address;
+      ctx->user_port = service->port;
+    }
+    return 1;
+  }
+  struct lb6_reverse_nat_key key = {};
+  key.socket_cookie = cookie;
+  key.address[0] = address[0];
+  key.address[1] = address[1];
+  key.address[2] = address[2];
+  key.address[3] = address[3];
+  key.port = port;
+  struct lb6_reverse_nat_value *service = bpf_map_lookup_elem(&lb6_reverse_nat, &key);
   if (service) {
-    ctx->user_ip6[3] = service->address;
+    ctx->user_ip6[0] = service->address[0];
+    ctx->user_ip6[1] = service->address[1];
+    ctx->user_ip6[2] = service->address[2];
+    ctx->user_ip6[3] = service->address[3];
     ctx->user_port = service->port;
   }
   return 1;
@@ -234,6 +322,24 @@ int lb4_select_test(struct lb4_select_args *args) {
   args->result = err;
   args->backend_address = backend.address;
   args->backend_port = backend.port;
+  return 0;
+}
+
+SEC("syscall")
+int lb6_select_test(struct lb6_select_args *args) {
+  struct lb6_backend backend = {};
+  __be32 address[4];
+  address[0] = args->address[0];
+  address[1] = args->address[1];
+  address[2] = args->address[2];
+  address[3] = args->address[3];
+  int err = lb6_select(address, args->port, args->protocol, args->client_cookie, &backend);
+  args->result = err;
+  args->backend_port = backend.port;
+  args->backend_address[0] = backend.address[0];
+  args->backend_address[1] = backend.address[1];
+  args->backend_address[2] = backend.address[2];
+  args->backend_address[3] = backend.address[3];
   return 0;
 }
 

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdarg>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -34,6 +35,11 @@ static_assert(sizeof(lb_affinity_value) == 16);
 static_assert(sizeof(lb4_reverse_nat_key) == 16);
 static_assert(sizeof(lb4_reverse_nat_value) == 8);
 static_assert(sizeof(lb4_select_args) == 32);
+static_assert(sizeof(lb6_key) == 24);
+static_assert(sizeof(lb6_backend) == 20);
+static_assert(sizeof(lb6_reverse_nat_key) == 32);
+static_assert(sizeof(lb6_reverse_nat_value) == 20);
+static_assert(sizeof(lb6_select_args) == 56);
 
 namespace ferry::proxy {
 
@@ -74,30 +80,72 @@ Result<uint8_t> protocolNumber(const std::string& protocol) {
 
 std::string protocolName(uint8_t p) { return p == IPPROTO_TCP ? "TCP" : p == IPPROTO_UDP ? "UDP" : std::to_string(p); }
 
-Result<uint32_t> parseIPv4(const std::string& text, const char* field) {
-  in_addr a{};
-  if (inet_pton(AF_INET, text.c_str(), &a) != 1) return fail(EINVAL, fmt::format("{}: {} is not an IPv4 address", field, text));
-  return a.s_addr;
+struct IpAddress {
+  uint8_t family = 0;              // AF_INET | AF_INET6
+  std::array<uint8_t, 16> bytes{};  // network order; IPv4 in bytes 0..3
+};
+
+// An IPv4 address, or an IPv6 one (text with a ':').
+Result<IpAddress> parseIP(const std::string& text, const char* field) {
+  IpAddress a;
+  a.family = text.find(':') == std::string::npos ? AF_INET : AF_INET6;
+  if (inet_pton(a.family, text.c_str(), a.bytes.data()) != 1)
+    return fail(EINVAL, fmt::format("{}: {} is not an {} address", field, text, a.family == AF_INET ? "IPv4" : "IPv6"));
+  return a;
 }
 
-std::string ipv4Text(uint32_t networkOrder) {
-  char buf[INET_ADDRSTRLEN];
-  in_addr a{networkOrder};
-  inet_ntop(AF_INET, &a, buf, sizeof buf);
+std::string ipText(uint8_t family, const void* bytes) {
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(family, bytes, buf, sizeof buf);
   return buf;
 }
 
-Result<lb4_key> keyOf(const FrontendKey& f, uint16_t slot) {
-  lb4_key key{};
-  auto address = parseIPv4(f.address, "frontend address");
+std::string ipv4Text(uint32_t networkOrder) { return ipText(AF_INET, &networkOrder); }
+
+// "addr:port" (IPv4) or "[addr]:port" (IPv6), as FrontendState::backends has them.
+std::string endpointText(uint8_t family, const void* bytes, uint16_t networkPort) {
+  std::string address = ipText(family, bytes);
+  if (family == AF_INET6) address = "[" + address + "]";
+  return fmt::format("{}:{}", address, ntohs(networkPort));
+}
+
+}  // namespace
+
+// A frontend key of either family, with the slot settable in both.
+struct BpfServiceMaps::MapKey {
+  bool v6 = false;
+  lb4_key k4{};
+  lb6_key k6{};
+  void setSlot(uint16_t slot) { k4.backend_slot = k6.backend_slot = slot; }
+  uint16_t slot() const { return v6 ? k6.backend_slot : k4.backend_slot; }
+  uint8_t protocol() const { return v6 ? k6.protocol : k4.protocol; }
+  MapKey withSlot(uint16_t slot) const {
+    MapKey k = *this;
+    k.setSlot(slot);
+    return k;
+  }
+};
+
+namespace {
+
+Result<BpfServiceMaps::MapKey> keyOf(const FrontendKey& f, uint16_t slot) {
+  BpfServiceMaps::MapKey key;
+  auto address = parseIP(f.address, "frontend address");
   if (!address) return fail(address.error());
   auto protocol = protocolNumber(f.protocol);
   if (!protocol) return fail(protocol.error());
   if (f.port <= 0 || f.port > 65535) return fail(EINVAL, fmt::format("frontend port: {} out of range", f.port));
-  key.address = *address;
-  key.port = htons(static_cast<uint16_t>(f.port));
-  key.backend_slot = slot;
-  key.protocol = *protocol;
+  key.v6 = address->family == AF_INET6;
+  if (key.v6) {
+    memcpy(key.k6.address, address->bytes.data(), 16);
+    key.k6.port = htons(static_cast<uint16_t>(f.port));
+    key.k6.protocol = *protocol;
+  } else {
+    memcpy(&key.k4.address, address->bytes.data(), 4);
+    key.k4.port = htons(static_cast<uint16_t>(f.port));
+    key.k4.protocol = *protocol;
+  }
+  key.setSlot(slot);
   return key;
 }
 
@@ -131,21 +179,25 @@ const ProgramSlot kPrograms[] = {
     {"sendmsg6", [](service_lb* s) { return s->progs.ferry_sendmsg6; }},
 };
 
+// Pins of an agent from before IPv6 lack the lb6 maps: load creates and pins them.
 std::vector<bpf_map*> pinnedMaps(service_lb* s) {
   return {s->maps.lb4_services, s->maps.lb4_backends, s->maps.lb_rr_counters, s->maps.lb_affinity,
-          s->maps.lb4_reverse_nat};
+          s->maps.lb4_reverse_nat, s->maps.lb6_services, s->maps.lb6_backends, s->maps.lb6_reverse_nat};
 }
 
 }  // namespace
 
 struct BpfServiceMaps::PendingWrites {
-  std::vector<uint32_t> backendIds;
+  std::vector<uint32_t> backendIds, backendIds6;
   std::vector<lb4_backend> backends;
+  std::vector<lb6_backend> backends6;
   std::vector<uint32_t> counterIds;
   std::vector<lb4_key> slotKeys, entryKeys;
-  std::vector<lb4_service> slots, entries;
+  std::vector<lb6_key> slotKeys6, entryKeys6;
+  std::vector<lb4_service> slots, entries, slots6, entries6;
   std::vector<lb4_key> entryDeletes, slotDeletes;
-  std::vector<uint32_t> backendDeletes;
+  std::vector<lb6_key> entryDeletes6, slotDeletes6;
+  std::vector<uint32_t> backendDeletes, backendDeletes6;
   std::vector<uint32_t> freedBackendIds, freedServiceIds;
 };
 
@@ -162,6 +214,7 @@ Result<std::unique_ptr<BpfServiceMaps>> BpfServiceMaps::open(const std::string& 
   if (!m->skel_) return failErrno("open BPF object service_lb");
   // The selection test program is for BPF_PROG_TEST_RUN in tests only.
   bpf_program__set_autoload(m->skel_->progs.lb4_select_test, false);
+  bpf_program__set_autoload(m->skel_->progs.lb6_select_test, false);
   for (bpf_map* map : pinnedMaps(m->skel_)) {
     std::string path = bpffsDir + "/" + bpf_map__name(map);
     if (bpf_map__set_pin_path(map, path.c_str()) != 0) return failErrno("pin path " + path);
@@ -219,28 +272,60 @@ BpfServiceMaps::~BpfServiceMaps() {
 }
 
 Status BpfServiceMaps::adoptMaps() {
-  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
-  int backendsFd = bpf_map__fd(skel_->maps.lb4_backends);
-  for (auto& [id, backend] : dumpMap<uint32_t, lb4_backend>(backendsFd)) {
-    BackendAddr addr{backend.address, backend.port, backend.protocol};
+  auto adoptBackend = [&](uint32_t id, const BackendAddr& addr) {
     backendIds_[addr] = id;
     addBackend(id, addr, 0);
     nextBackendId_ = std::max(nextBackendId_, id + 1);
+  };
+  for (auto& [id, backend] : dumpMap<uint32_t, lb4_backend>(bpf_map__fd(skel_->maps.lb4_backends))) {
+    BackendAddr addr{AF_INET, {}, backend.port, backend.protocol};
+    memcpy(addr.address.data(), &backend.address, 4);
+    adoptBackend(id, addr);
   }
-  std::map<std::tuple<uint32_t, uint16_t, uint8_t, uint16_t>, lb4_service> entries;
-  for (auto& [key, value] : dumpMap<lb4_key, lb4_service>(servicesFd))
-    entries[{key.address, key.port, key.protocol, key.backend_slot}] = value;
-  std::vector<lb4_key> leftovers;
+  for (auto& [id, backend] : dumpMap<uint32_t, lb6_backend>(bpf_map__fd(skel_->maps.lb6_backends))) {
+    BackendAddr addr{AF_INET6, {}, backend.port, backend.protocol};
+    memcpy(addr.address.data(), backend.address, 16);
+    adoptBackend(id, addr);
+  }
+  // Both families' entries by (family, address, port, protocol, slot).
+  using EntryKey = std::tuple<uint8_t, std::array<uint8_t, 16>, uint16_t, uint8_t, uint16_t>;
+  std::map<EntryKey, lb4_service> entries;
+  for (auto& [key, value] : dumpMap<lb4_key, lb4_service>(bpf_map__fd(skel_->maps.lb4_services))) {
+    std::array<uint8_t, 16> address{};
+    memcpy(address.data(), &key.address, 4);
+    entries[{AF_INET, address, key.port, key.protocol, key.backend_slot}] = value;
+  }
+  for (auto& [key, value] : dumpMap<lb6_key, lb4_service>(bpf_map__fd(skel_->maps.lb6_services))) {
+    std::array<uint8_t, 16> address{};
+    memcpy(address.data(), key.address, 16);
+    entries[{AF_INET6, address, key.port, key.protocol, key.backend_slot}] = value;
+  }
+  auto mapKeyOf = [](const EntryKey& k) {
+    auto& [family, address, port, protocol, slot] = k;
+    MapKey key;
+    key.v6 = family == AF_INET6;
+    if (key.v6) {
+      memcpy(key.k6.address, address.data(), 16);
+      key.k6.port = port;
+      key.k6.protocol = protocol;
+    } else {
+      memcpy(&key.k4.address, address.data(), 4);
+      key.k4.port = port;
+      key.k4.protocol = protocol;
+    }
+    key.setSlot(slot);
+    return key;
+  };
   for (auto& [k, value] : entries) {
-    auto [address, port, protocol, slot] = k;
+    auto& [family, address, port, protocol, slot] = k;
     if (slot != 0) continue;
-    FrontendKey f{ipv4Text(address), ntohs(port), protocolName(protocol)};
+    FrontendKey f{ipText(family, address.data()), ntohs(port), protocolName(protocol)};
     Programmed p;
     p.serviceId = value.service_id;
     p.flags = value.flags;
     p.affinityTimeoutSec = value.affinity_timeout_sec;
     for (uint32_t i = 1; i <= value.count; ++i) {
-      auto it = entries.find({address, port, protocol, static_cast<uint16_t>(i)});
+      auto it = entries.find({family, address, port, protocol, static_cast<uint16_t>(i)});
       uint32_t id = it == entries.end() ? 0 : it->second.backend_id;
       p.slots.push_back(id);
       if (BackendRecord* b = liveBackend(id)) b->refs++;
@@ -250,16 +335,13 @@ Status BpfServiceMaps::adoptMaps() {
   }
   // Slots past a frontend's count, or without a frontend: an interrupted update.
   for (auto& [k, value] : entries) {
-    auto [address, port, protocol, slot] = k;
+    auto& [family, address, port, protocol, slot] = k;
     if (slot == 0) continue;
-    auto head = entries.find({address, port, protocol, 0});
+    auto head = entries.find({family, address, port, protocol, 0});
     if (head == entries.end() || slot > head->second.count) {
-      lb4_key key{};
-      key.address = address;
-      key.port = port;
-      key.protocol = protocol;
-      key.backend_slot = slot;
-      bpf_map_delete_elem(servicesFd, &key);
+      MapKey key = mapKeyOf(k);
+      if (key.v6) bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb6_services), &key.k6);
+      else bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_services), &key.k4);
     }
   }
   log::info("proxy: adopted {} frontends and {} backends from {}", frontends_.size(), backendIds_.size(), dir_);
@@ -279,11 +361,7 @@ Result<uint32_t> BpfServiceMaps::acquireBackend(const BackendAddr& addr) {
     if (nextBackendId_ >= LB_MAX_BACKENDS) return fail(ENOSPC, "backend ids exhausted");
     id = nextBackendId_++;
   }
-  lb4_backend value{};
-  value.address = std::get<0>(addr);
-  value.port = std::get<1>(addr);
-  value.protocol = std::get<2>(addr);
-  if (auto st = writeBackend(id, value); !st) return fail(st.error());
+  if (auto st = writeBackend(id, addr); !st) return fail(st.error());
   backendIds_[addr] = id;
   addBackend(id, addr, 1);
   return id;
@@ -309,7 +387,7 @@ Status BpfServiceMaps::deletePendingBackends() {
   for (uint32_t id : pendingBackendRelease_) {
     BackendRecord* b = liveBackend(id);
     if (!b || b->refs != 0) continue;  // taken again meanwhile
-    if (auto st = deleteBackend(id); !st) return st;
+    if (auto st = deleteBackend(id, b->addr.family); !st) return st;
     backendIds_.erase(b->addr);
     *b = BackendRecord{};
     // In a batch the delete is still pending: the id is reusable only after it.
@@ -335,12 +413,19 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
   std::set<uint32_t> wantedSet;
   for (const std::string& text : state.backends) {
     auto colon = text.rfind(':');
-    if (colon == std::string::npos) return fail(EINVAL, where() + ": backend " + text + ": want addr:port");
-    auto address = parseIPv4(text.substr(0, colon), "backend address");
+    if (colon == std::string::npos) return fail(EINVAL, where() + ": backend " + text + ": want addr:port or [addr]:port");
+    std::string host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    else if (host.find(':') != std::string::npos)
+      return fail(EINVAL, where() + ": backend " + text + ": an IPv6 backend is written [addr]:port");
+    auto address = parseIP(host, "backend address");
     if (!address) return fail(address.error().wrap(where()));
+    if ((address->family == AF_INET6) != key0->v6)
+      return fail(EINVAL, fmt::format("{}: backend {}: an {} frontend takes {} backends only", where(), text,
+                                      key0->v6 ? "IPv6" : "IPv4", key0->v6 ? "IPv6" : "IPv4"));
     int port = std::atoi(text.c_str() + colon + 1);
     if (port <= 0 || port > 65535) return fail(EINVAL, where() + ": backend " + text + ": port out of range");
-    auto id = acquireBackend({*address, htons(static_cast<uint16_t>(port)), key0->protocol});
+    auto id = acquireBackend({address->family, address->bytes, htons(static_cast<uint16_t>(port)), key0->protocol()});
     if (!id) return fail(id.error().wrap(where()));
     if (wantedSet.insert(*id).second) wanted.push_back(*id);
     else releaseBackend(*id);  // duplicate entry
@@ -394,8 +479,7 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
   // 2. Slots, before the count that exposes them.
   for (size_t i = 0; i < slots.size(); ++i) {
     if (i < before.slots.size() && before.slots[i] == slots[i]) continue;
-    lb4_key key = *key0;
-    key.backend_slot = static_cast<uint16_t>(i + 1);
+    MapKey key = key0->withSlot(static_cast<uint16_t>(i + 1));
     lb4_service value{};
     value.backend_id = slots[i];
     value.service_id = after.serviceId;
@@ -414,8 +498,7 @@ Status BpfServiceMaps::program(const FrontendKey& frontend, const FrontendState&
   frontends_[frontend] = after;
   // 4. Slots no longer counted, then backends nothing names any more.
   for (size_t i = slots.size(); i < before.slots.size(); ++i) {
-    lb4_key key = *key0;
-    key.backend_slot = static_cast<uint16_t>(i + 1);
+    MapKey key = key0->withSlot(static_cast<uint16_t>(i + 1));
     if (auto st = deleteSlot(key); !st) return fail(st.error().wrap(where()));
   }
   for (uint32_t id : before.slots) releaseBackend(id);
@@ -431,8 +514,7 @@ Status BpfServiceMaps::remove(const FrontendKey& frontend) {
   // Reverse order: the entry goes first, so no connect sees a partial Service.
   if (auto st = deleteEntry(*key0); !st) return fail(st.error().wrap(where));
   for (size_t i = 0; i < it->second.slots.size(); ++i) {
-    lb4_key key = *key0;
-    key.backend_slot = static_cast<uint16_t>(i + 1);
+    MapKey key = key0->withSlot(static_cast<uint16_t>(i + 1));
     if (auto st = deleteSlot(key); !st) return fail(st.error().wrap(where));
   }
   for (uint32_t id : it->second.slots) releaseBackend(id);
@@ -443,7 +525,25 @@ Status BpfServiceMaps::remove(const FrontendKey& frontend) {
 }
 
 
-Status BpfServiceMaps::writeBackend(uint32_t id, const lb4_backend& value) {
+Status BpfServiceMaps::writeBackend(uint32_t id, const BackendAddr& addr) {
+  if (addr.family == AF_INET6) {
+    lb6_backend value{};
+    memcpy(value.address, addr.address.data(), 16);
+    value.port = addr.port;
+    value.protocol = addr.protocol;
+    if (batch_) {
+      batch_->backendIds6.push_back(id);
+      batch_->backends6.push_back(value);
+      return {};
+    }
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb6_backends), &id, &value, BPF_ANY) != 0)
+      return failErrno("write backend " + ipText(AF_INET6, addr.address.data()));
+    return {};
+  }
+  lb4_backend value{};
+  memcpy(&value.address, addr.address.data(), 4);
+  value.port = addr.port;
+  value.protocol = addr.protocol;
   if (batch_) {
     batch_->backendIds.push_back(id);
     batch_->backends.push_back(value);
@@ -465,54 +565,71 @@ Status BpfServiceMaps::resetCounter(uint32_t serviceId) {
   return {};
 }
 
-Status BpfServiceMaps::writeSlot(const lb4_key& key, const lb4_service& value) {
+Status BpfServiceMaps::writeSlot(const MapKey& key, const lb4_service& value) {
   if (batch_) {
-    batch_->slotKeys.push_back(key);
-    batch_->slots.push_back(value);
+    if (key.v6) {
+      batch_->slotKeys6.push_back(key.k6);
+      batch_->slots6.push_back(value);
+    } else {
+      batch_->slotKeys.push_back(key.k4);
+      batch_->slots.push_back(value);
+    }
     return {};
   }
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_services), &key, &value, BPF_ANY) != 0)
-    return failErrno(fmt::format("write slot {}", key.backend_slot));
+  int rc = key.v6 ? bpf_map_update_elem(bpf_map__fd(skel_->maps.lb6_services), &key.k6, &value, BPF_ANY)
+                  : bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_services), &key.k4, &value, BPF_ANY);
+  if (rc != 0) return failErrno(fmt::format("write slot {}", key.slot()));
   return {};
 }
 
-Status BpfServiceMaps::writeEntry(const lb4_key& key, const lb4_service& value) {
+Status BpfServiceMaps::writeEntry(const MapKey& key, const lb4_service& value) {
   if (batch_) {
-    batch_->entryKeys.push_back(key);
-    batch_->entries.push_back(value);
+    if (key.v6) {
+      batch_->entryKeys6.push_back(key.k6);
+      batch_->entries6.push_back(value);
+    } else {
+      batch_->entryKeys.push_back(key.k4);
+      batch_->entries.push_back(value);
+    }
     return {};
   }
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_services), &key, &value, BPF_ANY) != 0)
-    return failErrno("write service entry");
+  int rc = key.v6 ? bpf_map_update_elem(bpf_map__fd(skel_->maps.lb6_services), &key.k6, &value, BPF_ANY)
+                  : bpf_map_update_elem(bpf_map__fd(skel_->maps.lb4_services), &key.k4, &value, BPF_ANY);
+  if (rc != 0) return failErrno("write service entry");
   return {};
 }
 
-Status BpfServiceMaps::deleteEntry(const lb4_key& key) {
+Status BpfServiceMaps::deleteEntry(const MapKey& key) {
   if (batch_) {
-    batch_->entryDeletes.push_back(key);
+    if (key.v6) batch_->entryDeletes6.push_back(key.k6);
+    else batch_->entryDeletes.push_back(key.k4);
     return {};
   }
-  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_services), &key) != 0 && errno != ENOENT)
-    return failErrno("delete service entry");
+  int rc = key.v6 ? bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb6_services), &key.k6)
+                  : bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_services), &key.k4);
+  if (rc != 0 && errno != ENOENT) return failErrno("delete service entry");
   return {};
 }
 
-Status BpfServiceMaps::deleteSlot(const lb4_key& key) {
+Status BpfServiceMaps::deleteSlot(const MapKey& key) {
   if (batch_) {
-    batch_->slotDeletes.push_back(key);
+    if (key.v6) batch_->slotDeletes6.push_back(key.k6);
+    else batch_->slotDeletes.push_back(key.k4);
     return {};
   }
-  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_services), &key) != 0 && errno != ENOENT)
-    return failErrno(fmt::format("delete slot {}", key.backend_slot));
+  int rc = key.v6 ? bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb6_services), &key.k6)
+                  : bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_services), &key.k4);
+  if (rc != 0 && errno != ENOENT) return failErrno(fmt::format("delete slot {}", key.slot()));
   return {};
 }
 
-Status BpfServiceMaps::deleteBackend(uint32_t id) {
+Status BpfServiceMaps::deleteBackend(uint32_t id, uint8_t family) {
   if (batch_) {
-    batch_->backendDeletes.push_back(id);
+    (family == AF_INET6 ? batch_->backendDeletes6 : batch_->backendDeletes).push_back(id);
     return {};
   }
-  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb4_backends), &id) != 0 && errno != ENOENT)
+  bpf_map* map = family == AF_INET6 ? skel_->maps.lb6_backends : skel_->maps.lb4_backends;
+  if (bpf_map_delete_elem(bpf_map__fd(map), &id) != 0 && errno != ENOENT)
     return failErrno(fmt::format("delete backend {}", id));
   return {};
 }
@@ -549,14 +666,22 @@ Status BpfServiceMaps::commitBatch() {
   std::unique_ptr<PendingWrites> b = std::move(batch_);
   int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
   int backendsFd = bpf_map__fd(skel_->maps.lb4_backends);
+  int services6Fd = bpf_map__fd(skel_->maps.lb6_services);
+  int backends6Fd = bpf_map__fd(skel_->maps.lb6_backends);
   std::vector<uint32_t> zeros(b->counterIds.size(), 0);
   if (auto st = updateInBulk(backendsFd, b->backendIds, b->backends, "backends"); !st) return st;
+  if (auto st = updateInBulk(backends6Fd, b->backendIds6, b->backends6, "IPv6 backends"); !st) return st;
   if (auto st = updateInBulk(bpf_map__fd(skel_->maps.lb_rr_counters), b->counterIds, zeros, "counters"); !st) return st;
   if (auto st = updateInBulk(servicesFd, b->slotKeys, b->slots, "slots"); !st) return st;
+  if (auto st = updateInBulk(services6Fd, b->slotKeys6, b->slots6, "IPv6 slots"); !st) return st;
   if (auto st = updateInBulk(servicesFd, b->entryKeys, b->entries, "service entries"); !st) return st;
+  if (auto st = updateInBulk(services6Fd, b->entryKeys6, b->entries6, "IPv6 service entries"); !st) return st;
   if (auto st = deleteEach(servicesFd, b->entryDeletes, "service entry"); !st) return st;
+  if (auto st = deleteEach(services6Fd, b->entryDeletes6, "IPv6 service entry"); !st) return st;
   if (auto st = deleteEach(servicesFd, b->slotDeletes, "slot"); !st) return st;
+  if (auto st = deleteEach(services6Fd, b->slotDeletes6, "IPv6 slot"); !st) return st;
   if (auto st = deleteEach(backendsFd, b->backendDeletes, "backend"); !st) return st;
+  if (auto st = deleteEach(backends6Fd, b->backendDeletes6, "IPv6 backend"); !st) return st;
   freeBackendIds_.insert(freeBackendIds_.end(), b->freedBackendIds.begin(), b->freedBackendIds.end());
   freeServiceIds_.insert(freeServiceIds_.end(), b->freedServiceIds.begin(), b->freedServiceIds.end());
   return {};
@@ -568,20 +693,22 @@ std::vector<FrontendKey> BpfServiceMaps::frontends() const {
   return out;
 }
 
-Result<ProgrammedState> BpfServiceMaps::read() const {
-  int servicesFd = bpf_map__fd(skel_->maps.lb4_services);
-  int backendsFd = bpf_map__fd(skel_->maps.lb4_backends);
-  ProgrammedState out;
-  for (auto& [key, value] : dumpMap<lb4_key, lb4_service>(servicesFd)) {
+namespace {
+
+// One family's frontends as ProgrammedState. Key: lb4_key or lb6_key; Backend:
+// lb4_backend or lb6_backend; addressOf gives a pointer to an address's bytes.
+template <class Key, class Backend, class AddressOf>
+void readFamily(int servicesFd, int backendsFd, uint8_t family, AddressOf addressOf, ProgrammedState& out) {
+  for (auto& [key, value] : dumpMap<Key, lb4_service>(servicesFd)) {
     if (key.backend_slot != 0) continue;
     FrontendState s;
     s.clientIPAffinity = value.flags & LB_SERVICE_CLIENT_IP_AFFINITY;
     s.affinityTimeoutSeconds = static_cast<int>(value.affinity_timeout_sec);
     for (uint32_t i = 1; i <= value.count; ++i) {
-      lb4_key slotKey = key;
+      Key slotKey = key;
       slotKey.backend_slot = static_cast<uint16_t>(i);
       lb4_service slot{};
-      lb4_backend backend{};
+      Backend backend{};
       if (bpf_map_lookup_elem(servicesFd, &slotKey, &slot) != 0) {
         s.backends.push_back("<missing slot>");
         continue;
@@ -590,11 +717,21 @@ Result<ProgrammedState> BpfServiceMaps::read() const {
         s.backends.push_back("<missing backend>");
         continue;
       }
-      s.backends.push_back(fmt::format("{}:{}", ipv4Text(backend.address), ntohs(backend.port)));
+      s.backends.push_back(endpointText(family, addressOf(backend), backend.port));
     }
     std::sort(s.backends.begin(), s.backends.end());
-    out[{ipv4Text(key.address), ntohs(key.port), protocolName(key.protocol)}] = std::move(s);
+    out[{ipText(family, addressOf(key)), ntohs(key.port), protocolName(key.protocol)}] = std::move(s);
   }
+}
+
+}  // namespace
+
+Result<ProgrammedState> BpfServiceMaps::read() const {
+  ProgrammedState out;
+  readFamily<lb4_key, lb4_backend>(bpf_map__fd(skel_->maps.lb4_services), bpf_map__fd(skel_->maps.lb4_backends), AF_INET,
+                                   [](const auto& v) { return static_cast<const void*>(&v.address); }, out);
+  readFamily<lb6_key, lb6_backend>(bpf_map__fd(skel_->maps.lb6_services), bpf_map__fd(skel_->maps.lb6_backends), AF_INET6,
+                                   [](const auto& v) { return static_cast<const void*>(v.address); }, out);
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include "api/error.h"
 #include "proxy/service_proxy.h"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -16,14 +17,14 @@
 
 struct service_lb;
 struct bpf_link;
-struct lb4_key;
 struct lb4_service;
-struct lb4_backend;
 
 namespace ferry::proxy {
 
 class BpfServiceMaps {
  public:
+  struct MapKey;  // internal: an lb4_key or an lb6_key (defined in bpf_service_maps.cc)
+
   // Mounts bpffs at /sys/fs/bpf when absent, creates bpffsDir, loads the
   // programs with maps reused from (or pinned to) bpffsDir and attaches them to
   // cgroupV2Path (taking over pinned links and updating them to the new
@@ -31,7 +32,9 @@ class BpfServiceMaps {
   static Result<std::unique_ptr<BpfServiceMaps>> open(const std::string& bpffsDir, const std::string& cgroupV2Path);
   ~BpfServiceMaps();  // closes descriptors; pinned maps and links stay
 
-  // Makes the kernel serve `frontend` with `state` (backends "addr:port").
+  // Makes the kernel serve `frontend` with `state` (backends "addr:port", or
+  // "[addr]:port" for IPv6). An IPv6 frontend goes to the lb6 maps and takes
+  // IPv6 backends only; an IPv4 one IPv4 backends only.
   // Backends before slots before the count; reverse on removal; a backend that
   // stays keeps its slot (so ClientIP affinity to it survives).
   Status program(const FrontendKey& frontend, const FrontendState& state);
@@ -57,7 +60,15 @@ class BpfServiceMaps {
 
  private:
   BpfServiceMaps() = default;
-  using BackendAddr = std::tuple<uint32_t, uint16_t, uint8_t>;  // network-order address, port; protocol
+  // An endpoint as the maps hold it: family AF_INET (address in bytes 0..3)
+  // or AF_INET6; address and port in network order.
+  struct BackendAddr {
+    uint8_t family = 0;
+    std::array<uint8_t, 16> address{};
+    uint16_t port = 0;
+    uint8_t protocol = 0;
+    auto operator<=>(const BackendAddr&) const = default;
+  };
   struct Programmed {
     uint32_t serviceId = 0;
     uint16_t flags = 0;
@@ -68,13 +79,13 @@ class BpfServiceMaps {
   Result<uint32_t> acquireBackend(const BackendAddr& addr);
   void releaseBackend(uint32_t id);
   Status deletePendingBackends();
-  Status writeBackend(uint32_t id, const lb4_backend& value);
+  Status writeBackend(uint32_t id, const BackendAddr& addr);
   Status resetCounter(uint32_t serviceId);
-  Status writeSlot(const lb4_key& key, const lb4_service& value);
-  Status writeEntry(const lb4_key& key, const lb4_service& value);
-  Status deleteEntry(const lb4_key& key);
-  Status deleteSlot(const lb4_key& key);
-  Status deleteBackend(uint32_t id);
+  Status writeSlot(const MapKey& key, const lb4_service& value);
+  Status writeEntry(const MapKey& key, const lb4_service& value);
+  Status deleteEntry(const MapKey& key);
+  Status deleteSlot(const MapKey& key);
+  Status deleteBackend(uint32_t id, uint8_t family);
   struct PendingWrites;
   std::unique_ptr<PendingWrites> batch_;
 

@@ -68,6 +68,7 @@ std::string renderDeleteTable(const std::string& table) {
 NftFragment renderServiceFragment(const std::vector<ServicePortPlan>& plans, const NftServiceOptions& o) {
   NftFragment f;
   for (const ServicePortPlan& p : plans) {
+    if (p.ipv6) continue;  // this ruleset is the `ip` (IPv4) table only
     std::string id = portId(p);
     std::string proto = lower(p.protocol);
     bool used = false;

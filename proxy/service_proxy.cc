@@ -47,7 +47,8 @@ struct ServiceProxy::Impl {
       if (ebpf && !hasNodePorts(plans)) continue;
       NftFragment f = renderServiceFragment(plans, nftOptions());
       if (!f.empty()) fragments[key] = std::move(f);
-      for (const auto& p : plans) frontends[key].merge(frontendsOf(p, config.nodeIP));
+      for (const auto& p : plans)
+        if (!p.ipv6) frontends[key].merge(frontendsOf(p, config.nodeIP));  // IPv6 is not in the ip table
     }
     if (auto st = nft->run(renderServiceRuleset(fragments, nftOptions())); !st)
       return fail(st.error().wrap("program nft table " + config.nftTable));
@@ -71,7 +72,8 @@ struct ServiceProxy::Impl {
     if (after.empty()) nftFragments.erase(key);
     else nftFragments[key] = std::move(after);
     std::map<FrontendKey, FrontendState> frontends;
-    for (const auto& p : plans) frontends.merge(frontendsOf(p, config.nodeIP));
+    for (const auto& p : plans)
+      if (!p.ipv6) frontends.merge(frontendsOf(p, config.nodeIP));  // IPv6 is not in the ip table
     if (frontends.empty()) nftFrontends.erase(key);
     else nftFrontends[key] = std::move(frontends);
     return {};

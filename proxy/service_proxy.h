@@ -52,7 +52,7 @@ struct ProxyConfig {
 // a Service's EndpointSlices.
 struct OverrideBackend {
   std::string servicePort;  // the Service port's name, or its number as text
-  std::string address;      // IPv4 address
+  std::string address;      // IPv4 or IPv6 address
   int port = 0;
 };
 

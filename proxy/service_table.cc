@@ -1,5 +1,7 @@
 #include "proxy/service_table.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <set>
 
@@ -9,8 +11,32 @@ namespace {
 
 bool programmable(const api::Service& s) {
   if (s.type == "ExternalName") return false;
-  if (s.clusterIP.empty() || s.headless()) return false;  // headless: DNS only, no VIP
-  return s.clusterIP.find(':') == std::string::npos;      // IPv4 frontends only
+  return !s.clusterIP.empty() && !s.headless();  // headless: DNS only, no VIP
+}
+
+bool isIPv6(const std::string& address) { return address.find(':') != std::string::npos; }
+
+// IPv6 text as inet_ntop writes it, so that what the maps read back compares
+// equal; anything unparsable is left as is for the back end to reject by name.
+std::string canonicalIP(const std::string& address) {
+  if (!isIPv6(address)) return address;
+  in6_addr a{};
+  if (inet_pton(AF_INET6, address.c_str(), &a) != 1) return address;
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, &a, buf, sizeof buf);
+  return buf;
+}
+
+// The Service's virtual addresses: spec.clusterIPs (one per family, primary
+// first) when set, else spec.clusterIP.
+std::vector<std::string> clusterIPsOf(const api::Service& s) {
+  std::vector<std::string> ips;
+  for (const std::string& ip : s.clusterIPs.empty() ? std::vector<std::string>{s.clusterIP} : s.clusterIPs) {
+    if (ip.empty() || ip == "None") continue;
+    std::string canonical = canonicalIP(ip);
+    if (std::find(ips.begin(), ips.end(), canonical) == ips.end()) ips.push_back(canonical);
+  }
+  return ips;
 }
 
 void sortUnique(std::vector<Backend>& v) {
@@ -75,70 +101,75 @@ std::vector<ServicePortPlan> ServiceTable::plan(const std::string& serviceKey) c
   const api::Service& svc = sit->second;
   const auto override = overrides_.find(serviceKey);
 
+  const std::vector<std::string> clusterIPs = clusterIPsOf(svc);
   for (const api::ServicePort& sp : svc.ports) {
     if (sp.protocol != "TCP" && sp.protocol != "UDP") continue;
-    ServicePortPlan p;
-    p.serviceKey = serviceKey;
-    p.portName = sp.name;
-    p.protocol = sp.protocol;
-    p.clusterIP = svc.clusterIP;
-    p.port = sp.port;
-    p.nodePort = (svc.type == "NodePort" || svc.type == "LoadBalancer") ? sp.nodePort : 0;
-    p.clientIPAffinity = svc.sessionAffinity == "ClientIP";
-    p.affinityTimeoutSeconds = p.clientIPAffinity ? svc.affinityTimeoutSeconds : 0;
-    p.externalPolicyLocal = svc.externalTrafficPolicy == "Local";
+    for (const std::string& clusterIP : clusterIPs) {
+      ServicePortPlan p;
+      p.serviceKey = serviceKey;
+      p.portName = sp.name;
+      p.protocol = sp.protocol;
+      p.ipv6 = isIPv6(clusterIP);
+      p.clusterIP = clusterIP;
+      p.port = sp.port;
+      p.nodePort = (svc.type == "NodePort" || svc.type == "LoadBalancer") ? sp.nodePort : 0;
+      p.clientIPAffinity = svc.sessionAffinity == "ClientIP";
+      p.affinityTimeoutSeconds = p.clientIPAffinity ? svc.affinityTimeoutSeconds : 0;
+      p.externalPolicyLocal = svc.externalTrafficPolicy == "Local";
 
-    if (override != overrides_.end()) {
-      for (const OverrideBackend& b : override->second) {
-        if (b.servicePort == sp.name || b.servicePort == std::to_string(sp.port)) p.allBackends.push_back({b.address, b.port});
+      if (override != overrides_.end()) {
+        for (const OverrideBackend& b : override->second) {
+          if ((b.servicePort == sp.name || b.servicePort == std::to_string(sp.port)) && isIPv6(b.address) == p.ipv6)
+            p.allBackends.push_back({canonicalIP(b.address), b.port});
+        }
+        sortUnique(p.allBackends);
+        p.internalBackends = p.externalBackends = p.allBackends;
+        plans.push_back(std::move(p));
+        continue;
       }
-      sortUnique(p.allBackends);
-      p.internalBackends = p.externalBackends = p.allBackends;
+
+      // Endpoints of this port: the slice port carries the Service port's name,
+      // with the target port already resolved per pod (named targetPorts).
+      struct Candidate {
+        Backend backend;
+        bool ready, servingTerminating, local;
+      };
+      std::vector<Candidate> candidates;
+      static const std::set<std::string> kNone;
+      auto owned = slicesByService_.find(serviceKey);
+      for (const std::string& sliceKey : owned == slicesByService_.end() ? kNone : owned->second) {
+        const api::EndpointSlice& slice = slices_.at(sliceKey);
+        if (slice.addressType != (p.ipv6 ? "IPv6" : "IPv4")) continue;  // FQDN slices are never balanced
+        int port = 0;
+        for (const api::EndpointPort& ep : slice.ports) {
+          if (ep.name == sp.name && ep.protocol == sp.protocol) port = ep.port;
+        }
+        if (port <= 0 || port > 65535) continue;
+        for (const api::Endpoint& e : slice.endpoints) {
+          if (e.addresses.empty()) continue;
+          bool ready = e.ready || svc.publishNotReadyAddresses;
+          candidates.push_back({{canonicalIP(e.addresses.front()), port}, ready, e.serving && e.terminating,
+                                !nodeName_.empty() && e.nodeName == nodeName_});
+        }
+      }
+      // KEP-1669: terminating-but-serving endpoints only when no ready one is
+      // left, decided after the traffic-policy filter.
+      auto pick = [&](bool localOnly) {
+        std::vector<Backend> ready, fallback;
+        for (const Candidate& c : candidates) {
+          if (localOnly && !c.local) continue;
+          if (c.ready) ready.push_back(c.backend);
+          else if (c.servingTerminating) fallback.push_back(c.backend);
+        }
+        sortUnique(ready);
+        sortUnique(fallback);
+        return ready.empty() ? fallback : ready;
+      };
+      p.allBackends = pick(false);
+      p.internalBackends = svc.internalTrafficPolicy == "Local" ? pick(true) : p.allBackends;
+      p.externalBackends = p.externalPolicyLocal ? pick(true) : p.allBackends;
       plans.push_back(std::move(p));
-      continue;
     }
-
-    // Endpoints of this port: the slice port carries the Service port's name,
-    // with the target port already resolved per pod (named targetPorts).
-    struct Candidate {
-      Backend backend;
-      bool ready, servingTerminating, local;
-    };
-    std::vector<Candidate> candidates;
-    static const std::set<std::string> kNone;
-    auto owned = slicesByService_.find(serviceKey);
-    for (const std::string& sliceKey : owned == slicesByService_.end() ? kNone : owned->second) {
-      const api::EndpointSlice& slice = slices_.at(sliceKey);
-      if (slice.addressType != "IPv4") continue;
-      int port = 0;
-      for (const api::EndpointPort& ep : slice.ports) {
-        if (ep.name == sp.name && ep.protocol == sp.protocol) port = ep.port;
-      }
-      if (port <= 0 || port > 65535) continue;
-      for (const api::Endpoint& e : slice.endpoints) {
-        if (e.addresses.empty()) continue;
-        bool ready = e.ready || svc.publishNotReadyAddresses;
-        candidates.push_back({{e.addresses.front(), port}, ready, e.serving && e.terminating,
-                              !nodeName_.empty() && e.nodeName == nodeName_});
-      }
-    }
-    // KEP-1669: terminating-but-serving endpoints only when no ready one is
-    // left, decided after the traffic-policy filter.
-    auto pick = [&](bool localOnly) {
-      std::vector<Backend> ready, fallback;
-      for (const Candidate& c : candidates) {
-        if (localOnly && !c.local) continue;
-        if (c.ready) ready.push_back(c.backend);
-        else if (c.servingTerminating) fallback.push_back(c.backend);
-      }
-      sortUnique(ready);
-      sortUnique(fallback);
-      return ready.empty() ? fallback : ready;
-    };
-    p.allBackends = pick(false);
-    p.internalBackends = svc.internalTrafficPolicy == "Local" ? pick(true) : p.allBackends;
-    p.externalBackends = p.externalPolicyLocal ? pick(true) : p.allBackends;
-    plans.push_back(std::move(p));
   }
   return plans;
 }
@@ -163,7 +194,7 @@ std::map<FrontendKey, FrontendState> frontendsOf(const ServicePortPlan& plan, co
     return s;
   };
   out[{plan.clusterIP, plan.port, plan.protocol}] = state(plan.internalBackends);
-  if (plan.nodePort > 0 && !nodeIP.empty()) out[{nodeIP, plan.nodePort, plan.protocol}] = state(plan.allBackends);
+  if (plan.nodePort > 0 && !nodeIP.empty() && isIPv6(nodeIP) == plan.ipv6) out[{nodeIP, plan.nodePort, plan.protocol}] = state(plan.allBackends);
   return out;
 }
 

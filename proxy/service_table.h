@@ -14,18 +14,26 @@
 namespace ferry::proxy {
 
 struct Backend {
-  std::string address;  // IPv4
+  std::string address;  // IPv4, or IPv6 in canonical (inet_ntop) form
   int port = 0;
   auto operator<=>(const Backend&) const = default;
-  std::string text() const { return address + ":" + std::to_string(port); }
+  // "addr:port", or "[addr]:port" for IPv6.
+  std::string text() const {
+    return address.find(':') == std::string::npos ? address + ":" + std::to_string(port)
+                                                  : "[" + address + "]:" + std::to_string(port);
+  }
 };
 
-// One port of one Service, with the backends each kind of traffic may use.
+// One port of one Service in one IP family, with the backends each kind of
+// traffic may use. A dual-stack Service (spec.clusterIPs with an IPv4 and an
+// IPv6 address) has a plan per port per family; each takes the endpoints of
+// the EndpointSlices of its addressType only.
 struct ServicePortPlan {
   std::string serviceKey;  // ns/name
   std::string portName;
   std::string protocol;    // TCP | UDP
-  std::string clusterIP;
+  bool ipv6 = false;       // the family of clusterIP and of every backend
+  std::string clusterIP;   // IPv6 in canonical (inet_ntop) form
   int port = 0;
   int nodePort = 0;        // 0: not exposed on the node
   bool clientIPAffinity = false;
@@ -69,7 +77,8 @@ class ServiceTable {
 };
 
 // The frontends a plan programs on a node: the ClusterIP one and, when
-// nodeIP is known, the NodePort one (local sockets); backends sorted.
+// nodeIP is known and of the plan's family, the NodePort one (local sockets);
+// backends sorted.
 std::map<FrontendKey, FrontendState> frontendsOf(const ServicePortPlan& plan, const std::string& nodeIP);
 
 }  // namespace ferry::proxy

@@ -36,18 +36,43 @@ bool enterNetns(const std::string& path) {
   return ok;
 }
 
-sockaddr_in sockaddrOf(const std::string& address, int port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
-  return sa;
+// An IPv4 or (text with ':') IPv6 socket address.
+struct SockAddr {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
+  int family() const { return storage.ss_family; }
+};
+
+SockAddr sockaddrOf(const std::string& address, int port) {
+  SockAddr a;
+  if (address.find(':') != std::string::npos) {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&a.storage);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET6, address.c_str(), &sa->sin6_addr);
+    a.length = sizeof *sa;
+  } else {
+    auto* sa = reinterpret_cast<sockaddr_in*>(&a.storage);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, address.c_str(), &sa->sin_addr);
+    a.length = sizeof *sa;
+  }
+  return a;
 }
 
-std::string textOf(const sockaddr_in& sa) {
-  char buf[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &sa.sin_addr, buf, sizeof buf);
-  return std::string(buf) + ":" + std::to_string(ntohs(sa.sin_port));
+// "a.b.c.d:port" or "[v6]:port".
+std::string textOf(const sockaddr_storage& storage) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (storage.ss_family == AF_INET6) {
+    auto* sa = reinterpret_cast<const sockaddr_in6*>(&storage);
+    inet_ntop(AF_INET6, &sa->sin6_addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(sa->sin6_port));
+  }
+  auto* sa = reinterpret_cast<const sockaddr_in*>(&storage);
+  inet_ntop(AF_INET, &sa->sin_addr, buf, sizeof buf);
+  return std::string(buf) + ":" + std::to_string(ntohs(sa->sin_port));
 }
 
 void setTimeout(int fd, int seconds) {
@@ -68,8 +93,8 @@ constexpr int kAttemptTimeoutSeconds = 10;
 std::string attempt(const ClientJob& job, int& err, bool& wrongPeer) {
   err = 0;
   wrongPeer = false;
-  const std::string service = job.address + ":" + std::to_string(job.port);
-  sockaddr_in target = sockaddrOf(job.address, job.port);
+  SockAddr target = sockaddrOf(job.address, job.port);
+  const std::string service = textOf(target.storage);
   char buf[64] = {};
   bool udp = job.kind != ClientJob::TcpConnect && job.kind != ClientJob::Tcp6MappedConnect;
   if (job.kind == ClientJob::Tcp6MappedConnect) {
@@ -97,7 +122,7 @@ std::string attempt(const ClientJob& job, int& err, bool& wrongPeer) {
     close(fd6);
     return "";
   }
-  int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+  int fd = socket(target.family(), (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     err = errno;
     return "";
@@ -105,21 +130,21 @@ std::string attempt(const ClientJob& job, int& err, bool& wrongPeer) {
   setTimeout(fd, kAttemptTimeoutSeconds);
   ssize_t n = -1;
   if (job.kind == ClientJob::UdpSendto) {
-    if (sendto(fd, "hi", 2, 0, reinterpret_cast<sockaddr*>(&target), sizeof target) < 0) {
+    if (sendto(fd, "hi", 2, 0, target.get(), target.length) < 0) {
       err = errno;
     } else {
-      sockaddr_in from{};
+      sockaddr_storage from{};
       socklen_t len = sizeof from;
       n = recvfrom(fd, buf, sizeof buf - 1, 0, reinterpret_cast<sockaddr*>(&from), &len);
       if (n < 0) err = errno;
       else if (job.checkPeer && textOf(from) != service) wrongPeer = true;
     }
   } else {
-    if (connect(fd, reinterpret_cast<sockaddr*>(&target), sizeof target) < 0) {
+    if (connect(fd, target.get(), target.length) < 0) {
       err = errno;
     } else {
       if (job.checkPeer) {
-        sockaddr_in peer{};
+        sockaddr_storage peer{};
         socklen_t len = sizeof peer;
         if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || textOf(peer) != service) wrongPeer = true;
       }
@@ -298,8 +323,13 @@ std::string ProxyTestEnv::setUp() {
       "ip -n " + peer_ + " link set vp" + suffix_ + " up",
       // nftables mode DNATs in the output hook, after routing: the Service CIDR needs a route.
       "ip -n " + node_ + " route add 10.96.0.0/16 dev vn" + suffix_,
+      // IPv6 twins; nodad: usable at once, no duplicate detection to wait for.
+      "ip -n " + node_ + " addr add " + kNodeIP6 + "/64 dev vn" + suffix_ + " nodad",
+      "ip -n " + peer_ + " addr add " + kPeerIP6 + "/64 dev vp" + suffix_ + " nodad",
+      "ip -n " + node_ + " -6 route add fd00:96::/112 dev vn" + suffix_,
   };
   for (const char* b : kBackends) cmds.push_back("ip -n " + node_ + " addr add " + b + "/32 dev lo");
+  for (const char* b : kBackends6) cmds.push_back("ip -n " + node_ + " addr add " + b + "/128 dev lo nodad");
   for (const auto& c : cmds)
     if (sh(c) != 0) return "setup failed: " + c;
   if (mkdir(cgroup_.c_str(), 0755) != 0) return "cannot create " + cgroup_ + ": " + std::strerror(errno);
@@ -317,13 +347,15 @@ std::string ProxyTestEnv::setUp() {
     }
     int ep = epoll_create1(EPOLL_CLOEXEC);
     std::map<int, std::pair<std::string, bool>> sockets;  // fd -> (address, tcp)
-    for (const char* b : kBackends) {
+    std::vector<const char*> addresses(std::begin(kBackends), std::end(kBackends));
+    addresses.insert(addresses.end(), std::begin(kBackends6), std::end(kBackends6));
+    for (const char* b : addresses) {
       for (bool tcp : {true, false}) {
-        int fd = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+        SockAddr sa = sockaddrOf(b, kBackendPort);
+        int fd = socket(sa.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in sa = sockaddrOf(b, kBackendPort);
-        if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || (tcp && listen(fd, 1024) != 0)) {
+        if (bind(fd, sa.get(), sa.length) != 0 || (tcp && listen(fd, 1024) != 0)) {
           started.set_value(std::string("server bind ") + b + ": " + std::strerror(errno));
           return;
         }
@@ -350,7 +382,7 @@ std::string ProxyTestEnv::setUp() {
           }
         } else {
           char buf[64];
-          sockaddr_in from{};
+          sockaddr_storage from{};
           socklen_t len = sizeof from;
           if (recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) >= 0)
             sendto(fd, address.data(), address.size(), 0, reinterpret_cast<sockaddr*>(&from), len);

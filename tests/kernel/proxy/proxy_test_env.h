@@ -1,5 +1,6 @@
-// A node for proxy kernel tests: a network namespace with three backends
-// (TCP and UDP echo servers on 10.244.0.11-13 on its loopback), a peer
+// A node for proxy kernel tests: a network namespace with four backends
+// (TCP and UDP echo servers on 10.244.0.11-14 and fd00:244::11-14 on its
+// loopback; each replies with its own address), a peer
 // namespace on a veth (the "other node"), and a cgroup v2 subtree whose
 // processes' sockets the proxy's programs see. Everything is removed at the end.
 #pragma once
@@ -22,6 +23,9 @@ namespace ferry::proxy::testing {
 inline constexpr const char* kNodeIP = "192.168.77.1";
 inline constexpr const char* kPeerIP = "192.168.77.2";
 inline constexpr const char* kBackends[] = {"10.244.0.11", "10.244.0.12", "10.244.0.13", "10.244.0.14"};
+inline constexpr const char* kBackends6[] = {"fd00:244::11", "fd00:244::12", "fd00:244::13", "fd00:244::14"};
+inline constexpr const char* kNodeIP6 = "fd00:77::1";
+inline constexpr const char* kPeerIP6 = "fd00:77::2";
 inline constexpr int kBackendPort = 8080;
 
 // Runs tasks on one thread that has entered a network namespace (setns is per thread).
@@ -50,7 +54,7 @@ struct ClientResult {
 
 struct ClientJob {
   enum Kind { TcpConnect, UdpSendto, UdpConnected, Tcp6MappedConnect } kind = TcpConnect;
-  std::string address;
+  std::string address;     // IPv4, or IPv6 (then the socket is AF_INET6)
   int port = 0;
   int count = 0;           // connections to make; 0: loop until stop()
   bool checkPeer = false;  // getpeername / recvfrom source must be address:port

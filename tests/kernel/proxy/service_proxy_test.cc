@@ -21,6 +21,7 @@ using testing::ClientProcess;
 using testing::ClientResult;
 using testing::kBackendPort;
 using testing::kBackends;
+using testing::kBackends6;
 using testing::kNodeIP;
 using testing::ProxyTestEnv;
 
@@ -48,6 +49,34 @@ api::EndpointSlice webSlice(std::vector<std::string> ready, std::vector<std::str
   for (const auto& a : terminating) e.endpoints.push_back({{a}, false, true, true, "node-a", "", ""});
   return e;
 }
+
+constexpr const char* kWeb6IP = "fd00:96::10";
+
+// A single-stack IPv6 Service (ipFamilies [IPv6]) and its IPv6 slice.
+api::Service web6Service() {
+  api::Service s;
+  s.ns = "default";
+  s.name = "web6";
+  s.clusterIP = kWeb6IP;
+  s.clusterIPs = {kWeb6IP};
+  s.ports.push_back({"http", "TCP", 80, {true, 0, "web"}, 0});
+  s.ports.push_back({"dns", "UDP", 53, {false, kBackendPort, ""}, 0});
+  return s;
+}
+
+api::EndpointSlice sliceOf(const std::string& service, const std::string& name, const std::string& addressType,
+                           const std::vector<std::string>& ready) {
+  api::EndpointSlice e;
+  e.ns = "default";
+  e.name = name;
+  e.serviceName = service;
+  e.addressType = addressType;
+  e.ports = {{"http", "TCP", kBackendPort}, {"dns", "UDP", kBackendPort}};
+  for (const auto& a : ready) e.endpoints.push_back({{a}, true, true, false, "node-a", "", ""});
+  return e;
+}
+
+std::vector<std::string> firstBackends6(int n) { return {kBackends6, kBackends6 + n}; }
 
 // "errno E xN, ..." (E < -1000: the client process itself failed).
 std::string errorsText(const ClientResult& r) {
@@ -244,7 +273,88 @@ TEST_P(ServiceProxyKernelTest, MasqueradeTableIsInstalledAndRemoved) {
 }
 
 // Pinned state is the ebpf mode's (nftables tables simply stay in the kernel).
+// IPv6 Services are the ebpf mode's too: the nftables mode writes only the
+// `ip` table so far.
 using EbpfServiceProxyKernelTest = ServiceProxyKernelTest;
+
+TEST_P(EbpfServiceProxyKernelTest, IPv6RoundRobinIsExactOver300Connections) {
+  apply([&] { return proxy_->upsertService(web6Service()); });
+  apply([&] { return proxy_->upsertEndpointSlice(sliceOf("web6", "web6-abc", "IPv6", firstBackends6(3))); });
+  ClientResult r = client(ClientJob::TcpConnect, kWeb6IP, 80, 300);
+  EXPECT_TRUE(r.errors.empty()) << errorsText(r);
+  ASSERT_EQ(r.byBackend.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(r.byBackend[kBackends6[i]], 100) << kBackends6[i];
+}
+
+TEST_P(EbpfServiceProxyKernelTest, IPv6ApplicationSeesOnlyTheServiceAddress) {
+  apply([&] { return proxy_->upsertService(web6Service()); });
+  apply([&] { return proxy_->upsertEndpointSlice(sliceOf("web6", "web6-abc", "IPv6", firstBackends6(3))); });
+  ClientResult udp = client(ClientJob::UdpSendto, kWeb6IP, 53, 30, true);
+  EXPECT_TRUE(udp.errors.empty()) << errorsText(udp);
+  EXPECT_EQ(udp.wrongPeer, 0) << "recvfrom source was a backend, not the Service (recvmsg6)";
+  EXPECT_EQ(udp.byBackend.size(), 3u);
+  ClientResult connectedUdp = client(ClientJob::UdpConnected, kWeb6IP, 53, 30, true);
+  EXPECT_TRUE(connectedUdp.errors.empty()) << errorsText(connectedUdp);
+  EXPECT_EQ(connectedUdp.wrongPeer, 0);
+  ClientResult tcp = client(ClientJob::TcpConnect, kWeb6IP, 80, 30, true);
+  EXPECT_TRUE(tcp.errors.empty()) << errorsText(tcp);
+  EXPECT_EQ(tcp.wrongPeer, 0) << "getpeername6 returned a backend";
+  EXPECT_EQ(tcp.total(), 30);
+}
+
+TEST_P(EbpfServiceProxyKernelTest, IPv6ServiceWithoutEndpointsRefusesAtOnce) {
+  apply([&] { return proxy_->upsertService(web6Service()); });
+  ClientResult r = client(ClientJob::TcpConnect, kWeb6IP, 80, 5);
+  EXPECT_EQ(r.errors[ECONNREFUSED], 5) << errorsText(r);
+  EXPECT_TRUE(r.byBackend.empty());
+  // An IPv4 slice gives an IPv6 frontend nothing.
+  apply([&] { return proxy_->upsertEndpointSlice(sliceOf("web6", "web6-v4", "IPv4", firstBackends(3))); });
+  r = client(ClientJob::TcpConnect, kWeb6IP, 80, 5);
+  EXPECT_EQ(r.errors[ECONNREFUSED], 5) << errorsText(r);
+}
+
+// clusterIPs [IPv4, IPv6]: each family balances over the slices of its own
+// addressType; the state read back from the maps matches the API after a restart.
+TEST_P(EbpfServiceProxyKernelTest, DualStackServiceBalancesEachFamilyAndIsAdoptedAfterRestart) {
+  api::Service s = webService();
+  s.clusterIPs = {kWebIP, kWeb6IP};
+  std::vector<api::EndpointSlice> slices = {sliceOf("web", "web-v4", "IPv4", firstBackends(3)),
+                                            sliceOf("web", "web-v6", "IPv6", firstBackends6(3))};
+  apply([&] { return proxy_->upsertService(s); });
+  for (const auto& slice : slices) apply([&] { return proxy_->upsertEndpointSlice(slice); });
+  ClientResult v4 = client(ClientJob::TcpConnect, kWebIP, 80, 300);
+  ClientResult v6 = client(ClientJob::TcpConnect, kWeb6IP, 80, 300);
+  EXPECT_TRUE(v4.errors.empty()) << errorsText(v4);
+  EXPECT_TRUE(v6.errors.empty()) << errorsText(v6);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(v4.byBackend[kBackends[i]], 100) << kBackends[i];
+    EXPECT_EQ(v6.byBackend[kBackends6[i]], 100) << kBackends6[i];
+  }
+  EXPECT_EQ(v4.byBackend.size(), 3u);
+  EXPECT_EQ(v6.byBackend.size(), 3u);
+
+  // A new agent adopts the pinned IPv6 maps and reconciles a shrink.
+  onNode([&] { proxy_.reset(); });
+  startProxy();
+  ASSERT_TRUE(proxy_);
+  slices[1] = sliceOf("web", "web-v6", "IPv6", firstBackends6(2));
+  apply([&] { return proxy_->resync({s}, slices); });
+  onNode([&] {
+    auto programmed = proxy_->programmedState();
+    ASSERT_TRUE(programmed);
+    EXPECT_EQ(*programmed, proxy_->desiredState());
+    // http and dns on each ClusterIP, http on the (IPv4) node address.
+    EXPECT_EQ(programmed->size(), 5u);
+    FrontendKey http6{kWeb6IP, 80, "TCP"};
+    ASSERT_TRUE(programmed->count(http6));
+    EXPECT_EQ(programmed->at(http6).backends,
+              (std::vector<std::string>{"[fd00:244::11]:8080", "[fd00:244::12]:8080"}));
+  });
+  ClientResult after = client(ClientJob::TcpConnect, kWeb6IP, 80, 10);
+  EXPECT_TRUE(after.errors.empty()) << errorsText(after);
+  EXPECT_EQ(after.byBackend.size(), 2u);
+  EXPECT_EQ(after.byBackend.count(kBackends6[2]), 0u);
+}
 
 TEST_P(EbpfServiceProxyKernelTest, RestartAdoptsPinnedStateWithoutFailedConnects) {
   // The first agent: a separate process that programs, then dies by SIGKILL.

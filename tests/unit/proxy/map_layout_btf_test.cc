@@ -37,6 +37,16 @@ const std::vector<Field> kFields = {
     FIELD(lb4_select_args, pad), FIELD(lb4_select_args, client_cookie), FIELD(lb4_select_args, result),
     FIELD(lb4_select_args, backend_address), FIELD(lb4_select_args, backend_port), FIELD(lb4_select_args, pad2),
     FIELD(lb4_select_args, pad3),
+    FIELD(lb6_key, address), FIELD(lb6_key, port), FIELD(lb6_key, backend_slot), FIELD(lb6_key, protocol),
+    FIELD(lb6_key, pad),
+    FIELD(lb6_backend, address), FIELD(lb6_backend, port), FIELD(lb6_backend, protocol), FIELD(lb6_backend, pad),
+    FIELD(lb6_reverse_nat_key, socket_cookie), FIELD(lb6_reverse_nat_key, address), FIELD(lb6_reverse_nat_key, port),
+    FIELD(lb6_reverse_nat_key, pad), FIELD(lb6_reverse_nat_key, pad2),
+    FIELD(lb6_reverse_nat_value, address), FIELD(lb6_reverse_nat_value, port), FIELD(lb6_reverse_nat_value, pad),
+    FIELD(lb6_select_args, address), FIELD(lb6_select_args, port), FIELD(lb6_select_args, protocol),
+    FIELD(lb6_select_args, pad), FIELD(lb6_select_args, pad1), FIELD(lb6_select_args, client_cookie),
+    FIELD(lb6_select_args, result), FIELD(lb6_select_args, backend_port), FIELD(lb6_select_args, pad2),
+    FIELD(lb6_select_args, backend_address),
 };
 
 const std::map<std::string, size_t> kSizes = {
@@ -48,6 +58,11 @@ const std::map<std::string, size_t> kSizes = {
     {"lb4_reverse_nat_key", sizeof(lb4_reverse_nat_key)},
     {"lb4_reverse_nat_value", sizeof(lb4_reverse_nat_value)},
     {"lb4_select_args", sizeof(lb4_select_args)},
+    {"lb6_key", sizeof(lb6_key)},
+    {"lb6_backend", sizeof(lb6_backend)},
+    {"lb6_reverse_nat_key", sizeof(lb6_reverse_nat_key)},
+    {"lb6_reverse_nat_value", sizeof(lb6_reverse_nat_value)},
+    {"lb6_select_args", sizeof(lb6_select_args)},
 };
 
 TEST(MapLayoutBtf, EveryFieldMatchesTheCompiledObject) {

@@ -120,6 +120,50 @@ TEST(ServiceTable, FrontendsIncludeNodePortOnTheNodeAddress) {
             (std::vector<std::string>{"10.244.0.11:8080", "10.244.0.12:8080"}));
 }
 
+TEST(ServiceTable, DualStackServiceHasAPlanPerFamilyFromSlicesOfItsAddressType) {
+  ServiceTable t("node-a");
+  api::Service s = service("web", "10.96.0.10");
+  s.type = "NodePort";
+  s.ports[0].nodePort = 30080;
+  s.clusterIPs = {"10.96.0.10", "FD00:96:0::10"};  // not canonical: read back as inet_ntop writes it
+  t.upsertService(s);
+  t.upsertEndpointSlice(slice("web-v4", "web", {endpoint("10.244.0.11", true, true, false, "node-a")}));
+  api::EndpointSlice v6 = slice("web-v6", "web", {endpoint("fd00:244:0::11", true, true, false, "node-a")});
+  v6.addressType = "IPv6";
+  t.upsertEndpointSlice(v6);
+  api::EndpointSlice fqdn = slice("web-fqdn", "web", {endpoint("web.example", true, true, false, "node-a")});
+  fqdn.addressType = "FQDN";
+  t.upsertEndpointSlice(fqdn);
+  auto plans = t.plan("default/web");
+  ASSERT_EQ(plans.size(), 4u) << "2 ports x 2 families";
+  EXPECT_FALSE(plans[0].ipv6);
+  EXPECT_EQ(plans[0].clusterIP, "10.96.0.10");
+  EXPECT_EQ(texts(plans[0].allBackends), std::vector<std::string>{"10.244.0.11:8080"});
+  EXPECT_TRUE(plans[1].ipv6);
+  EXPECT_EQ(plans[1].clusterIP, "fd00:96::10");
+  EXPECT_EQ(texts(plans[1].allBackends), std::vector<std::string>{"[fd00:244::11]:8080"});
+  // The NodePort frontend only in the node address's family.
+  EXPECT_EQ(frontendsOf(plans[0], "192.168.1.5").size(), 2u);
+  auto f6 = frontendsOf(plans[1], "192.168.1.5");
+  ASSERT_EQ(f6.size(), 1u);
+  EXPECT_EQ(f6.begin()->first, (FrontendKey{"fd00:96::10", 80, "TCP"}));
+  // The nftables (ip table) rendering leaves the IPv6 plans out.
+  NftFragment f = renderServiceFragment(plans, NftServiceOptions{"ferry", "192.168.1.5", "10.244.0.0/16", true});
+  for (const auto& [key, _] : f.serviceElements) EXPECT_EQ(key.find(':'), std::string::npos) << key;
+}
+
+TEST(ServiceTable, SingleStackIPv6ServiceAndOverride) {
+  ServiceTable t("node-a");
+  api::Service s = service("dns", "fd00:96::a");
+  s.clusterIPs = {"fd00:96::a"};
+  t.upsertService(s);
+  t.setOverride("default/dns", {{"http", "fd00:244::53", 5353}, {"http", "10.244.0.53", 5353}});
+  auto plans = t.plan("default/dns");
+  ASSERT_EQ(plans.size(), 2u);
+  EXPECT_TRUE(plans[0].ipv6);
+  EXPECT_EQ(texts(plans[0].allBackends), std::vector<std::string>{"[fd00:244::53]:5353"}) << "the family's override only";
+}
+
 TEST(NftRuleset, NftablesModeBalancesWithNumgenAndRefusesEmptyServices) {
   ServiceTable t("node-a");
   api::Service web = service("web", "10.96.0.10");
