@@ -1256,7 +1256,9 @@ std::vector<std::string> unsupportedFieldWarnings(std::string_view resource, con
     const Json& families = member(spec, "ipFamilies");
     if (families.is_array()) {
       for (const auto& f : families) {
-        if (f == "IPv6") out.push_back("spec.ipFamilies: IPv6 is not supported by Ferry; only IPv4 is served");
+        if (f == "IPv6")
+          out.push_back("spec.ipFamilies: IPv6: pods in Ferry have IPv4 addresses only, so no IPv6 endpoints are made for a "
+                        "selector; an IPv6 ClusterIP serves the addressType IPv6 EndpointSlices you create (proxy mode ebpf)");
       }
     }
   }

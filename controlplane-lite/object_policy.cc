@@ -42,10 +42,9 @@ void podAdmissionDefaults(Json& obj, std::int64_t tolerationSeconds) {
 void serviceRegistryDefaults(Json& obj) {
   auto spec = obj.find("spec");
   if (spec == obj.end() || !spec->is_object()) return;
-  if (spec->value("type", "ClusterIP") != "ExternalName") {
-    setDefault(*spec, "ipFamilies", Json::array({"IPv4"}));
-    setDefault(*spec, "ipFamilyPolicy", "SingleStack");
-  }
+  // ipFamilies and ipFamilyPolicy are set at admission (Registry::admitCreate),
+  // where the requested clusterIPs and the cluster's ranges are known; an
+  // update that leaves them out keeps the stored ones (carryOverAllocatedFields).
   if (!obj.contains("status")) obj["status"] = {{"loadBalancer", Json::object()}};
 }
 

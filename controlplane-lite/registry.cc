@@ -101,6 +101,65 @@ std::optional<std::uint32_t> parseIp(const std::string& s) {
   return ntohl(a.s_addr);
 }
 
+// An IPv6 Service range: /108 to /124 (at most 2^20 addresses, as Kubernetes
+// limits it), so an offset in it fits the low 32 bits.
+struct Cidr6 {
+  in6_addr base{};
+  int prefix = 0;
+  std::uint64_t size() const { return 1ULL << (128 - prefix); }
+  bool contains(const in6_addr& a) const {
+    for (int bit = 0; bit < prefix; ++bit) {
+      int byte = bit / 8, mask = 0x80 >> (bit % 8);
+      if ((a.s6_addr[byte] & mask) != (base.s6_addr[byte] & mask)) return false;
+    }
+    return true;
+  }
+  in6_addr at(std::uint32_t offset) const {
+    in6_addr a = base;
+    for (int i = 15; i >= 12; --i, offset >>= 8) a.s6_addr[i] = static_cast<std::uint8_t>(a.s6_addr[i] | (offset & 0xff));
+    return a;
+  }
+};
+
+std::string ip6String(const in6_addr& a) {
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, &a, buf, sizeof buf);
+  return buf;
+}
+
+// --service-cidr: an IPv4 range, optionally followed by ",<IPv6 range>" for
+// dual-stack Services. The IPv4 range is the primary one (the kubernetes and
+// DNS Services and single-stack Services without a family live in it).
+struct ServiceRanges {
+  Cidr v4;
+  std::optional<Cidr6> v6;
+};
+
+Result<ServiceRanges> parseServiceRanges(const std::string& text) {
+  const std::string what = "--service-cidr";
+  ServiceRanges r;
+  auto comma = text.find(',');
+  auto v4 = parseCidr(text.substr(0, comma), what);
+  if (!v4) return fail(v4.error().wrap("the first (primary) range must be IPv4"));
+  r.v4 = *v4;
+  if (comma == std::string::npos) return r;
+  std::string second = text.substr(comma + 1);
+  auto slash = second.find('/');
+  Cidr6 c;
+  if (second.find(',') != std::string::npos)
+    return fail(EINVAL, what + ": at most two ranges (IPv4,IPv6), got \"" + text + "\"");
+  if (slash == std::string::npos || inet_pton(AF_INET6, second.substr(0, slash).c_str(), &c.base) != 1)
+    return fail(EINVAL, what + ": the second range must be IPv6 (like fd00:43::/112), got \"" + second + "\"");
+  c.prefix = std::atoi(second.c_str() + slash + 1);
+  if (c.prefix < 108 || c.prefix > 124)
+    return fail(EINVAL, what + ": IPv6 prefix /" + std::to_string(c.prefix) + " unsupported (want /108 to /124)");
+  for (int bit = c.prefix; bit < 128; ++bit) c.base.s6_addr[bit / 8] &= static_cast<std::uint8_t>(~(0x80 >> (bit % 8)));
+  r.v6 = c;
+  return r;
+}
+
+std::string familyOf(const std::string& ip) { return ip.find(':') == std::string::npos ? "IPv4" : "IPv6"; }
+
 }  // namespace
 
 Result<Json> parseJsonOrYaml(const std::string& body, bool allowYaml) {
@@ -852,16 +911,75 @@ Status Registry::admitCreate(const Resource& r, Json& obj) {
     Json& spec = obj["spec"];
     std::string type = spec.value("type", "ClusterIP");
     if (type == "ExternalName") return {};
-    std::string requested = spec.value("clusterIP", "");
-    if (requested != "None") {
-      auto ip = allocateServiceIP(requested);
-      if (!ip) return fail(invalidError(kindAndName(r, api::nameOf(obj)) + " is invalid",
-                                        {{"spec.clusterIPs", "Invalid value: [\"" + requested + "\"]: " + ip.error().message, api::Cause::kInvalid}}));
-      spec["clusterIP"] = *ip;
-      spec["clusterIPs"] = Json::array({*ip});
+    auto invalid = [&](const std::string& field, const std::string& message) {
+      return fail(invalidError(kindAndName(r, api::nameOf(obj)) + " is invalid", {{field, message, api::Cause::kInvalid}}));
+    };
+    auto ranges = parseServiceRanges(config_.serviceCIDR);
+    if (!ranges) return fail(ranges.error());
+    // Families as Kubernetes resolves them: spec.ipFamilies, else those of the
+    // requested clusterIPs, else the primary (IPv4); PreferDualStack and
+    // RequireDualStack add the other family when the cluster has both ranges.
+    std::string policy = spec.value("ipFamilyPolicy", "SingleStack");
+    if (policy != "SingleStack" && policy != "PreferDualStack" && policy != "RequireDualStack")
+      return invalid("spec.ipFamilyPolicy", "Unsupported value: \"" + policy + "\": supported values: \"PreferDualStack\", \"RequireDualStack\", \"SingleStack\"");
+    std::vector<std::string> requested;
+    if (spec.contains("clusterIPs") && spec["clusterIPs"].is_array() && !spec["clusterIPs"].empty()) {
+      for (const auto& ip : spec["clusterIPs"]) requested.push_back(ip.is_string() ? ip.get<std::string>() : "");
+    } else if (!spec.value("clusterIP", "").empty()) {
+      requested.push_back(spec.value("clusterIP", ""));
+    }
+    const bool headless = !requested.empty() && requested[0] == "None";
+    if (headless && requested.size() > 1) return invalid("spec.clusterIPs", "Invalid value: must be [\"None\"] for a headless service");
+    std::vector<std::string> families;
+    if (spec.contains("ipFamilies") && spec["ipFamilies"].is_array()) {
+      for (std::size_t i = 0; i < spec["ipFamilies"].size(); ++i) {
+        const Json& f = spec["ipFamilies"][i];
+        std::string family = f.is_string() ? f.get<std::string>() : f.dump();
+        if (family != "IPv4" && family != "IPv6")
+          return invalid(fmt::format("spec.ipFamilies[{}]", i), "Unsupported value: \"" + family + "\": supported values: \"IPv4\", \"IPv6\"");
+        if (std::find(families.begin(), families.end(), family) != families.end())
+          return invalid(fmt::format("spec.ipFamilies[{}]", i), "Duplicate value: \"" + family + "\"");
+        families.push_back(family);
+      }
+    }
+    if (families.empty() && !headless)
+      for (const std::string& ip : requested) families.push_back(familyOf(ip));
+    if (families.empty()) families.push_back("IPv4");
+    if (families.size() > 2 || (families.size() == 2 && families[0] == families[1]))
+      return invalid("spec.ipFamilies", "Invalid value: at most one IPv4 and one IPv6 family");
+    if (policy == "SingleStack" && families.size() > 1)
+      return invalid("spec.ipFamilyPolicy", "Invalid value: \"SingleStack\": takes one family, spec.ipFamilies has two");
+    if (policy == "RequireDualStack" && !ranges->v6)
+      return invalid("spec.ipFamilyPolicy", "Invalid value: \"RequireDualStack\": this cluster is not dual-stack (--service-cidr has no IPv6 range)");
+    if (policy != "SingleStack" && ranges->v6 && families.size() == 1) families.push_back(families[0] == "IPv4" ? "IPv6" : "IPv4");
+    for (std::size_t i = 0; i < families.size(); ++i) {
+      if (families[i] == "IPv6" && !ranges->v6)
+        return invalid(fmt::format("spec.ipFamilies[{}]", i), "Invalid value: \"IPv6\": not configured on this cluster (--service-cidr has no IPv6 range)");
+    }
+    if (!headless) {
+      if (requested.size() > families.size())
+        return invalid("spec.clusterIPs", fmt::format("Invalid value: {} addresses for {} families", requested.size(), families.size()));
+      std::vector<std::string> ips;
+      for (std::size_t i = 0; i < families.size(); ++i) {
+        std::string want = i < requested.size() ? requested[i] : "";
+        if (!want.empty() && familyOf(want) != families[i]) {
+          for (const std::string& ip : ips) (void)store_.remove("/registry/serviceips/" + ip, 0);
+          return invalid(fmt::format("spec.clusterIPs[{}]", i), "Invalid value: \"" + want + "\": expected an " + families[i] + " address (spec.ipFamilies[" + std::to_string(i) + "])");
+        }
+        auto ip = families[i] == "IPv6" ? allocateServiceIP6(want) : allocateServiceIP(want);
+        if (!ip) {
+          for (const std::string& done : ips) (void)store_.remove("/registry/serviceips/" + done, 0);
+          return invalid(fmt::format("spec.clusterIPs[{}]", i), "Invalid value: \"" + want + "\": " + ip.error().message);
+        }
+        ips.push_back(*ip);
+      }
+      spec["clusterIP"] = ips[0];
+      spec["clusterIPs"] = ips;
     } else {
       spec["clusterIPs"] = Json::array({"None"});
     }
+    spec["ipFamilies"] = families;
+    spec["ipFamilyPolicy"] = policy;
     if (type == "NodePort" || type == "LoadBalancer") {
       for (std::size_t i = 0; i < spec["ports"].size(); ++i) {
         Json& p = spec["ports"][i];
@@ -932,21 +1050,56 @@ Status Registry::admitUpdate(const Resource& r, const Json& old, Json& obj) {
 
 void Registry::releaseOnDelete(const Resource& r, const Json& obj) {
   if (r.kind != "Service") return;
-  std::string ip = api::at<std::string>(obj, {"spec", "clusterIP"});
-  if (!ip.empty() && ip != "None") (void)store_.remove("/registry/serviceips/" + ip, 0);
+  std::vector<std::string> ips = api::at<std::vector<std::string>>(obj, {"spec", "clusterIPs"});
+  if (ips.empty()) ips.push_back(api::at<std::string>(obj, {"spec", "clusterIP"}));
+  for (const std::string& ip : ips)
+    if (!ip.empty() && ip != "None") (void)store_.remove("/registry/serviceips/" + ip, 0);
   for (const auto& p : api::at<Json>(obj, {"spec", "ports"}, Json::array())) {
     int np = p.value("nodePort", 0);
     if (np) (void)store_.remove("/registry/servicenodeports/" + std::to_string(np), 0);
   }
 }
 
+Result<std::string> Registry::allocateServiceIP6(const std::string& requested) {
+  auto ranges = parseServiceRanges(config_.serviceCIDR);
+  if (!ranges) return fail(ranges.error());
+  if (!ranges->v6) return fail(EINVAL, "no IPv6 range in --service-cidr " + config_.serviceCIDR);
+  const Cidr6& cidr = *ranges->v6;
+  const std::string range = ip6String(cidr.base) + "/" + std::to_string(cidr.prefix);
+  if (!requested.empty()) {
+    in6_addr a{};
+    if (inet_pton(AF_INET6, requested.c_str(), &a) != 1 || !cidr.contains(a))
+      return fail(EINVAL, "provided IP is not in the valid range. The range of valid IPs is " + range);
+    std::string ip = ip6String(a);  // one spelling per address in the allocation keys
+    auto made = store_.create("/registry/serviceips/" + ip, "{}");
+    if (!made) {
+      if (made.error().code == EEXIST) return fail(EINVAL, "provided IP is already allocated");
+      return fail(made.error());
+    }
+    return ip;
+  }
+  std::uint64_t n = cidr.size();
+  std::mt19937_64 rng(std::random_device{}());
+  std::uint64_t start = rng() % (n - 2);
+  for (std::uint64_t i = 0; i < n - 2; ++i) {
+    std::uint64_t offset = 1 + (start + i) % (n - 2);
+    if (offset < 16) continue;  // the low addresses are kept for fixed Services, as in the IPv4 range
+    std::string ip = ip6String(cidr.at(static_cast<std::uint32_t>(offset)));
+    auto made = store_.create("/registry/serviceips/" + ip, "{}");
+    if (made) return ip;
+    if (made.error().code != EEXIST) return fail(made.error());
+  }
+  return fail(ENOSPC, "range is full");
+}
+
 Result<std::string> Registry::allocateServiceIP(const std::string& requested) {
-  auto cidr = parseCidr(config_.serviceCIDR, "--service-cidr");
-  if (!cidr) return fail(cidr.error());
+  auto ranges = parseServiceRanges(config_.serviceCIDR);
+  if (!ranges) return fail(ranges.error());
+  const Cidr* cidr = &ranges->v4;
   if (!requested.empty()) {
     auto ip = parseIp(requested);
     if (!ip || (*ip & ~((1U << (32 - cidr->prefix)) - 1)) != cidr->base)
-      return fail(EINVAL, "provided IP is not in the valid range. The range of valid IPs is " + config_.serviceCIDR);
+      return fail(EINVAL, "provided IP is not in the valid range. The range of valid IPs is " + config_.serviceCIDR.substr(0, config_.serviceCIDR.find(',')));
     auto made = store_.create("/registry/serviceips/" + requested, "{}");
     if (!made) {
       if (made.error().code == EEXIST) return fail(EINVAL, "provided IP is already allocated");
@@ -1040,9 +1193,9 @@ Status Registry::bootstrap(const std::string& advertiseAddress, int apiPort) {
     auto made = create("namespaces", Json{{"metadata", {{"name", ns}}}});
     if (!made && made.error().code != EEXIST) return fail(made.error().wrap(std::string("namespace ") + ns));
   }
-  auto cidr = parseCidr(config_.serviceCIDR, "--service-cidr");
-  if (!cidr) return fail(cidr.error());
-  std::string kubernetesIP = ipString(cidr->base + 1);
+  auto ranges = parseServiceRanges(config_.serviceCIDR);
+  if (!ranges) return fail(ranges.error());
+  std::string kubernetesIP = ipString(ranges->v4.base + 1);
   Json kubernetes = {{"metadata", {{"name", "kubernetes"}, {"namespace", "default"},
                                    {"labels", {{"component", "apiserver"}, {"provider", "kubernetes"}}}}},
                      {"spec", {{"clusterIP", kubernetesIP}, {"type", "ClusterIP"},

@@ -93,7 +93,8 @@ class Registry : public ObjectClient {
   Status admitCreate(const Resource& r, api::Json& object);
   Status admitUpdate(const Resource& r, const api::Json& old, api::Json& object);
   void releaseOnDelete(const Resource& r, const api::Json& object);
-  Result<std::string> allocateServiceIP(const std::string& requested);
+  Result<std::string> allocateServiceIP(const std::string& requested);   // from the IPv4 range
+  Result<std::string> allocateServiceIP6(const std::string& requested);  // from the IPv6 range (dual-stack --service-cidr)
   Result<int> allocateNodePort(int requested);
   Result<std::string> allocatePodCIDR(const std::string& nodeName);
   Status checkNamespaceWritable(const std::string& ns);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 using namespace ferry;
 using namespace ferry::cp;
@@ -157,6 +158,79 @@ TEST_F(RegistryTest, ServiceAllocationAndNodeCidr) {
   auto again = registry_->create("nodes", Json{{"metadata", {{"name", "n1"}}}});
   ASSERT_TRUE(again);
   EXPECT_EQ(api::at<std::string>(*again, {"spec", "podCIDR"}), c1);
+}
+
+TEST_F(RegistryTest, ServiceIPFamiliesSingleStackCluster) {
+  auto svc = [](const std::string& name, const std::string& specExtra) {
+    return Json::parse(R"({"metadata":{"name":")" + name + R"(","namespace":"default"},"spec":{"ports":[{"port":80}])" +
+                       specExtra + "}}");
+  };
+  auto made = registry_->create("services", svc("plain", ""));
+  ASSERT_TRUE(made) << made.error().message;
+  EXPECT_EQ((*made)["spec"]["ipFamilies"], Json::array({"IPv4"}));
+  EXPECT_EQ((*made)["spec"]["ipFamilyPolicy"], "SingleStack");
+  // PreferDualStack on a single-stack cluster: the one family it has.
+  auto prefer = registry_->create("services", svc("prefer", R"(,"ipFamilyPolicy":"PreferDualStack")"));
+  ASSERT_TRUE(prefer) << prefer.error().message;
+  EXPECT_EQ((*prefer)["spec"]["clusterIPs"].size(), 1u);
+  for (const auto& [name, extra, field] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"v6", R"(,"ipFamilies":["IPv6"])", "spec.ipFamilies[0]"},
+           {"require", R"(,"ipFamilyPolicy":"RequireDualStack")", "spec.ipFamilyPolicy"},
+           {"v6ip", R"(,"clusterIP":"fd00:43::20")", "spec.ipFamilies[0]"}}) {
+    auto refused = registry_->create("services", svc(name, extra));
+    ASSERT_FALSE(refused) << name;
+    EXPECT_EQ(refused.error().code, EINVAL) << name;
+    EXPECT_NE(refused.error().message.find(field), std::string::npos) << name << ": " << refused.error().message;
+  }
+}
+
+TEST_F(RegistryTest, ServiceIPFamiliesDualStackCluster) {
+  ServerConfig config;
+  config.serviceCIDR = "10.43.0.0/16,fd00:43::/112";
+  registry_ = std::make_unique<Registry>(*store_, config);
+  auto svc = [](const std::string& name, const std::string& specExtra) {
+    return Json::parse(R"({"metadata":{"name":")" + name + R"(","namespace":"default"},"spec":{"ports":[{"port":80}])" +
+                       specExtra + "}}");
+  };
+  auto dual = registry_->create("services", svc("dual", R"(,"ipFamilyPolicy":"PreferDualStack")"));
+  ASSERT_TRUE(dual) << dual.error().message;
+  EXPECT_EQ((*dual)["spec"]["ipFamilies"], Json::array({"IPv4", "IPv6"}));
+  ASSERT_EQ((*dual)["spec"]["clusterIPs"].size(), 2u);
+  std::string v4 = (*dual)["spec"]["clusterIPs"][0], v6 = (*dual)["spec"]["clusterIPs"][1];
+  EXPECT_EQ((*dual)["spec"]["clusterIP"], v4);
+  EXPECT_EQ(v4.rfind("10.43.", 0), 0u) << v4;
+  EXPECT_EQ(v6.rfind("fd00:43::", 0), 0u) << v6;
+
+  // IPv6 primary, single stack, a requested address (written in a non-canonical form).
+  auto v6only = registry_->create("services", svc("v6only", R"(,"ipFamilies":["IPv6"],"clusterIP":"FD00:43:0::99")"));
+  ASSERT_TRUE(v6only) << v6only.error().message;
+  EXPECT_EQ((*v6only)["spec"]["clusterIPs"], Json::array({"fd00:43::99"}));
+  EXPECT_EQ((*v6only)["spec"]["ipFamilies"], Json::array({"IPv6"}));
+  auto clash = registry_->create("services", svc("clash", R"(,"ipFamilies":["IPv6"],"clusterIP":"fd00:43::99")"));
+  ASSERT_FALSE(clash);
+  EXPECT_NE(clash.error().message.find("already allocated"), std::string::npos) << clash.error().message;
+  auto outside = registry_->create("services", svc("outside", R"(,"ipFamilies":["IPv6"],"clusterIP":"fd00:44::1")"));
+  ASSERT_FALSE(outside);
+  EXPECT_NE(outside.error().message.find("fd00:43::/112"), std::string::npos) << outside.error().message;
+  auto mismatch = registry_->create("services", svc("mismatch", R"(,"ipFamilies":["IPv4"],"clusterIP":"fd00:43::98")"));
+  ASSERT_FALSE(mismatch);
+  EXPECT_NE(mismatch.error().message.find("expected an IPv4 address"), std::string::npos) << mismatch.error().message;
+  // Deleting a dual-stack Service frees both of its addresses.
+  ASSERT_TRUE(registry_->remove("services", "default", "dual"));
+  Json again = svc("again", R"(,"ipFamilyPolicy":"RequireDualStack")");
+  again["spec"]["clusterIP"] = v4;
+  again["spec"]["clusterIPs"] = Json::array({v4, v6});
+  auto reused = registry_->create("services", again);
+  ASSERT_TRUE(reused) << reused.error().message;
+  EXPECT_EQ((*reused)["spec"]["clusterIPs"], Json::array({v4, v6}));
+
+  ServerConfig bad;
+  bad.serviceCIDR = "10.43.0.0/16,10.44.0.0/16";
+  registry_ = std::make_unique<Registry>(*store_, bad);
+  auto refused = registry_->create("services", svc("bad", ""));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("must be IPv6"), std::string::npos) << refused.error().message;
 }
 
 // Ranges given out by an older server (no by-node key) are kept for their node and
