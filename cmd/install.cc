@@ -57,6 +57,10 @@ Status purgeNftTables() {
     if (auto st = (*nft)->run(proxy::renderDeleteTable(table)); !st) return fail(st.error().wrap("table ip " + table));
     fmt::print("removed nftables table ip {}\n", table);
   }
+  // IPv6 Services in nftables mode.
+  if (auto st = (*nft)->run(proxy::renderDeleteTable(defaults.nftTable, "ip6")); !st)
+    return fail(st.error().wrap("table ip6 " + defaults.nftTable));
+  fmt::print("removed nftables table ip6 {}\n", defaults.nftTable);
   return {};
 }
 

@@ -20,9 +20,15 @@ std::string lower(std::string s) {
 // Chain names from stable parts, so a re-render names the same Service the same way.
 std::string portId(const ServicePortPlan& p) { return fmt::format("{}/{}/{}", p.serviceKey, lower(p.protocol), p.port); }
 
+// nft names take no ':'; '-' never occurs in an address, so the mapping is one to one.
 std::string endpointName(const std::string& prefix, const Backend& b) {
-  return prefix + b.address + "/" + std::to_string(b.port);
+  std::string address = b.address;
+  std::replace(address.begin(), address.end(), ':', '-');
+  return prefix + address + "/" + std::to_string(b.port);
 }
+
+// The address match keyword of the table's family.
+const char* addressKeyword(const ServicePortPlan& p) { return p.ipv6 ? "ip6" : "ip"; }
 
 // The timeout is part of the name: a new timeout makes a new set, and the
 // rules naming it change with it (a set cannot be replaced while referenced).
@@ -39,7 +45,7 @@ std::vector<std::string> balancerRules(const std::string& id, const ServicePortP
   if (!preamble.empty()) rules.push_back(preamble);
   if (p.clientIPAffinity) {
     for (const Backend& b : backends)
-      rules.push_back(fmt::format("ip saddr @{} goto {}", affinitySet(id, p, b), endpointName("ep-" + id + "/", b)));
+      rules.push_back(fmt::format("{} saddr @{} goto {}", addressKeyword(p), affinitySet(id, p, b), endpointName("ep-" + id + "/", b)));
   }
   std::string vmap = fmt::format("numgen inc mod {} vmap {{ ", backends.size());
   for (size_t i = 0; i < backends.size(); ++i)
@@ -49,26 +55,29 @@ std::vector<std::string> balancerRules(const std::string& id, const ServicePortP
 }
 
 void addEndpoint(NftFragment& f, const std::string& id, const ServicePortPlan& p, const Backend& b) {
-  std::vector<std::string> rules{fmt::format("ip saddr {} jump mark-for-masquerade", b.address)};
+  const char* ip = addressKeyword(p);
+  // Hairpin: a backend reaching its own Service is masqueraded, so the reply comes back through NAT.
+  std::vector<std::string> rules{fmt::format("{} saddr {} jump mark-for-masquerade", ip, b.address)};
   if (p.clientIPAffinity) {
     std::string set = affinitySet(id, p, b);
-    rules.push_back(fmt::format("update @{} {{ ip saddr }}", set));
-    f.sets[set] = fmt::format("type ipv4_addr; flags dynamic,timeout; timeout {}s;", std::max(1, p.affinityTimeoutSeconds));
+    rules.push_back(fmt::format("update @{} {{ {} saddr }}", set, ip));
+    f.sets[set] = fmt::format("type {}; flags dynamic,timeout; timeout {}s;", p.ipv6 ? "ipv6_addr" : "ipv4_addr",
+                              std::max(1, p.affinityTimeoutSeconds));
   }
-  rules.push_back(fmt::format("meta l4proto {} dnat to {}:{}", lower(p.protocol), b.address, b.port));
+  rules.push_back(fmt::format("meta l4proto {} dnat to {}:{}", lower(p.protocol), p.ipv6 ? "[" + b.address + "]" : b.address, b.port));
   f.chains[endpointName("ep-" + id + "/", b)] = std::move(rules);
 }
 
 }  // namespace
 
-std::string renderDeleteTable(const std::string& table) {
-  return fmt::format("add table ip {0}\ndelete table ip {0}\n", table);
+std::string renderDeleteTable(const std::string& table, const std::string& family) {
+  return fmt::format("add table {1} {0}\ndelete table {1} {0}\n", table, family);
 }
 
 NftFragment renderServiceFragment(const std::vector<ServicePortPlan>& plans, const NftServiceOptions& o) {
   NftFragment f;
   for (const ServicePortPlan& p : plans) {
-    if (p.ipv6) continue;  // this ruleset is the `ip` (IPv4) table only
+    if (p.ipv6 != o.ipv6) continue;  // each family has its own table
     std::string id = portId(p);
     std::string proto = lower(p.protocol);
     bool used = false;
@@ -77,13 +86,14 @@ NftFragment renderServiceFragment(const std::vector<ServicePortPlan>& plans, con
       if (p.internalBackends.empty()) {
         f.refusedElements[key] = "goto reject-chain";
       } else {
-        std::string masq = o.clusterCIDR.empty() ? "" : fmt::format("ip saddr != {} jump mark-for-masquerade", o.clusterCIDR);
+        // Off-pod-network clients are masqueraded (clusterCIDR is IPv4: none in the ip6 table).
+        std::string masq = o.clusterCIDR.empty() || o.ipv6 ? "" : fmt::format("ip saddr != {} jump mark-for-masquerade", o.clusterCIDR);
         f.chains["svc-" + id] = balancerRules(id, p, p.internalBackends, masq);
         f.serviceElements[key] = "goto svc-" + id;
         used = true;
       }
     }
-    if (p.nodePort > 0 && !o.nodeIP.empty()) {
+    if (p.nodePort > 0 && !o.nodeIP.empty() && (o.nodeIP.find(':') != std::string::npos) == o.ipv6) {
       std::string key = fmt::format("{} . {} . {}", o.nodeIP, proto, p.nodePort);
       if (p.externalBackends.empty()) {
         f.refusedElements[key] = "goto reject-chain";
@@ -123,10 +133,12 @@ std::string renderServiceRuleset(const std::map<std::string, NftFragment>& fragm
     return s + " }\n";
   };
 
-  std::string out = renderDeleteTable(o.table);
-  out += fmt::format("table ip {} {{\n", o.table);
-  out += "  map services {\n    type ipv4_addr . inet_proto . inet_service : verdict\n" + elements(serviceElements) + "  }\n";
-  out += "  map no-endpoint-services {\n    type ipv4_addr . inet_proto . inet_service : verdict\n" +
+  const std::string family = o.family();
+  const std::string ip = o.ipv6 ? "ip6" : "ip", addressType = o.ipv6 ? "ipv6_addr" : "ipv4_addr";
+  std::string out = renderDeleteTable(o.table, family);
+  out += fmt::format("table {} {} {{\n", family, o.table);
+  out += "  map services {\n    type " + addressType + " . inet_proto . inet_service : verdict\n" + elements(serviceElements) + "  }\n";
+  out += "  map no-endpoint-services {\n    type " + addressType + " . inet_proto . inet_service : verdict\n" +
          elements(refusedElements) + "  }\n";
   out += "  chain reject-chain {\n    meta l4proto tcp reject with tcp reset\n    reject\n  }\n";
   // Filter before NAT (-110 < -100): refuse Services without endpoints.
@@ -134,11 +146,11 @@ std::string renderServiceRuleset(const std::map<std::string, NftFragment>& fragm
     if (std::string(hook) == "output" && !o.clusterIPs) continue;
     out += fmt::format(
         "  chain filter-{0} {{\n    type filter hook {0} priority -110; policy accept;\n"
-        "    ip daddr . meta l4proto . th dport vmap @no-endpoint-services\n  }}\n",
-        hook);
+        "    {1} daddr . meta l4proto . th dport vmap @no-endpoint-services\n  }}\n",
+        hook, ip);
   }
   out += "  chain mark-for-masquerade {\n    meta mark set meta mark | " + std::string(kMasqueradeMark) + "\n  }\n";
-  out += "  chain services-dispatch {\n    ip daddr . meta l4proto . th dport vmap @services\n  }\n";
+  out += "  chain services-dispatch {\n    " + ip + " daddr . meta l4proto . th dport vmap @services\n  }\n";
   // nft 1.0.6 rejects the `dstnat` name on the output hook: numeric priorities.
   out += "  chain nat-prerouting {\n    type nat hook prerouting priority -100; policy accept;\n    jump services-dispatch\n  }\n";
   if (o.clusterIPs)
@@ -153,46 +165,48 @@ std::string renderServiceRuleset(const std::map<std::string, NftFragment>& fragm
   return out;
 }
 
-std::string renderFragmentUpdate(const std::string& t, const NftFragment& before, const NftFragment& after) {
+std::string renderFragmentUpdate(const std::string& table, const NftFragment& before, const NftFragment& after,
+                                 const std::string& family) {
+  const std::string t = family + " " + table;  // "ip ferry", "ip6 ferry"
   // Order inside the one transaction: new chains exist before anything jumps
   // to them; references (rules, elements) go before what they name is deleted.
   std::string out;
   for (const auto& [name, _] : after.chains)
-    if (!before.chains.count(name)) out += fmt::format("add chain ip {} {}\n", t, name);
+    if (!before.chains.count(name)) out += fmt::format("add chain {} {}\n", t, name);
   for (const auto& [name, rules] : after.chains) {
     auto old = before.chains.find(name);
     if (old != before.chains.end() && old->second == rules) continue;
-    if (old != before.chains.end()) out += fmt::format("flush chain ip {} {}\n", t, name);
+    if (old != before.chains.end()) out += fmt::format("flush chain {} {}\n", t, name);
   }
   for (const auto& [name, _] : before.chains)
-    if (!after.chains.count(name)) out += fmt::format("flush chain ip {} {}\n", t, name);
+    if (!after.chains.count(name)) out += fmt::format("flush chain {} {}\n", t, name);
   auto elementDeletes = [&](const char* map, const auto& b, const auto& a) {
     for (const auto& [key, verdict] : b) {
       auto now = a.find(key);
-      if (now == a.end() || now->second != verdict) out += fmt::format("delete element ip {} {} {{ {} }}\n", t, map, key);
+      if (now == a.end() || now->second != verdict) out += fmt::format("delete element {} {} {{ {} }}\n", t, map, key);
     }
   };
   elementDeletes("services", before.serviceElements, after.serviceElements);
   elementDeletes("no-endpoint-services", before.refusedElements, after.refusedElements);
   for (const auto& [name, _] : before.chains)
-    if (!after.chains.count(name)) out += fmt::format("delete chain ip {} {}\n", t, name);
+    if (!after.chains.count(name)) out += fmt::format("delete chain {} {}\n", t, name);
   for (const auto& [name, body] : before.sets) {
     auto now = after.sets.find(name);
-    if (now == after.sets.end() || now->second != body) out += fmt::format("delete set ip {} {}\n", t, name);
+    if (now == after.sets.end() || now->second != body) out += fmt::format("delete set {} {}\n", t, name);
   }
   for (const auto& [name, body] : after.sets) {
     auto old = before.sets.find(name);
-    if (old == before.sets.end() || old->second != body) out += fmt::format("add set ip {} {} {{ {} }}\n", t, name, body);
+    if (old == before.sets.end() || old->second != body) out += fmt::format("add set {} {} {{ {} }}\n", t, name, body);
   }
   for (const auto& [name, rules] : after.chains) {
     auto old = before.chains.find(name);
     if (old != before.chains.end() && old->second == rules) continue;
-    for (const auto& r : rules) out += fmt::format("add rule ip {} {} {}\n", t, name, r);
+    for (const auto& r : rules) out += fmt::format("add rule {} {} {}\n", t, name, r);
   }
   auto elementAdds = [&](const char* map, const auto& b, const auto& a) {
     for (const auto& [key, verdict] : a) {
       auto old = b.find(key);
-      if (old == b.end() || old->second != verdict) out += fmt::format("add element ip {} {} {{ {} : {} }}\n", t, map, key, verdict);
+      if (old == b.end() || old->second != verdict) out += fmt::format("add element {} {} {{ {} : {} }}\n", t, map, key, verdict);
     }
   };
   elementAdds("services", before.serviceElements, after.serviceElements);

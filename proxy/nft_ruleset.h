@@ -28,6 +28,11 @@ struct NftServiceOptions {
   // local clients. false (ebpf mode): only what arrives from other hosts on a
   // NodePort; local sockets are translated by the BPF programs.
   bool clusterIPs = true;
+  // false: table `ip <table>` with the IPv4 plans; true: table `ip6 <table>`
+  // with the IPv6 plans (nftables mode; no NodePort there: nodeIP is IPv4, and
+  // no masquerade by source: clusterCIDR is IPv4).
+  bool ipv6 = false;
+  std::string family() const { return ipv6 ? "ip6" : "ip"; }
 };
 
 struct NftFragment {
@@ -42,11 +47,13 @@ struct NftFragment {
 NftFragment renderServiceFragment(const std::vector<ServicePortPlan>& plans, const NftServiceOptions& options);
 // A whole-table replacement in one transaction (add; delete; define).
 std::string renderServiceRuleset(const std::map<std::string, NftFragment>& fragments, const NftServiceOptions& options);
-// Commands turning `before` into `after` in an existing table; "" if equal.
-std::string renderFragmentUpdate(const std::string& table, const NftFragment& before, const NftFragment& after);
+// Commands turning `before` into `after` in an existing table of `family`
+// (ip | ip6); "" if equal.
+std::string renderFragmentUpdate(const std::string& table, const NftFragment& before, const NftFragment& after,
+                                 const std::string& family = "ip");
 
 std::string renderMasqueradeTable(const std::string& table, const std::string& clusterCIDR);
-std::string renderDeleteTable(const std::string& table);
+std::string renderDeleteTable(const std::string& table, const std::string& family = "ip");
 
 class NftablesClient {
  public:

@@ -19,20 +19,24 @@ struct ServiceProxy::Impl {
   std::unique_ptr<BpfServiceMaps> maps;        // ebpf mode
   std::unique_ptr<NftablesClient> nft;
   std::map<std::string, std::set<FrontendKey>> ownedFrontends;  // ebpf: by Service key
-  // nftables state as last written: per Service, its fragment and frontends.
+  // nftables state as last written: per Service, its fragment in each
+  // family's table ([0]: `ip`, [1]: `ip6`), and its frontends.
   bool nftTableWritten = false;
-  std::map<std::string, NftFragment> nftFragments;
+  std::map<std::string, NftFragment> nftFragments[2];
   std::map<std::string, std::map<FrontendKey, FrontendState>> nftFrontends;
 
   explicit Impl(const ProxyConfig& c) : config(c), table(c.nodeName) {}
 
-  NftServiceOptions nftOptions() const {
-    return NftServiceOptions{config.nftTable, config.nodeIP, config.clusterCIDR, !ebpf};
+  NftServiceOptions nftOptions(bool ipv6) const {
+    return NftServiceOptions{config.nftTable, config.nodeIP, config.clusterCIDR, !ebpf, ipv6};
   }
+  // The tables written: in ebpf mode only `ip` (NodePorts, and the node
+  // address is IPv4); in nftables mode `ip6` too, for IPv6 Services.
+  std::vector<bool> nftFamilies() const { return ebpf ? std::vector<bool>{false} : std::vector<bool>{false, true}; }
 
   // nftables carries every Service in nftables mode; in ebpf mode only the
   // NodePort entries for traffic from other hosts. A full sync replaces the
-  // table in one transaction. `plansByService`: every Service's plans, when the
+  // tables in one transaction. `plansByService`: every Service's plans, when the
   // caller has them already (a full sync builds them once).
   Status syncNftables(const std::map<std::string, std::vector<ServicePortPlan>>* plansByService = nullptr) {
     std::map<std::string, std::vector<ServicePortPlan>> computed;
@@ -40,40 +44,51 @@ struct ServiceProxy::Impl {
       for (const std::string& key : table.serviceKeys()) computed[key] = table.plan(key);
       plansByService = &computed;
     }
-    std::map<std::string, NftFragment> fragments;
+    std::map<std::string, NftFragment> fragments[2];
     std::map<std::string, std::map<FrontendKey, FrontendState>> frontends;
-    for (const auto& [key, plans] : *plansByService) {
-      // ebpf mode: a Service without NodePorts has nothing in nftables.
-      if (ebpf && !hasNodePorts(plans)) continue;
-      NftFragment f = renderServiceFragment(plans, nftOptions());
-      if (!f.empty()) fragments[key] = std::move(f);
-      for (const auto& p : plans)
-        if (!p.ipv6) frontends[key].merge(frontendsOf(p, config.nodeIP));  // IPv6 is not in the ip table
+    std::string commands;
+    for (bool ipv6 : nftFamilies()) {
+      for (const auto& [key, plans] : *plansByService) {
+        // ebpf mode: a Service without NodePorts has nothing in nftables.
+        if (ebpf && !hasNodePorts(plans)) continue;
+        NftFragment f = renderServiceFragment(plans, nftOptions(ipv6));
+        if (!f.empty()) fragments[ipv6][key] = std::move(f);
+      }
+      commands += renderServiceRuleset(fragments[ipv6], nftOptions(ipv6));
     }
-    if (auto st = nft->run(renderServiceRuleset(fragments, nftOptions())); !st)
-      return fail(st.error().wrap("program nft table " + config.nftTable));
+    for (const auto& [key, plans] : *plansByService) {
+      if (ebpf && !hasNodePorts(plans)) continue;
+      for (const auto& p : plans) frontends[key].merge(frontendsOf(p, config.nodeIP));
+    }
+    if (auto st = nft->run(commands); !st) return fail(st.error().wrap("program nft table " + config.nftTable));
     nftTableWritten = true;
-    nftFragments = std::move(fragments);
+    for (int i = 0; i < 2; ++i) nftFragments[i] = std::move(fragments[i]);
     nftFrontends = std::move(frontends);
     return {};
   }
 
-  // One Service's change as the diff of its fragment: cost independent of the
+  // One Service's change as the diff of its fragments: cost independent of the
   // number of Services.
   Status updateNftables(const std::string& key, const std::vector<ServicePortPlan>& plans) {
     if (!nftTableWritten) return syncNftables();
-    NftFragment after = renderServiceFragment(plans, nftOptions());
-    auto it = nftFragments.find(key);
     static const NftFragment kEmpty;
-    std::string commands = renderFragmentUpdate(config.nftTable, it == nftFragments.end() ? kEmpty : it->second, after);
+    std::string commands;
+    NftFragment after[2];
+    for (bool ipv6 : nftFamilies()) {
+      after[ipv6] = renderServiceFragment(plans, nftOptions(ipv6));
+      auto it = nftFragments[ipv6].find(key);
+      commands += renderFragmentUpdate(config.nftTable, it == nftFragments[ipv6].end() ? kEmpty : it->second, after[ipv6],
+                                       nftOptions(ipv6).family());
+    }
     if (!commands.empty()) {
       if (auto st = nft->run(commands); !st) return fail(st.error().wrap("update nft table " + config.nftTable + " for " + key));
     }
-    if (after.empty()) nftFragments.erase(key);
-    else nftFragments[key] = std::move(after);
+    for (bool ipv6 : nftFamilies()) {
+      if (after[ipv6].empty()) nftFragments[ipv6].erase(key);
+      else nftFragments[ipv6][key] = std::move(after[ipv6]);
+    }
     std::map<FrontendKey, FrontendState> frontends;
-    for (const auto& p : plans)
-      if (!p.ipv6) frontends.merge(frontendsOf(p, config.nodeIP));  // IPv6 is not in the ip table
+    for (const auto& p : plans) frontends.merge(frontendsOf(p, config.nodeIP));
     if (frontends.empty()) nftFrontends.erase(key);
     else nftFrontends[key] = std::move(frontends);
     return {};
@@ -263,6 +278,8 @@ Status ServiceProxy::uninstall() {
   for (const std::string& table : {impl_->config.nftTable, impl_->config.nftNatTable}) {
     if (auto st = impl_->nft->run(renderDeleteTable(table)); !st && result) result = fail(st.error().wrap("uninstall"));
   }
+  if (auto st = impl_->nft->run(renderDeleteTable(impl_->config.nftTable, "ip6")); !st && result)
+    result = fail(st.error().wrap("uninstall"));
   return result;
 }
 

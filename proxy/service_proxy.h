@@ -11,7 +11,8 @@
 //    their replies need connection tracking, which the kernel's conntrack already
 //    does well.
 //  - "nftables": the same Services as a kube-proxy-nftables-style ruleset
-//    (verdict maps, `numgen inc` round-robin, DNAT + masquerade) in `ip ferry`.
+//    (verdict maps, `numgen inc` round-robin, DNAT + masquerade) in `ip ferry`,
+//    and IPv6 Services in its twin `ip6 ferry`.
 //
 // Pod egress masquerade (ensureMasquerade) lives in nftables in both modes, in
 // its own table `ip ferry-nat`.

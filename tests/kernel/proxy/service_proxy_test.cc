@@ -270,14 +270,10 @@ TEST_P(ServiceProxyKernelTest, MasqueradeTableIsInstalledAndRemoved) {
   });
   EXPECT_NE(testing::sh("ip netns exec fpxn" + env_.suffix() + " nft list table ip ferry-nat"), 0);
   EXPECT_NE(testing::sh("ip netns exec fpxn" + env_.suffix() + " nft list table ip ferry"), 0);
+  EXPECT_NE(testing::sh("ip netns exec fpxn" + env_.suffix() + " nft list table ip6 ferry"), 0);
 }
 
-// Pinned state is the ebpf mode's (nftables tables simply stay in the kernel).
-// IPv6 Services are the ebpf mode's too: the nftables mode writes only the
-// `ip` table so far.
-using EbpfServiceProxyKernelTest = ServiceProxyKernelTest;
-
-TEST_P(EbpfServiceProxyKernelTest, IPv6RoundRobinIsExactOver300Connections) {
+TEST_P(ServiceProxyKernelTest, IPv6RoundRobinIsExactOver300Connections) {
   apply([&] { return proxy_->upsertService(web6Service()); });
   apply([&] { return proxy_->upsertEndpointSlice(sliceOf("web6", "web6-abc", "IPv6", firstBackends6(3))); });
   ClientResult r = client(ClientJob::TcpConnect, kWeb6IP, 80, 300);
@@ -286,7 +282,7 @@ TEST_P(EbpfServiceProxyKernelTest, IPv6RoundRobinIsExactOver300Connections) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(r.byBackend[kBackends6[i]], 100) << kBackends6[i];
 }
 
-TEST_P(EbpfServiceProxyKernelTest, IPv6ApplicationSeesOnlyTheServiceAddress) {
+TEST_P(ServiceProxyKernelTest, IPv6ApplicationSeesOnlyTheServiceAddress) {
   apply([&] { return proxy_->upsertService(web6Service()); });
   apply([&] { return proxy_->upsertEndpointSlice(sliceOf("web6", "web6-abc", "IPv6", firstBackends6(3))); });
   ClientResult udp = client(ClientJob::UdpSendto, kWeb6IP, 53, 30, true);
@@ -302,7 +298,7 @@ TEST_P(EbpfServiceProxyKernelTest, IPv6ApplicationSeesOnlyTheServiceAddress) {
   EXPECT_EQ(tcp.total(), 30);
 }
 
-TEST_P(EbpfServiceProxyKernelTest, IPv6ServiceWithoutEndpointsRefusesAtOnce) {
+TEST_P(ServiceProxyKernelTest, IPv6ServiceWithoutEndpointsRefusesAtOnce) {
   apply([&] { return proxy_->upsertService(web6Service()); });
   ClientResult r = client(ClientJob::TcpConnect, kWeb6IP, 80, 5);
   EXPECT_EQ(r.errors[ECONNREFUSED], 5) << errorsText(r);
@@ -313,11 +309,15 @@ TEST_P(EbpfServiceProxyKernelTest, IPv6ServiceWithoutEndpointsRefusesAtOnce) {
   EXPECT_EQ(r.errors[ECONNREFUSED], 5) << errorsText(r);
 }
 
-// clusterIPs [IPv4, IPv6]: each family balances over the slices of its own
-// addressType; the state read back from the maps matches the API after a restart.
-TEST_P(EbpfServiceProxyKernelTest, DualStackServiceBalancesEachFamilyAndIsAdoptedAfterRestart) {
+api::Service dualStackWeb() {
   api::Service s = webService();
   s.clusterIPs = {kWebIP, kWeb6IP};
+  return s;
+}
+
+// clusterIPs [IPv4, IPv6]: each family balances over the slices of its own addressType.
+TEST_P(ServiceProxyKernelTest, DualStackServiceBalancesEachFamilyOverItsOwnSlices) {
+  api::Service s = dualStackWeb();
   std::vector<api::EndpointSlice> slices = {sliceOf("web", "web-v4", "IPv4", firstBackends(3)),
                                             sliceOf("web", "web-v6", "IPv6", firstBackends6(3))};
   apply([&] { return proxy_->upsertService(s); });
@@ -332,8 +332,27 @@ TEST_P(EbpfServiceProxyKernelTest, DualStackServiceBalancesEachFamilyAndIsAdopte
   }
   EXPECT_EQ(v4.byBackend.size(), 3u);
   EXPECT_EQ(v6.byBackend.size(), 3u);
+  // One IPv6 endpoint change, applied incrementally.
+  apply([&] { return proxy_->upsertEndpointSlice(sliceOf("web", "web-v6", "IPv6", firstBackends6(1))); });
+  ClientResult shrunk = client(ClientJob::TcpConnect, kWeb6IP, 80, 10);
+  EXPECT_EQ(shrunk.byBackend[kBackends6[0]], 10) << errorsText(shrunk);
+  onNode([&] {
+    auto programmed = proxy_->programmedState();
+    ASSERT_TRUE(programmed);
+    EXPECT_EQ(*programmed, proxy_->desiredState());
+  });
+}
 
-  // A new agent adopts the pinned IPv6 maps and reconciles a shrink.
+// Pinned state is the ebpf mode's (nftables tables simply stay in the kernel).
+using EbpfServiceProxyKernelTest = ServiceProxyKernelTest;
+
+// A new agent adopts the pinned IPv6 maps and reconciles a shrink.
+TEST_P(EbpfServiceProxyKernelTest, DualStackStateIsAdoptedAfterRestart) {
+  api::Service s = dualStackWeb();
+  std::vector<api::EndpointSlice> slices = {sliceOf("web", "web-v4", "IPv4", firstBackends(3)),
+                                            sliceOf("web", "web-v6", "IPv6", firstBackends6(3))};
+  apply([&] { return proxy_->upsertService(s); });
+  for (const auto& slice : slices) apply([&] { return proxy_->upsertEndpointSlice(slice); });
   onNode([&] { proxy_.reset(); });
   startProxy();
   ASSERT_TRUE(proxy_);

@@ -147,9 +147,25 @@ TEST(ServiceTable, DualStackServiceHasAPlanPerFamilyFromSlicesOfItsAddressType) 
   auto f6 = frontendsOf(plans[1], "192.168.1.5");
   ASSERT_EQ(f6.size(), 1u);
   EXPECT_EQ(f6.begin()->first, (FrontendKey{"fd00:96::10", 80, "TCP"}));
-  // The nftables (ip table) rendering leaves the IPv6 plans out.
+  // nftables: the ip table takes the IPv4 plans, the ip6 table the IPv6 ones.
   NftFragment f = renderServiceFragment(plans, NftServiceOptions{"ferry", "192.168.1.5", "10.244.0.0/16", true});
   for (const auto& [key, _] : f.serviceElements) EXPECT_EQ(key.find(':'), std::string::npos) << key;
+  NftServiceOptions o6{"ferry", "192.168.1.5", "10.244.0.0/16", true, true};
+  NftFragment frag6 = renderServiceFragment(plans, o6);
+  EXPECT_EQ(frag6.serviceElements.count("fd00:96::10 . tcp . 80"), 1u);
+  EXPECT_EQ(frag6.serviceElements.size(), 2u) << "both ports, no NodePort (the node address is IPv4)";
+  std::string all;
+  for (const auto& [name, rules] : frag6.chains) {
+    EXPECT_EQ(name.find(':'), std::string::npos) << "nft names take no ':': " << name;
+    for (const auto& r : rules) all += r + "\n";
+  }
+  EXPECT_NE(all.find("dnat to [fd00:244::11]:8080"), std::string::npos) << all;
+  EXPECT_EQ(all.find("ip saddr"), std::string::npos) << all;
+  std::string table = renderServiceRuleset({{"default/web", frag6}}, o6);
+  EXPECT_NE(table.find("table ip6 ferry {"), std::string::npos);
+  EXPECT_NE(table.find("type ipv6_addr . inet_proto . inet_service : verdict"), std::string::npos);
+  EXPECT_NE(table.find("ip6 daddr . meta l4proto . th dport vmap @services"), std::string::npos);
+  EXPECT_EQ(renderFragmentUpdate("ferry", {}, frag6, "ip6").find("add chain ip6 ferry "), 0u);
 }
 
 TEST(ServiceTable, SingleStackIPv6ServiceAndOverride) {
