@@ -307,8 +307,10 @@ void PodManager::finishEviction(const std::string& uid) {
 size_t PodManager::admittedPodsLocked(const std::string& except) const {
   size_t n = 0;
   for (const auto& [uid, entry] : pods_) {
-    if (uid == except || entry->terminal || !entry->evictionMessage.empty()) continue;
-    if (entry->worker ? entry->worker->finished() : entry->finalizing) continue;
+    // A pod being finalized holds no place: its containers are stopped and its API object
+    // is going, so the scheduler may already have bound a pod to the place it frees.
+    if (uid == except || entry->terminal || entry->finalizing || !entry->evictionMessage.empty()) continue;
+    if (entry->worker && entry->worker->finished()) continue;
     ++n;
   }
   return n;
@@ -712,6 +714,7 @@ Status PodManager::finalize(const std::string& uid) {
     if (it == pods_.end()) return {};
     pod = it->second->pod;
     worker = std::move(it->second->worker);
+    it->second->finalizing = true;
   }
   if (worker) {
     worker->stop();
