@@ -86,10 +86,7 @@ TEST(MultiNode, ThreeNodesSpreadAndCrossNodeTraffic) {
     EXPECT_FALSE(cidr.output.empty()) << name << " has no podCIDR";
   }
 
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
 
   auto applied = cluster.kubectl("apply -f -", 60s, kApp);
   ASSERT_EQ(applied.exitCode, 0) << applied.output;

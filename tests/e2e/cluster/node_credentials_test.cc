@@ -102,10 +102,7 @@ TEST(NodeCredentials, JoinedNodesUseCaSignedCertificatesAndTheApiServerVerifiesT
   EXPECT_NE(tokenPods.output.find("join token only"), std::string::npos) << tokenPods.output;
 
   // ---- workloads on both nodes; logs and exec through the verified TLS ----
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = ferry::e2e::makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
   ASSERT_EQ(cluster.kubectl("apply -f -", 60s, pod("on-one", node1) + "---\n" + pod("on-two", node2)).exitCode, 0);
   bool running = ferry::e2e::waitFor([&] {
     auto r = cluster.kubectl("get pods on-one on-two -o jsonpath={.items[*].status.phase}");

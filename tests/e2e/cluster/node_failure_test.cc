@@ -96,10 +96,7 @@ TEST(NodeFailure, PodsReplacedElsewhereAndServiceFollows) {
   options.serverFlags = {"--node-monitor-grace-period=15"};
   Cluster cluster(options);
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
 
   auto applied = cluster.kubectl("apply -f -", 60s, kApp);
   ASSERT_EQ(applied.exitCode, 0) << applied.output;

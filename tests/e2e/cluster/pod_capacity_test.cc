@@ -45,10 +45,7 @@ TEST(PodCapacity, FullNodeLeavesTheNextPodPendingAndRefusesOneBoundPastTheSchedu
   options.agentFlags = {"--max-pods", "2"};
   Cluster cluster(options);
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
   std::string node = cluster.kubectl("get nodes -o jsonpath={.items[0].metadata.name}", 20s).output;
   ASSERT_FALSE(node.empty());
 

@@ -162,10 +162,7 @@ TEST(ClusterDnsE2E, BusyboxNslookupInAPod) {
   ASSERT_EQ(cluster.start(), "");
   TestUpstream upstream;
   ASSERT_EQ(upstream.start(cluster), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = ferry::e2e::makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
 
   auto applied = cluster.kubectl("apply -f -", 60s, kBackends);
   ASSERT_EQ(applied.exitCode, 0) << applied.output;

@@ -83,10 +83,7 @@ TEST(Eviction, BestEffortHogEvictedGuaranteedKeptPressureSetAndCleared) {
                         "--eviction-pressure-transition-period", "20s"};
   Cluster cluster(options);
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
 
   auto nodeJson = [&] {
     auto r = cluster.kubectl("get node node-1 -o json", 30s);

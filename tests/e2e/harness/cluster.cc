@@ -331,6 +331,14 @@ std::string Cluster::importImage(const std::string& archivePath) {
   return {};
 }
 
+std::string Cluster::importBusybox() {
+  std::error_code ec;
+  std::filesystem::create_directories(workDir_ + "/images", ec);
+  std::string image = makeBusyboxImage(workDir_ + "/images");
+  if (image.empty()) return "could not build the busybox test image";
+  return importImage(image);
+}
+
 void Cluster::killAgent(int index) {
   if (index - 1 < static_cast<int>(pids_.size()) && pids_[index - 1] > 0) {
     kill(pids_[index - 1], SIGKILL);

@@ -77,6 +77,9 @@ class Cluster {
 
   // Imports an image archive into every node's image store.
   std::string importImage(const std::string& archivePath);
+  // Builds the busybox test image (docker.io/library/busybox:1.35) and imports it into
+  // every node: what most e2e tests do right after start(). "" or what failed.
+  std::string importBusybox();
 
   std::string nodeName(int index) const;
   std::string nodeNamespace(int index) const;

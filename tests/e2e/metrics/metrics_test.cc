@@ -54,10 +54,7 @@ TEST(Metrics, AgentAndServerExportWhatOperatorsWatch) {
   options.nodes = 2;
   Cluster cluster(options);
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
   auto applied = cluster.kubectl("apply -f -", 60s, kWorkload);
   ASSERT_EQ(applied.exitCode, 0) << applied.output;
   ASSERT_TRUE(waitFor([&] {

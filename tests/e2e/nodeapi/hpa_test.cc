@@ -59,10 +59,7 @@ TEST(Hpa, ScalesADeploymentOnCpuReportedByTheAgents) {
   if (auto reason = ferry::e2e::e2eUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
   Cluster cluster(ClusterOptions{.nodes = 1});
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = ferry::e2e::makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
 
   auto applied = cluster.kubectl("apply -f -", 60s, kManifests);
   ASSERT_EQ(applied.exitCode, 0) << applied.output;

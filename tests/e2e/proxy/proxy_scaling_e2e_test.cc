@@ -237,10 +237,7 @@ TEST(ProxyScalingE2E, ScaleThreeToOneToFourUnderAConnectLoop) {
   if (ferry::e2e::sh("command -v bpftool").exitCode != 0) GTEST_SKIP() << "bpftool is not installed: cannot read the proxy's maps";
   Cluster cluster(ClusterOptions{});
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = ferry::e2e::makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
   const std::string shared = cluster.workDir() + "/proxy-shared";
   fs::create_directories(shared);
   const std::string bpffs = "/sys/fs/bpf/" + cluster.cgroupRoot(1);

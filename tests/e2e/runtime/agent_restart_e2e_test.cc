@@ -144,10 +144,7 @@ TEST(AgentRestart, KillNineKeepsContainersAndTheRestartedAgentAdoptsThem) {
   options.separateServerProcess = true;  // node 1's agent alone can be killed
   Cluster cluster(options);
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
   std::string hostDir = cluster.workDir() + "/hostdir";
   fs::create_directories(hostDir);
 

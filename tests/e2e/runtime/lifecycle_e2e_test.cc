@@ -99,10 +99,7 @@ TEST(RuntimeLifecycle, TerminationReadinessVolumesServiceLinksAndLogs) {
   if (auto reason = e2eUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
   Cluster cluster(ClusterOptions{.nodes = 1});
   ASSERT_EQ(cluster.start(), "");
-  fs::create_directories(cluster.workDir() + "/images");
-  std::string image = makeBusyboxImage(cluster.workDir() + "/images");
-  ASSERT_FALSE(image.empty()) << "could not build the busybox test image";
-  ASSERT_EQ(cluster.importImage(image), "");
+  ASSERT_EQ(cluster.importBusybox(), "");
   std::string hostDir = cluster.workDir() + "/hostdir";
   fs::create_directories(hostDir);
   std::ofstream(hostDir + "/marker") << "from-the-node\n";
