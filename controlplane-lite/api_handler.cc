@@ -356,10 +356,23 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
       std::string rv = req.param("resourceVersion");
       bool bookmarks = isTrue(req.param("allowWatchBookmarks"));
       int timeout = req.hasParam("timeoutSeconds") ? std::atoi(req.param("timeoutSeconds").c_str()) : 1800;
-      auto encode = std::make_shared<std::function<std::string(const std::string&, const Json&)>>(
-          [r, table, include, now, first = std::make_shared<bool>(true)](const std::string& type, const Json& obj) {
-            if (!table)  // written around the object's own dump: no copy of it per watcher and event
-              return "{\"object\":" + obj.dump() + ",\"type\":" + Json(type).dump() + "}\n";
+      // `dumped`: the object's JSON text when the event carries it (made once per change for
+      // all watchers, WatchEvent::json); the line is spliced around it.
+      auto encode = std::make_shared<std::function<std::string(const std::string&, const Json&, const std::string*)>>(
+          [r, table, include, now, first = std::make_shared<bool>(true)](const std::string& type, const Json& obj,
+                                                                         const std::string* dumped) {
+            if (!table) {
+              std::string text = dumped ? std::string() : obj.dump();
+              const std::string& body = dumped ? *dumped : text;
+              std::string line;
+              line.reserve(body.size() + type.size() + 24);
+              line += "{\"object\":";
+              line += body;
+              line += ",\"type\":\"";
+              line += type;  // ADDED | MODIFIED | DELETED: nothing to escape
+              line += "\"}\n";
+              return line;
+            }
             Json out = toTable(*r, {obj}, api::resourceVersionOf(obj), "", *first, include, std::time(nullptr));
             *first = false;
             return Json{{"type", type}, {"object", out}}.dump() + "\n";
@@ -368,12 +381,12 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
       if (rv.empty() || rv == "0") {
         auto initial = registry_.list(qn, rp.ns, lo);
         if (!initial) return statusError(initial.error(), r, "");
-        for (const auto& obj : initial->items) channel->lines.push_back((*encode)("ADDED", obj));
+        for (const auto& obj : initial->items) channel->lines.push_back((*encode)("ADDED", obj, nullptr));
         rv = initial->resourceVersion;
       }
       channel->lastResourceVersion = rv;
       std::weak_ptr<WatchChannel> weak = channel;
-      auto w = registry_.watch(qn, rp.ns, rv, lo, [weak, encode](const WatchEvent& e) {
+      auto w = registry_.watch(qn, rp.ns, rv, lo, [weak, encode, table](const WatchEvent& e) {
         auto ch = weak.lock();
         if (!ch) return;
         if (e.type == "ERROR") {  // the watch cache ended this watch: the client must list again
@@ -383,7 +396,7 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
           ch->cv.notify_one();
           return;
         }
-        std::string line = (*encode)(e.type, *e.object);
+        std::string line = (*encode)(e.type, *e.object, table ? nullptr : &e.json());
         std::lock_guard lock(ch->mu);
         if (ch->lines.size() > 10000) {
           ch->overflow = true;
@@ -487,8 +500,9 @@ HttpResponse ApiHandler::handle(HttpRequest& req) {
         obj["kind"] = r->kind;
         return jsonResponse(201, obj);
       }
-      auto made = registry_.create(qn, *body);
-      if (!made) return statusError(made.error(), r, api::nameOf(*body));
+      std::string bodyName = api::nameOf(*body);
+      auto made = registry_.create(qn, std::move(*body));
+      if (!made) return statusError(made.error(), r, bodyName);
       return jsonResponse(201, *made);
     }
     if (m == "DELETE") {

@@ -8,6 +8,7 @@
 #include "api/object.h"
 
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <memory>
 #include <string>
@@ -36,9 +37,32 @@ struct ObjectList {
 // reaches every in-process watcher (informers) without a copy per watcher.
 using ObjectPtr = std::shared_ptr<const api::Json>;
 
+// An object's JSON text, dumped once by the first watcher that wants it and shared by the
+// others: an HTTP watch line is this text spliced between `{"object":` and the type, so
+// 1,000 watchers of one change cost one dump, not 1,000.
+class EncodedObject {
+ public:
+  const std::string& text(const api::Json& object) {
+    std::call_once(once_, [&] { text_ = object.dump(); });
+    return text_;
+  }
+
+ private:
+  std::once_flag once_;
+  std::string text_;
+};
+
 struct WatchEvent {
   std::string type;  // ADDED | MODIFIED | DELETED | ERROR (object: a Status)
   ObjectPtr object;  // never null
+  // Shared by every watcher of one change (null: made on first use for this event alone).
+  mutable std::shared_ptr<EncodedObject> encoded;
+
+  // `object->dump()`, made at most once per change.
+  const std::string& json() const {
+    if (!encoded) encoded = std::make_shared<EncodedObject>();
+    return encoded->text(*object);
+  }
 };
 
 class ObjectWatch {

@@ -356,7 +356,9 @@ Status Registry::checkNamespaceWritable(const std::string& ns) {
   return {};
 }
 
-Result<Json> Registry::create(const std::string& resource, const Json& input) {
+Result<Json> Registry::create(const std::string& resource, const Json& input) { return create(resource, Json(input)); }
+
+Result<Json> Registry::create(const std::string& resource, Json&& input) {
   // pods/binding for in-process clients (the scheduler): a Binding is not stored, it binds.
   if (resource == "bindings") {
     auto st = bindPod(api::namespaceOf(input), api::nameOf(input), api::at<std::string>(input, {"target", "name"}));
@@ -365,7 +367,7 @@ Result<Json> Registry::create(const std::string& resource, const Json& input) {
   }
   REQUIRE_RESOURCE(r, resource);
   if (!input.is_object()) return fail(EBADMSG, "the object must be a JSON object");
-  Json obj = input;
+  Json obj = std::move(input);
   obj["apiVersion"] = r->apiVersion();
   obj["kind"] = r->kind;
   if (!obj.contains("metadata") || !obj["metadata"].is_object()) obj["metadata"] = Json::object();

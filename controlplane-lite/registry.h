@@ -51,6 +51,8 @@ class Registry : public ObjectClient {
   ~Registry() override;
 
   Result<api::Json> create(const std::string& resource, const api::Json& object) override;
+  // The same, taking the request's object over instead of copying it (the HTTP handler).
+  Result<api::Json> create(const std::string& resource, api::Json&& object);
   Result<api::Json> get(const std::string& resource, const std::string& ns, const std::string& name) override;
   Result<api::Json> update(const std::string& resource, const api::Json& object) override;
   Result<api::Json> updateStatus(const std::string& resource, const api::Json& object) override;

@@ -178,8 +178,17 @@ struct WriteOp {
   std::int64_t expectedRevision = 0;  // Compact: the revision to compact to
   DecodedValue decoded;               // create/update: called with the revision for the watch event
   Result<std::int64_t> result = fail(EIO, "not run");
-  bool done = false;
-  std::condition_variable wake;
+  bool done = false;  // under writeMutex
+  // The submitting thread's own condition variable. Shared so that the leader can wake
+  // the writers it served after releasing writeMutex (a writer woken while the leader
+  // still holds it only blocks again on the mutex: two context switches per write) even
+  // though a served writer may return, and its thread end, before the leader's notify.
+  std::shared_ptr<std::condition_variable> wake = threadWake();
+
+  static const std::shared_ptr<std::condition_variable>& threadWake() {
+    thread_local auto cv = std::make_shared<std::condition_variable>();
+    return cv;
+  }
 };
 
 struct SqliteStore::Impl {
@@ -255,7 +264,7 @@ struct SqliteStore::Impl {
     pending.push_back(&op);
     while (!op.done) {
       if (leaderActive) {
-        op.wake.wait(lock);
+        op.wake->wait(lock);
         continue;
       }
       leaderActive = true;
@@ -269,11 +278,16 @@ struct SqliteStore::Impl {
       if (!events.empty()) committed = events.back().kv.modRevision;
       hub->publish(std::move(events));
       leaderActive = false;
+      std::vector<std::shared_ptr<std::condition_variable>> wakes;
+      wakes.reserve(batch.size());
       for (auto* served : batch) {
         served->done = true;
-        if (served != &op) served->wake.notify_one();
+        if (served != &op) wakes.push_back(served->wake);
       }
-      if (!pending.empty()) pending.front()->wake.notify_one();  // the next leader
+      if (!pending.empty()) wakes.push_back(pending.front()->wake);  // the next leader
+      lock.unlock();
+      for (auto& wake : wakes) wake->notify_one();
+      return std::move(op.result);  // the leader served its own op in this batch
     }
     return std::move(op.result);
   }

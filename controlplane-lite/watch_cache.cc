@@ -122,7 +122,8 @@ void WatchCache::onStoreEvent(const StoreEvent& event) {
   std::vector<std::shared_ptr<Watcher>> snapshot;
   snapshot.reserve(watchers_.size());
   for (auto& [id, w] : watchers_) snapshot.push_back(w);
-  for (auto& w : snapshot) deliver(*w, event.kv.modRevision, deleted, object, previous);
+  auto encoded = std::make_shared<EncodedObject>();  // one dump of the object for all watchers
+  for (auto& w : snapshot) deliver(*w, event.kv.modRevision, deleted, object, previous, encoded);
 }
 
 void WatchCache::restartAfterStoreError(const std::string& reason) {
@@ -145,18 +146,18 @@ void WatchCache::restartAfterStoreError(const std::string& reason) {
 }
 
 void WatchCache::deliver(Watcher& w, std::int64_t revision, bool deleted, const ObjectPtr& object,
-                         const ObjectPtr& previous) {
+                         const ObjectPtr& previous, const std::shared_ptr<EncodedObject>& encoded) {
   if (revision <= w.afterRevision) return;
   if (deleted) {
     // The deleted object itself is what a watcher sees; match it on its last state.
-    if (w.filter.matches(*object)) w.sink(WatchEvent{"DELETED", object});
+    if (w.filter.matches(*object)) w.sink(WatchEvent{"DELETED", object, encoded});
     return;
   }
   bool nowMatches = w.filter.matches(*object);
   bool wasMatching = previous && w.filter.matches(*previous);
-  if (nowMatches && wasMatching) w.sink(WatchEvent{"MODIFIED", object});
-  else if (nowMatches) w.sink(WatchEvent{"ADDED", object});
-  else if (wasMatching) w.sink(WatchEvent{"DELETED", object});
+  if (nowMatches && wasMatching) w.sink(WatchEvent{"MODIFIED", object, encoded});
+  else if (nowMatches) w.sink(WatchEvent{"ADDED", object, encoded});
+  else if (wasMatching) w.sink(WatchEvent{"DELETED", object, encoded});
 }
 
 void WatchCache::replay(Watcher& w, const Entry& e) {
@@ -167,7 +168,7 @@ void WatchCache::replay(Watcher& w, const Entry& e) {
   if (e.previousValue) {
     if (auto p = decode_(*e.previousValue, e.previousRevision)) previous = std::make_shared<const Json>(std::move(*p));
   }
-  deliver(w, e.revision, e.deleted, std::make_shared<const Json>(std::move(*object)), previous);
+  deliver(w, e.revision, e.deleted, std::make_shared<const Json>(std::move(*object)), previous, nullptr);
 }
 
 Result<std::unique_ptr<ObjectWatch>> WatchCache::add(std::int64_t afterRevision, WatchFilter filter,

@@ -79,7 +79,7 @@ class WatchCache {
   void onStoreEvent(const StoreEvent& event);
   void restartAfterStoreError(const std::string& reason);
   static void deliver(Watcher& watcher, std::int64_t revision, bool deleted, const ObjectPtr& object,
-                      const ObjectPtr& previous);
+                      const ObjectPtr& previous, const std::shared_ptr<EncodedObject>& encoded);
   void replay(Watcher& watcher, const Entry& entry);
   void removeWatcher(std::uint64_t id);
 

@@ -206,5 +206,43 @@ TEST(WatchCacheWindow, AResumingWatcherGetsTheEventsDecodedWithSelectorMoves) {
   std::filesystem::remove_all(dir);
 }
 
+// The HTTP watch line splices WatchEvent::json(): live watchers of one change share one
+// dump of the object (made by the first that asks), and it is the object's own dump.
+TEST(WatchCacheWindow, LiveWatchersOfOneChangeShareOneDump) {
+  auto dir = testing::makeTempDir("watch-cache-dump");
+  auto sqlite = SqliteStore::open((dir / "state.db").string());
+  ASSERT_TRUE(sqlite) << sqlite.error().message;
+  WatchCache cache(**sqlite, "/registry/configmaps/", [](const std::string& value, std::int64_t revision) -> Result<Json> {
+    Json obj = Json::parse(value);
+    obj["metadata"]["resourceVersion"] = std::to_string(revision);
+    return obj;
+  });
+  Received a, b;
+  auto wa = cache.add(-1, {}, a.sink());
+  auto wb = cache.add(-1, {}, b.sink());
+  ASSERT_TRUE(wa && wb);
+  auto created = (*sqlite)->create("/registry/configmaps/default/d", configMap("d", "1"));
+  ASSERT_TRUE(created);
+  auto changed = (*sqlite)->update("/registry/configmaps/default/d", configMap("d", "2"), *created);
+  ASSERT_TRUE(changed);
+  ASSERT_TRUE(a.waitFor(2));
+  ASSERT_TRUE(b.waitFor(2));
+  auto as = a.snapshot(), bs = b.snapshot();
+  for (std::size_t i = 0; i < 2; ++i) {
+    ASSERT_TRUE(as[i].encoded && bs[i].encoded);
+    EXPECT_EQ(as[i].encoded, bs[i].encoded) << "event " << i << ": one dump per change";
+    EXPECT_EQ(as[i].json(), as[i].object->dump());
+    EXPECT_EQ(&as[i].json(), &bs[i].json());
+  }
+  EXPECT_NE(as[0].encoded, as[1].encoded);  // two changes, two dumps
+  EXPECT_NE(as[1].json().find("\"v\":\"2\""), std::string::npos);
+  // An event made without the cache's sharing still answers json() (its own dump).
+  WatchEvent lone{"ADDED", as[0].object};
+  EXPECT_EQ(lone.json(), as[0].object->dump());
+  wa->reset();
+  wb->reset();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ferry::cp
