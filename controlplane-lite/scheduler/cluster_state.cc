@@ -219,10 +219,21 @@ void ClusterState::removeNode(const std::string& name) {
 
 void ClusterState::placePod(const std::string& podKey, const api::Json& pod, const std::string& nodeName) {
   removePod(podKey);
-  auto it = nodeIndex_.find(nodeName);
-  if (it == nodeIndex_.end()) return;  // node unknown (yet): nothing to account against
+  if (!nodeIndex_.count(nodeName)) return;  // node unknown (yet): nothing to account against
   const api::Json* owner = controllerRefOf(pod);
-  PlacedPod placed = describePod(pod, owner ? internOwner(owner->value("uid", "")) : -1);
+  account(podKey, describePod(pod, owner ? internOwner(owner->value("uid", "")) : -1), nodeName);
+}
+
+void ClusterState::placeScheduled(const std::string& podKey, PlacementResult& result) {
+  removePod(podKey);
+  if (!nodeIndex_.count(result.nodeName)) return;
+  PlacedPod placed = std::move(result.placed);
+  placed.ownerId = result.ownerUid.empty() ? -1 : internOwner(result.ownerUid);
+  account(podKey, std::move(placed), result.nodeName);
+}
+
+void ClusterState::account(const std::string& podKey, PlacedPod placed, const std::string& nodeName) {
+  auto it = nodeIndex_.find(nodeName);
   NodeInfo& info = nodes_[it->second];
   info.requested.add(placed.requests);
   info.scoringRequested.add(placed.scoringRequests);
@@ -343,23 +354,31 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
     return result;
   }
 
+  // The owner's pods on each feasible node, looked up once (the scoring reads them twice).
+  std::vector<int> ownerCount(feasible.size(), 0);
+  auto countOn = [&](std::size_t i) {
+    if (ownerId < 0) return 0;
+    auto it = nodes_[i].ownerCounts.find(ownerId);
+    return it == nodes_[i].ownerCounts.end() ? 0 : it->second;
+  };
   // Sampling part of a large cluster can miss the nodes holding the fewest of
   // this owner's pods; then the rest of the nodes are searched too, so that
   // replicas stay within one pod of even.
-  if (ownerId >= 0 && feasible.size() < n) {
-    int least = leastOwnerCount(ownerId);
-    auto countOn = [&](std::size_t i) {
-      auto it = nodes_[i].ownerCounts.find(ownerId);
-      return it == nodes_[i].ownerCounts.end() ? 0 : it->second;
-    };
-    bool sampledLeast = false;
-    for (std::size_t i : feasible)
-      if (countOn(i) == least) sampledLeast = true;
+  if (ownerId >= 0) {
+    const int least = feasible.size() < n ? leastOwnerCount(ownerId) : -1;
+    bool sampledLeast = least < 0;
+    for (std::size_t k = 0; k < feasible.size(); ++k) {
+      ownerCount[k] = countOn(feasible[k]);
+      if (ownerCount[k] == least) sampledLeast = true;
+    }
     if (!sampledLeast) {
       std::vector<std::size_t> widened;
       for (std::size_t i = 0; i < n; ++i)
         if (countOn(i) == least && filter(nodes_[i], terms, placed).empty()) widened.push_back(i);
-      if (!widened.empty()) feasible = std::move(widened);
+      if (!widened.empty()) {
+        feasible = std::move(widened);
+        ownerCount.assign(feasible.size(), least);
+      }
     }
   }
 
@@ -367,14 +386,11 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
   // spreading of the owner's pods, weight 2, as Kubernetes' default profile weighs
   // topology spreading over resource balance.
   int maxOwnerCount = 0;
-  if (ownerId >= 0)
-    for (std::size_t i : feasible) {
-      auto it = nodes_[i].ownerCounts.find(ownerId);
-      if (it != nodes_[i].ownerCounts.end()) maxOwnerCount = std::max(maxOwnerCount, it->second);
-    }
+  for (int count : ownerCount) maxOwnerCount = std::max(maxOwnerCount, count);
   double bestScore = -1;
   std::size_t best = feasible.front();
-  for (std::size_t i : feasible) {
+  for (std::size_t k = 0; k < feasible.size(); ++k) {
+    const std::size_t i = feasible[k];
     const NodeInfo& node = nodes_[i];
     auto leastAllocated = [](std::int64_t allocatable, std::int64_t requested) {
       if (allocatable <= 0 || requested > allocatable) return 0.0;
@@ -386,9 +402,7 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
                         node.scoringRequested.memoryMilli + placed.scoringRequests.memoryMilli)) /
         2.0;
     if (ownerId >= 0 && maxOwnerCount > 0) {
-      auto it = node.ownerCounts.find(ownerId);
-      int count = it == node.ownerCounts.end() ? 0 : it->second;
-      score += 2.0 * 100.0 * static_cast<double>(maxOwnerCount - count) / static_cast<double>(maxOwnerCount);
+      score += 2.0 * 100.0 * static_cast<double>(maxOwnerCount - ownerCount[k]) / static_cast<double>(maxOwnerCount);
     } else {
       score += 200.0;
     }
@@ -399,6 +413,8 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
     }
   }
   result.nodeName = nodes_[best].name;
+  result.placed = std::move(placed);
+  if (owner) result.ownerUid = owner->value("uid", "");
   return result;
 }
 

@@ -52,6 +52,10 @@ struct PodTerms {
 struct PlacementResult {
   std::string nodeName;  // empty: unschedulable
   std::string message;   // "0/3 nodes are available: ..." when unschedulable
+  // What the pod requests, as schedule() described it: placeScheduled() accounts
+  // it without parsing the pod's quantities a second time.
+  PlacedPod placed;
+  std::string ownerUid;  // the pod's controller uid, "" when standalone
 };
 
 class ClusterState {
@@ -61,6 +65,8 @@ class ClusterState {
   // Accounts a pod on `nodeName` (replacing an earlier placement of the same key).
   void placePod(const std::string& podKey, const api::Json& pod, const std::string& nodeName);
   void removePod(const std::string& podKey);
+  // placePod() for the result of schedule(pod) on the same state (result.nodeName set).
+  void placeScheduled(const std::string& podKey, PlacementResult& result);
   // Node the pod is accounted on, or "".
   std::string nodeOfPod(const std::string& podKey) const;
 
@@ -72,6 +78,7 @@ class ClusterState {
 
  private:
   int internOwner(const std::string& uid);
+  void account(const std::string& podKey, PlacedPod placed, const std::string& nodeName);
   // Empty when the node passes every filter, else the reasons it failed the first failing filter.
   std::vector<std::string> filter(const NodeInfo& node, const PodTerms& pod, const PlacedPod& placed) const;
   std::size_t nodesToFind() const;

@@ -138,7 +138,7 @@ void Scheduler::scheduleOne(const std::string& podKey) {
     if (assumed_.count(podKey)) return;
     result = state_.schedule(*pod);
     if (!result.nodeName.empty()) {
-      state_.placePod(podKey, *pod, result.nodeName);
+      state_.placeScheduled(podKey, result);
       assumed_[podKey] = result.nodeName;
       unschedulable_.erase(podKey);
     } else {
