@@ -2,7 +2,7 @@
 // and `crun run -d` of the same image in the same run (see run.sh, which builds the
 // image and the runc/crun bundles).
 //
-//   podstart_bench --image IMAGE.tar --bundles DIR [--pods 100]   (root)
+//   podstart_bench --image IMAGE.tar --bundles DIR [--pods 100] [--stream-pods N] [--stream-rate R]   (root)
 //
 // Ferry: a one-node cluster from the e2e harness (`ferry server` with its agent in a
 // network namespace of its own), the image imported locally. The bench talks to the API
@@ -10,7 +10,10 @@
 // from just before its POST to the watch event that first shows status.phase Running
 // (what `kubectl get -w` would show). Pods go through the scheduler (no nodeName).
 //   sequential: one pod at a time (create, wait Running, next) — the single-pod latency;
-//   burst:      all pods created back to back — pods/s = pods / (last Running − first POST).
+//   burst:      all pods created back to back — pods/s = pods / (last Running − first POST);
+//   sustained:  --stream-pods (default 5 × pods) POSTed at --stream-rate (default 50/s),
+//               each POST deleting the pod `pods` before it (about `pods` live); pods/s =
+//               Running events per second from 2 s after the first POST to the last POST.
 // Pods of both phases keep running until the phase ends (100 pods on the node).
 // runc / crun: `<runtime> run -d` of a bundle per container (same rootfs, `sleep 3600`,
 // new pid/net/ipc/uts/mount namespaces, 64 MiB memory limit): the time until the command
@@ -217,6 +220,75 @@ class FerryBench {
     });
   }
 
+  // Sustained: pods `prefix`-0..total-1 POSTed at a fixed rate (open loop: pod i at
+  // start + i/rate, whatever the cluster does), with churn: creating pod i deletes pod
+  // i-window, so the node holds about `window` pods and the stream can run longer than the
+  // node's capacity (and the /24's 253 addresses) would allow. The rate is measured over
+  // the steady part: Running events from 2 s after the first POST to the last POST, per
+  // second. If the node keeps up, that is the offered rate and the latencies stay flat;
+  // if not, Running falls behind and the latency grows through the stream.
+  struct StreamResult {
+    PhaseResult phase;
+    double offered = 0, steadySeconds = 0, steadyRate = 0;
+    Summary firstQuarter, lastQuarter;
+  };
+  StreamResult stream(const std::string& prefix, int total, double rate, int window) {
+    StreamResult s;
+    PhaseResult& r = s.phase;
+    std::vector<std::pair<std::string, Clock::time_point>> created;
+    auto start = Clock::now();
+    auto period = std::chrono::duration<double>(1.0 / rate);
+    for (int i = 0; i < total && !interrupted; ++i) {
+      std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(period * i));
+      std::string name = prefix + "-" + std::to_string(i);
+      auto t0 = Clock::now();
+      auto posted = client_.post("/api/v1/namespaces/default/pods", podManifest(name));
+      r.postMs.push_back(msBetween(t0, Clock::now()));
+      if (!posted) {
+        std::fprintf(stderr, "create %s: %s\n", name.c_str(), posted.error().message.c_str());
+        ++r.failures;
+        continue;
+      }
+      created.emplace_back(name, t0);
+      if (i >= window) (void)client_.remove("/api/v1/namespaces/default/pods/" + prefix + "-" + std::to_string(i - window));
+    }
+    auto lastPost = created.empty() ? start : created.back().second;
+    s.offered = created.size() > 1 ? (created.size() - 1) / (msBetween(start, lastPost) / 1000) : 0;
+    // Each pod must have been seen Running (a deleted pod was Running before its delete
+    // unless it never started: then it counts as a failure).
+    std::vector<std::string> names;
+    for (const auto& [name, t0] : created) names.push_back(name);
+    waitRunning(names, std::chrono::seconds(120));
+    auto steadyFrom = start + std::chrono::seconds(2);
+    int steadyRunning = 0;
+    std::vector<double> first, last;
+    std::lock_guard lock(times_.mu);
+    for (size_t k = 0; k < created.size(); ++k) {
+      const auto& [name, t0] = created[k];
+      auto running = times_.running.find(name);
+      if (running == times_.running.end()) {
+        ++r.failures;
+        r.neverRunning.push_back(name);
+        continue;
+      }
+      double ms = msBetween(t0, running->second);
+      r.createToRunning.push_back(ms);
+      if (k < created.size() / 4) first.push_back(ms);
+      if (k >= created.size() * 3 / 4) last.push_back(ms);
+      if (running->second >= steadyFrom && running->second <= lastPost) ++steadyRunning;
+      if (auto bound = times_.bound.find(name); bound != times_.bound.end()) {
+        r.createToBound.push_back(msBetween(t0, bound->second));
+        r.boundToRunning.push_back(msBetween(bound->second, running->second));
+      }
+    }
+    s.steadySeconds = msBetween(steadyFrom, lastPost) / 1000;
+    s.steadyRate = s.steadySeconds > 0 ? steadyRunning / s.steadySeconds : 0;
+    r.podsPerSecond = s.steadyRate;
+    s.firstQuarter = summarize(first);
+    s.lastQuarter = summarize(last);
+    return s;
+  }
+
  private:
   // Waits for `done` until the deadline or a signal; true when done.
   template <typename Done>
@@ -255,12 +327,13 @@ void printPhase(const std::string& name, const PhaseResult& r) {
   std::fflush(stdout);
 }
 
-int benchFerry(const std::string& image, int count) {
+int benchFerry(const std::string& image, int count, int streamPods, double streamRate) {
   ferry::e2e::ClusterOptions options;
   options.nodes = 1;
   // The node accepts every pod of a phase (the default, like the kubelet's, is 110; the
   // scheduler leaves pods beyond the node's pods allocatable Pending).
-  options.agentFlags = {"--max-pods", std::to_string(std::max(110, count + 10))};
+  // The stream holds `count` pods plus those being deleted.
+  options.agentFlags = {"--max-pods", std::to_string(std::max(110, count * 2 + 20))};
   ferry::e2e::Cluster cluster(options);
   if (auto err = cluster.start(); !err.empty()) {
     std::fprintf(stderr, "cluster: %s\n", err.c_str());
@@ -330,20 +403,34 @@ int benchFerry(const std::string& image, int count) {
     printPhase("burst", burst);
     removed = bench.removeAll("burst", count) && removed;
   }
+  int streamFailures = 0;
+  if (!interrupted && sequential.failures == 0 && streamPods > 0) {
+    auto st = bench.stream("stream", streamPods, streamRate, count);
+    printPhase("sustained", st.phase);
+    std::printf("  sustained: offered %.1f pods/s (%d pods, window %d live, older ones deleted as it goes); "
+                "Running %.1f pods/s over the steady %.1f s; create→Running p99 first quarter %.1f ms, last quarter %.1f ms\n",
+                st.offered, streamPods, count, st.steadyRate, st.steadySeconds, st.firstQuarter.p99, st.lastQuarter.p99);
+    std::fflush(stdout);
+    streamFailures = st.phase.failures;
+    removed = bench.removeAll("stream", streamPods) && removed;
+  }
   if (interrupted) std::fprintf(stderr, "interrupted: stopping the cluster and removing what the bench made\n");
   if (!removed) std::fprintf(stderr, "some pods were not removed in time (the cluster's teardown stops them)\n");
   stop = true;
   watcher.join();
-  return sequential.failures + burst.failures > 0 ? 2 : 0;
+  return sequential.failures + burst.failures + streamFailures > 0 ? 2 : 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int count = 100;
+  int count = 100, streamPods = -1;
+  double streamRate = 50;
   std::string image, bundles;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--pods")) count = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--stream-pods")) streamPods = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--stream-rate")) streamRate = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--image")) image = argv[i + 1];
     if (!std::strcmp(argv[i], "--bundles")) bundles = argv[i + 1];
   }
@@ -383,7 +470,8 @@ int main(int argc, char** argv) {
     while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR)
       if (interrupted) ::kill(child, SIGTERM);
   }
-  int rc = interrupted ? 3 : benchFerry(image, count);
+  if (streamPods < 0) streamPods = count * 5;
+  int rc = interrupted ? 3 : benchFerry(image, count, streamPods, streamRate);
   std::printf("load average at end: %s\n", loadAverage().c_str());
   return rc;
 }

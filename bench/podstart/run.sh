@@ -2,6 +2,7 @@
 # bench/podstart: API create -> Running of pods on one Ferry node beside `runc run -d`
 # and `crun run -d` of the same image, in one run (root).
 #   bench/podstart/run.sh BUILD_DIR [PODS]
+#   (STREAM_PODS, default 5 x PODS, and STREAM_RATE, default 50 pods/s: the sustained phase)
 # Builds the static-busybox OCI image (tests/images/make-busybox-oci), unpacks its one
 # layer as the rootfs of PODS runc/crun bundles (`sleep 3600`, new pid/net/ipc/uts/mount
 # namespaces, 64 MiB memory limit, cgroup /ferry-bench-podstart/c<i>), and runs
@@ -42,7 +43,8 @@ cd "$SRC"
 # Ctrl-C) reaches it by PID: it then stops the cluster it started and deletes its
 # runc/crun containers before the EXIT trap removes the work dir.
 FERRY_BINARY="$BUILD/ferry" FERRY_SOURCE_DIR="$SRC" \
-  "$BUILD/bench/podstart/podstart_bench" --image "$WORK/busybox.tar" --bundles "$WORK/bundles" --pods "$PODS" &
+  "$BUILD/bench/podstart/podstart_bench" --image "$WORK/busybox.tar" --bundles "$WORK/bundles" --pods "$PODS" \
+  --stream-pods "${STREAM_PODS:-$((PODS * 5))}" --stream-rate "${STREAM_RATE:-50}" &
 BENCH=$!
 trap 'kill -TERM "$BENCH" 2>/dev/null || true' INT TERM
 rc=0
