@@ -160,6 +160,20 @@ class FerryBench {
  public:
   FerryBench(ferry::agent::ApiClient& client, PodTimes& times) : client_(client), times_(times) {}
 
+  // POSTs one pod, recording the POST's time and, when it was taken, when it was made.
+  bool post(const std::string& name, PhaseResult& r, std::vector<std::pair<std::string, Clock::time_point>>& created) {
+    auto t0 = Clock::now();
+    auto posted = client_.post("/api/v1/namespaces/default/pods", podManifest(name));
+    r.postMs.push_back(msBetween(t0, Clock::now()));
+    if (!posted) {
+      std::fprintf(stderr, "create %s: %s\n", name.c_str(), posted.error().message.c_str());
+      ++r.failures;
+      return false;
+    }
+    created.emplace_back(name, t0);
+    return true;
+  }
+
   // Creates pods `prefix`-0..count-1; sequential: waits for each to run before the next.
   PhaseResult run(const std::string& prefix, int count, bool sequential) {
     PhaseResult r;
@@ -167,15 +181,7 @@ class FerryBench {
     auto first = Clock::now();
     for (int i = 0; i < count && !interrupted; ++i) {
       std::string name = prefix + "-" + std::to_string(i);
-      auto t0 = Clock::now();
-      auto posted = client_.post("/api/v1/namespaces/default/pods", podManifest(name));
-      r.postMs.push_back(msBetween(t0, Clock::now()));
-      if (!posted) {
-        std::fprintf(stderr, "create %s: %s\n", name.c_str(), posted.error().message.c_str());
-        ++r.failures;
-        continue;
-      }
-      created.emplace_back(name, t0);
+      if (!post(name, r, created)) continue;
       // A pod that does not start within a minute ends the phase: waiting a minute for
       // each further pod (e.g. beyond the node's pods allocatable) would look like a hang.
       if (sequential && !waitRunning({name}, std::chrono::seconds(60))) break;
@@ -241,15 +247,7 @@ class FerryBench {
     for (int i = 0; i < total && !interrupted; ++i) {
       std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(period * i));
       std::string name = prefix + "-" + std::to_string(i);
-      auto t0 = Clock::now();
-      auto posted = client_.post("/api/v1/namespaces/default/pods", podManifest(name));
-      r.postMs.push_back(msBetween(t0, Clock::now()));
-      if (!posted) {
-        std::fprintf(stderr, "create %s: %s\n", name.c_str(), posted.error().message.c_str());
-        ++r.failures;
-        continue;
-      }
-      created.emplace_back(name, t0);
+      if (!post(name, r, created)) continue;
       if (i >= window) (void)client_.remove("/api/v1/namespaces/default/pods/" + prefix + "-" + std::to_string(i - window));
     }
     auto lastPost = created.empty() ? start : created.back().second;

@@ -82,16 +82,19 @@ std::string configMap(const std::string& name, const std::string& value) {
   return Json{{"metadata", {{"name", name}, {"namespace", "default"}}}, {"data", {{"v", value}}}}.dump();
 }
 
+// The decoder the tests give the cache: the stored JSON with its revision as resourceVersion.
+Result<Json> decodeWithRevision(const std::string& value, std::int64_t revision) {
+  Json obj = Json::parse(value);
+  obj["metadata"]["resourceVersion"] = std::to_string(revision);
+  return obj;
+}
+
 TEST(WatchCacheStoreError, EndsEveryWatcherWith410AndRelistsForTheNext) {
   auto dir = testing::makeTempDir("watch-cache");
   auto sqlite = SqliteStore::open((dir / "state.db").string());
   ASSERT_TRUE(sqlite) << sqlite.error().message;
   EndableStore store(**sqlite);
-  WatchCache cache(store, "/registry/configmaps/", [](const std::string& value, std::int64_t revision) -> Result<Json> {
-    Json obj = Json::parse(value);
-    obj["metadata"]["resourceVersion"] = std::to_string(revision);
-    return obj;
-  });
+  WatchCache cache(store, "/registry/configmaps/", decodeWithRevision);
 
   ASSERT_TRUE(store.create("/registry/configmaps/default/a", configMap("a", "1")));
   Received first;
@@ -161,11 +164,7 @@ TEST(WatchCacheWindow, AResumingWatcherGetsTheEventsDecodedWithSelectorMoves) {
   auto dir = testing::makeTempDir("watch-cache");
   auto sqlite = SqliteStore::open((dir / "state.db").string());
   ASSERT_TRUE(sqlite) << sqlite.error().message;
-  WatchCache cache(**sqlite, "/registry/configmaps/", [](const std::string& value, std::int64_t revision) -> Result<Json> {
-    Json obj = Json::parse(value);
-    obj["metadata"]["resourceVersion"] = std::to_string(revision);
-    return obj;
-  });
+  WatchCache cache(**sqlite, "/registry/configmaps/", decodeWithRevision);
   Received live;
   auto watch = cache.add(-1, {}, live.sink());
   ASSERT_TRUE(watch) << watch.error().message;
@@ -212,11 +211,7 @@ TEST(WatchCacheWindow, LiveWatchersOfOneChangeShareOneDump) {
   auto dir = testing::makeTempDir("watch-cache-dump");
   auto sqlite = SqliteStore::open((dir / "state.db").string());
   ASSERT_TRUE(sqlite) << sqlite.error().message;
-  WatchCache cache(**sqlite, "/registry/configmaps/", [](const std::string& value, std::int64_t revision) -> Result<Json> {
-    Json obj = Json::parse(value);
-    obj["metadata"]["resourceVersion"] = std::to_string(revision);
-    return obj;
-  });
+  WatchCache cache(**sqlite, "/registry/configmaps/", decodeWithRevision);
   Received a, b;
   auto wa = cache.add(-1, {}, a.sink());
   auto wb = cache.add(-1, {}, b.sink());
