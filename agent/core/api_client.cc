@@ -1,8 +1,8 @@
 #include "agent/core/api_client.h"
 
 #include "api/base64.h"
+#include "controlplane-lite/http_client.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -13,7 +13,7 @@
 namespace ferry::agent {
 namespace {
 
-std::once_flag gCurlInit;
+using namespace std::chrono_literals;
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
@@ -44,17 +44,6 @@ int errnoForHttp(long status, const api::Json& body) {
   }
 }
 
-size_t appendToString(char* data, size_t size, size_t count, void* user) {
-  static_cast<std::string*>(user)->append(data, size * count);
-  return size * count;
-}
-
-struct CurlSlist {
-  curl_slist* list = nullptr;
-  ~CurlSlist() { curl_slist_free_all(list); }
-  void add(const std::string& s) { list = curl_slist_append(list, s.c_str()); }
-};
-
 }  // namespace
 
 Result<Credentials> loadKubeconfig(const std::string& path) {
@@ -77,69 +66,53 @@ Result<Credentials> loadKubeconfig(const std::string& path) {
   }
 }
 
-ApiClient::ApiClient(Credentials credentials) : credentials_(std::move(credentials)) {
-  std::call_once(gCurlInit, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+ApiClient::ApiClient(Credentials credentials) : credentials_(std::move(credentials)) {}
 
-ApiClient::~ApiClient() {
-  for (void* h : idle_) curl_easy_cleanup(static_cast<CURL*>(h));
-}
+ApiClient::~ApiClient() = default;
 
-void ApiClient::configureHandle(void* handle, const std::string& url, void* headerList) {
-  auto* h = static_cast<CURL*>(handle);
-  auto* headers = static_cast<CurlSlist*>(headerList);
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-  auto blob = [](const std::string& s) {
-    curl_blob b{const_cast<char*>(s.data()), s.size(), CURL_BLOB_COPY};
-    return b;
-  };
-  std::lock_guard lock(mu_);  // the blobs are copied by curl before it is released
-  if (!credentials_.caPem.empty()) {
-    curl_blob ca = blob(credentials_.caPem);
-    curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
+Result<std::unique_ptr<http::Connection>> ApiClient::connect() {
+  auto url = http::parseUrl(credentials_.server);
+  if (!url) return fail(url.error());
+  http::TlsOptions tls;
+  {
+    std::lock_guard lock(mu_);
+    tls.caPem = credentials_.caPem;
+    tls.clientCertPem = credentials_.clientCertPem;
+    tls.clientKeyPem = credentials_.clientKeyPem;
   }
-  if (!credentials_.clientCertPem.empty()) {
-    curl_blob cert = blob(credentials_.clientCertPem);
-    curl_blob key = blob(credentials_.clientKeyPem);
-    curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
-    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
-    curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
-    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
-  }
-  if (!credentials_.bearerToken.empty()) headers->add("Authorization: Bearer " + credentials_.bearerToken);
+  return http::Connection::open(*url, tls, 10s);
 }
 
-void* ApiClient::takeHandle(uint64_t& generation) {
+std::string ApiClient::targetFor(const std::string& path) const {
+  auto url = http::parseUrl(credentials_.server);
+  std::string prefix = url ? url->target : "/";
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  return prefix + path;
+}
+
+Result<std::unique_ptr<http::Connection>> ApiClient::takeConnection(uint64_t& generation, bool& reused) {
   {
     std::lock_guard lock(mu_);
     generation = generation_;
     if (!idle_.empty()) {
-      void* h = idle_.back();
+      auto connection = std::move(idle_.back());
       idle_.pop_back();
-      // Options of the previous request (body, method, headers) must not leak into this
-      // one; a reset keeps the handle's open connections and TLS session cache.
-      curl_easy_reset(static_cast<CURL*>(h));
-      return h;
+      reused = true;
+      return connection;
     }
   }
-  return curl_easy_init();
+  reused = false;
+  return connect();
 }
 
-void ApiClient::returnHandle(void* h, uint64_t generation, bool healthy) {
-  {
-    std::lock_guard lock(mu_);
-    if (healthy && generation == generation_ && idle_.size() < kMaxIdleConnections) {
-      idle_.push_back(h);
-      return;
-    }
-  }
-  curl_easy_cleanup(static_cast<CURL*>(h));
+void ApiClient::returnConnection(std::unique_ptr<http::Connection> connection, uint64_t generation) {
+  std::lock_guard lock(mu_);
+  if (connection->reusable() && generation == generation_ && idle_.size() < kMaxIdleConnections)
+    idle_.push_back(std::move(connection));
 }
 
 void ApiClient::setClientCertificate(const std::string& certPem, const std::string& keyPem) {
-  std::vector<void*> stale;
+  std::vector<std::unique_ptr<http::Connection>> stale;
   {
     std::lock_guard lock(mu_);
     credentials_.clientCertPem = certPem;
@@ -148,7 +121,6 @@ void ApiClient::setClientCertificate(const std::string& certPem, const std::stri
     ++generation_;
     stale.swap(idle_);
   }
-  for (void* h : stale) curl_easy_cleanup(static_cast<CURL*>(h));
 }
 
 Credentials ApiClient::credentials() const {
@@ -159,48 +131,32 @@ Credentials ApiClient::credentials() const {
 Result<api::Json> ApiClient::request(const std::string& method, const std::string& path, const std::string* body,
                                      const std::string& contentType) {
   std::string what = method + " " + path;
+  http::Request req{method, targetFor(path), {{"Accept", "application/json"}}, body ? *body : std::string()};
+  if (body != nullptr) req.headers.emplace_back("Content-Type", contentType);
+  if (!credentials_.bearerToken.empty()) req.headers.emplace_back("Authorization", "Bearer " + credentials_.bearerToken);
   for (int attempt = 0;; ++attempt) {
     uint64_t generation = 0;
-    CURL* h = static_cast<CURL*>(takeHandle(generation));
-    if (h == nullptr) return fail(ENOMEM, what + ": curl_easy_init failed");
-    CurlSlist headers;
-    configureHandle(h, credentials_.server + path, &headers);
-    std::string response;
-    headers.add("Accept: application/json");
-    if (body != nullptr) {
-      headers.add("Content-Type: " + contentType);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
-    }
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, appendToString);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &response);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
-    // A silent dead peer (server host gone) is noticed on idle pooled connections too.
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    CURLcode rc = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    long newConnections = 0;
-    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &newConnections);
-    returnHandle(h, generation, rc == CURLE_OK);
-    if (rc != CURLE_OK) {
+    bool reused = false;
+    auto connection = takeConnection(generation, reused);
+    if (!connection) return fail(ECONNREFUSED, what + ": " + connection.error().message);
+    auto response = (*connection)->exchange(req, 60s);
+    returnConnection(std::move(*connection), generation);
+    if (!response) {
       // A pooled connection the server closed while idle (a server restart, its idle
-      // timeout) fails at once with no reply: retry once on a new connection (libcurl
-      // retries some of these itself). Other failures are the caller's to handle.
-      bool reusedAndDead = newConnections == 0 && (rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_ERROR);
-      if (attempt == 0 && reusedAndDead) continue;
-      return fail(ECONNREFUSED, what + ": " + curl_easy_strerror(rc));
+      // timeout) fails at once with no reply: retry once on a new connection. Other
+      // failures are the caller's to handle.
+      if (attempt == 0 && reused && response.error().code == ECONNRESET) continue;
+      return fail(ECONNREFUSED, response.error().message);
     }
-    api::Json parsed = api::Json::parse(response, nullptr, false);
+    int status = response->status;
+    api::Json parsed = api::Json::parse(response->body, nullptr, false);
     if (status >= 200 && status < 300) {
       if (parsed.is_discarded()) return fail(EIO, what + ": response is not JSON");
       return parsed;
     }
     if (parsed.is_discarded()) parsed = api::Json::object();
     return fail(errnoForHttp(status, parsed),
-                fmt::format("{}: {} {}", what, status, parsed.value("message", response.substr(0, 200))));
+                fmt::format("{}: {} {}", what, status, parsed.value("message", response->body.substr(0, 200))));
   }
 }
 
@@ -228,80 +184,64 @@ Result<api::Json> ApiClient::remove(const std::string& path, const api::Json& bo
 
 namespace {
 
+// Splits the stream into lines and hands each event on; the rest (a Status reply rather
+// than events) is kept as the body.
 struct WatchState {
   std::string buffer;
   const std::function<void(const std::string&, const api::Json&)>* onEvent;
-  const std::atomic<bool>* stop;
   int errorCode = 0;
   std::string errorMessage;
   std::string body;  // for non-2xx replies
-  long status = 0;
-};
 
-size_t onWatchData(char* data, size_t size, size_t count, void* user) {
-  auto* st = static_cast<WatchState*>(user);
-  st->buffer.append(data, size * count);
-  size_t start = 0;
-  for (size_t nl; (nl = st->buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
-    std::string_view line(st->buffer.data() + start, nl - start);
-    if (line.empty()) continue;
-    api::Json event = api::Json::parse(line, nullptr, false);
-    if (event.is_discarded() || !event.is_object()) {
-      st->body.append(line);
-      continue;
+  // False ends the stream (an ERROR event).
+  bool feed(std::string_view data) {
+    buffer.append(data);
+    size_t start = 0;
+    for (size_t nl; (nl = buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
+      std::string_view line(buffer.data() + start, nl - start);
+      if (line.empty()) continue;
+      api::Json event = api::Json::parse(line, nullptr, false);
+      std::string type = event.is_object() ? event.value("type", std::string()) : std::string();
+      if (type.empty()) {
+        body.append(line);
+        continue;
+      }
+      if (type == "ERROR") {
+        const api::Json& obj = event["object"];
+        errorCode = obj.value("code", 0) == 410 ? ERANGE : EIO;
+        errorMessage = obj.value("message", std::string("watch error"));
+        return false;
+      }
+      (*onEvent)(type, event.value("object", api::Json::object()));
     }
-    std::string type = event.value("type", std::string());
-    if (type.empty()) {  // a Status reply rather than an event
-      st->body.append(line);
-      continue;
-    }
-    if (type == "ERROR") {
-      const api::Json& obj = event["object"];
-      st->errorCode = obj.value("code", 0) == 410 ? ERANGE : EIO;
-      st->errorMessage = obj.value("message", std::string("watch error"));
-      return 0;  // abort the transfer
-    }
-    (*st->onEvent)(type, event.value("object", api::Json::object()));
+    buffer.erase(0, start);
+    return true;
   }
-  st->buffer.erase(0, start);
-  return size * count;
-}
-
-int onWatchProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<WatchState*>(user)->stop->load() ? 1 : 0;
-}
+};
 
 }  // namespace
 
 Status ApiClient::watch(const std::string& path,
                         const std::function<void(const std::string&, const api::Json&)>& onEvent,
                         const std::atomic<bool>& stop) {
-  CurlSlist headers;
-  CURL* h = curl_easy_init();
-  if (h == nullptr) return fail(ENOMEM, "watch " + path + ": curl_easy_init failed");
-  configureHandle(h, credentials_.server + path, &headers);
+  // A watch holds a connection of its own for its whole life; a silent stream is normal
+  // (TCP keepalive notices a dead server).
+  auto connection = connect();
+  if (!connection) return fail(ECONNRESET, "watch " + path + ": " + connection.error().message);
   WatchState st;
   st.onEvent = &onEvent;
-  st.stop = &stop;
-  headers.add("Accept: application/json");
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, onWatchData);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
-  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, onWatchProgress);
-  curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
-  // A silent stream is normal; TCP keepalive notices a dead server.
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
-  CURLcode rc = curl_easy_perform(h);
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st.status);
-  curl_easy_cleanup(h);
+  http::Request req{"GET", targetFor(path), {{"Accept", "application/json"}}, ""};
+  if (!credentials_.bearerToken.empty()) req.headers.emplace_back("Authorization", "Bearer " + credentials_.bearerToken);
+  http::BodySink sink = [&st](std::string_view piece) { return st.feed(piece); };
+  auto response = (*connection)->exchange(req, 0ms, &sink, &stop);
   if (st.errorCode != 0) return fail(st.errorCode, "watch " + path + ": " + st.errorMessage);
   if (stop) return {};
-  if (st.status == 410) return fail(ERANGE, "watch " + path + ": 410 Gone");
-  if (st.status >= 300) return fail(errnoForHttp(st.status, api::Json::object()),
-                                    fmt::format("watch {}: {} {}", path, st.status, st.body.substr(0, 200)));
-  if (rc != CURLE_OK) return fail(ECONNRESET, "watch " + path + ": " + curl_easy_strerror(rc));
+  if (!response) return fail(ECONNRESET, "watch " + path + ": " + response.error().message);
+  st.body.append(st.buffer);
+  if (response->status == 410) return fail(ERANGE, "watch " + path + ": 410 Gone");
+  if (response->status >= 300)
+    return fail(errnoForHttp(response->status, api::Json::object()),
+                fmt::format("watch {}: {} {}", path, response->status, st.body.substr(0, 200)));
   return {};
 }
 

@@ -1,5 +1,5 @@
-// The agent's HTTPS client to the API server (libcurl): plain requests for
-// registration and status, and long-lived watch streams.
+// The agent's HTTPS client to the API server (http::Connection, Beast + OpenSSL): plain
+// requests for registration and status, and long-lived watch streams.
 #pragma once
 
 #include "api/error.h"
@@ -8,9 +8,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+namespace ferry::http {
+class Connection;
+}
 
 namespace ferry::agent {
 
@@ -28,11 +33,11 @@ Result<Credentials> loadKubeconfig(const std::string& path);
 // HTTP failures map to errno-style codes: 404 ENOENT, 409 AlreadyExists EEXIST,
 // 409 Conflict ECANCELED, 410 ERANGE, 401/403 EACCES, 422 EINVAL, others EIO.
 //
-// Plain requests reuse persistent TLS connections: a small pool of idle curl handles,
-// each keeping its connection alive between requests (a fresh TLS handshake cost 13-25 ms
+// Plain requests reuse persistent TLS connections: a small pool of idle connections,
+// each kept alive between requests (a fresh TLS handshake cost 13-25 ms
 // per request under load: every pod start, status PATCH and Event paid it). Any thread
-// may call; a handle serves one request at a time. A handle whose request failed at the
-// transport level is dropped (its connection with it), so the next request reconnects.
+// may call; a connection serves one request at a time. A connection whose request failed
+// at the transport level is dropped, so the next request reconnects.
 // Watches open a connection of their own for their whole life.
 class ApiClient {
  public:
@@ -69,17 +74,17 @@ class ApiClient {
  private:
   Result<api::Json> request(const std::string& method, const std::string& path, const std::string* body,
                             const std::string& contentType);
-  // Sets the URL, the credentials and the Authorization header (if any) in `headers` on
-  // curl handle `h` (new or reset).
-  void configureHandle(void* h, const std::string& url, void* headers);
-  // An idle pooled handle (its connection still open) or a new one, and its generation.
-  void* takeHandle(uint64_t& generation);
-  // Back to the pool (or closed: pool full, transport failure, or credentials changed).
-  void returnHandle(void* h, uint64_t generation, bool healthy);
+  // An idle pooled connection (`reused`) or a new one, and the credentials generation.
+  Result<std::unique_ptr<http::Connection>> takeConnection(uint64_t& generation, bool& reused);
+  // Back to the pool (or closed: pool full, not reusable, or credentials changed).
+  void returnConnection(std::unique_ptr<http::Connection> connection, uint64_t generation);
+  Result<std::unique_ptr<http::Connection>> connect();
+  // The request target for an API path (the server URL may carry a path prefix).
+  std::string targetFor(const std::string& path) const;
 
   mutable std::mutex mu_;  // guards the certificate fields of credentials_, idle_, generation_
   Credentials credentials_;
-  std::vector<void*> idle_;  // CURL*, most recently used last
+  std::vector<std::unique_ptr<http::Connection>> idle_;  // most recently used last
   uint64_t generation_ = 0;  // bumped by setClientCertificate: older handles are closed
 };
 
