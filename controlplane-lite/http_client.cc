@@ -169,13 +169,21 @@ Result<std::unique_ptr<Connection>> Connection::open(const Url& url, const TlsOp
   return std::unique_ptr<Connection>(new Connection(std::move(impl)));
 }
 
-Result<Response> Connection::exchange(const Request& request, std::chrono::milliseconds timeout, const BodySink* sink,
-                                      const std::atomic<bool>* stop, std::size_t maxBodyBytes) {
+Result<Response> Connection::exchange(const Request& request, const Options& options) {
+  const BodySink* sink = options.sink;
+  const std::atomic<bool>* stop = options.stop;
   Impl& c = *impl_;
   std::string what = request.method + " " + request.target;
   if (!c.healthy) return fail(EPIPE, what + ": connection is not reusable");
   c.healthy = false;  // until the exchange completes cleanly
-  auto deadline = timeout.count() > 0 ? std::chrono::steady_clock::now() + timeout : std::chrono::steady_clock::time_point::max();
+  auto end = options.timeout.count() > 0 ? std::chrono::steady_clock::now() + options.timeout
+                                         : std::chrono::steady_clock::time_point::max();
+  // Before each step: the earlier of the exchange's end and the idle limit from now.
+  auto arm = [&] {
+    auto limit = end;
+    if (options.idleTimeout.count() > 0) limit = std::min(limit, std::chrono::steady_clock::now() + options.idleTimeout);
+    c.setDeadline(limit);
+  };
 
   bhttp::request<bhttp::string_body> req;
   req.method_string(request.method);
@@ -195,7 +203,7 @@ Result<Response> Connection::exchange(const Request& request, std::chrono::milli
     ec = e;
     done = true;
   };
-  c.setDeadline(deadline);
+  arm();
   if (c.secure) bhttp::async_write(*c.secure, req, onWritten);
   else bhttp::async_write(*c.plain, req, onWritten);
   auto failed = [&](const char* step) {
@@ -211,6 +219,7 @@ Result<Response> Connection::exchange(const Request& request, std::chrono::milli
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   if (request.method == "HEAD") parser.skip(true);
   done = false;
+  arm();
   auto onRead = [&](beast::error_code e, std::size_t) {
     ec = e;
     done = true;
@@ -226,11 +235,13 @@ Result<Response> Connection::exchange(const Request& request, std::chrono::milli
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
     response.headers[name] = std::string(field.value());
   }
+  if (options.onHeader) options.onHeader(response);
   char chunk[16384];
   while (!parser.is_done()) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
     done = false;
+    arm();
     // read_some: a piece is handed on as soon as it arrives (a watch event), not when the
     // buffer is full.
     if (c.secure) bhttp::async_read_some(*c.secure, c.buffer, parser, onRead);
@@ -243,8 +254,8 @@ Result<Response> Connection::exchange(const Request& request, std::chrono::milli
     if (sink != nullptr) {
       if (!(*sink)(piece)) return fail(ECANCELED, what + ": the body's reader stopped");
     } else {
-      if (response.body.size() + piece.size() > maxBodyBytes)
-        return fail(EFBIG, fmt::format("{}: response body over {} bytes", what, maxBodyBytes));
+      if (response.body.size() + piece.size() > options.maxBodyBytes)
+        return fail(EFBIG, fmt::format("{}: response body over {} bytes", what, options.maxBodyBytes));
       response.body.append(piece);
     }
   }

@@ -59,12 +59,20 @@ class Connection {
                                                   std::chrono::milliseconds connectTimeout);
   ~Connection();
 
-  // Sends `request` and reads the whole response within `timeout` (0: no limit). With a
-  // `sink`, the body goes there instead of Response::body. `stop`, when given, is checked
-  // every 250 ms and ends the exchange with ECANCELED (for watch streams). A HEAD
-  // response has no body. Bodies over `maxBodyBytes` (without a sink) fail with EFBIG.
-  Result<Response> exchange(const Request& request, std::chrono::milliseconds timeout, const BodySink* sink = nullptr,
-                            const std::atomic<bool>* stop = nullptr, std::size_t maxBodyBytes = 64 << 20);
+  // How one exchange runs.
+  struct Options {
+    std::chrono::milliseconds timeout{0};      // for the whole exchange; 0: no limit
+    std::chrono::milliseconds idleTimeout{0};  // longest wait for any progress; 0: no limit
+    const BodySink* sink = nullptr;            // the body goes here instead of Response::body
+    // Called once the status and headers are in, before any of the body reaches the sink.
+    std::function<void(const Response&)> onHeader;
+    // Checked every 250 ms; a stop ends the exchange with ECANCELED (watch streams).
+    const std::atomic<bool>* stop = nullptr;
+    std::size_t maxBodyBytes = 64 << 20;  // without a sink; over it fails with EFBIG
+  };
+
+  // Sends `request` and reads the whole response. A HEAD response has no body.
+  Result<Response> exchange(const Request& request, const Options& options);
 
   // False after a transport failure, an aborted body or a response that ends the connection.
   bool reusable() const;

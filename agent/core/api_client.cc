@@ -139,7 +139,7 @@ Result<api::Json> ApiClient::request(const std::string& method, const std::strin
     bool reused = false;
     auto connection = takeConnection(generation, reused);
     if (!connection) return fail(ECONNREFUSED, what + ": " + connection.error().message);
-    auto response = (*connection)->exchange(req, 60s);
+    auto response = (*connection)->exchange(req, {.timeout = 60s});
     returnConnection(std::move(*connection), generation);
     if (!response) {
       // A pooled connection the server closed while idle (a server restart, its idle
@@ -233,7 +233,7 @@ Status ApiClient::watch(const std::string& path,
   http::Request req{"GET", targetFor(path), {{"Accept", "application/json"}}, ""};
   if (!credentials_.bearerToken.empty()) req.headers.emplace_back("Authorization", "Bearer " + credentials_.bearerToken);
   http::BodySink sink = [&st](std::string_view piece) { return st.feed(piece); };
-  auto response = (*connection)->exchange(req, 0ms, &sink, &stop);
+  auto response = (*connection)->exchange(req, {.sink = &sink, .stop = &stop});
   if (st.errorCode != 0) return fail(st.errorCode, "watch " + path + ": " + st.errorMessage);
   if (stop) return {};
   if (!response) return fail(ECONNRESET, "watch " + path + ": " + response.error().message);

@@ -3,15 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
-#include <mutex>
+#include <chrono>
 
 #include "agent/images/content_digest.h"
+#include "controlplane-lite/http_client.h"
 
 namespace ferry::images {
 namespace {
@@ -23,11 +23,6 @@ const char* kManifestAccept =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.oci.image.manifest.v1+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
-
-void initCurlOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -131,11 +126,42 @@ struct RegistryClient::Sink {
     if (text) text->clear();
     textWritten = 0;
   }
+
+  // One piece of the body; false aborts the transfer (over the limit, a failed write).
+  bool write(const char* data, size_t len) {
+    // Error bodies and redirect bodies are small and go to memory, never into the blob file.
+    bool toFile = fd >= 0 && status >= 200 && status < 300;
+    if (!toFile) {
+      if (textWritten + static_cast<std::int64_t>(len) > kMaxManifestBytes) {
+        overLimit = true;
+        return false;
+      }
+      textWritten += static_cast<std::int64_t>(len);
+      if (text) text->append(data, len);
+      return true;
+    }
+    if (written + static_cast<std::int64_t>(len) > limit) {
+      overLimit = true;
+      return false;
+    }
+    written += static_cast<std::int64_t>(len);
+    hash->update(data, len);
+    size_t done = 0;
+    while (done < len) {
+      ssize_t w = ::write(fd, data + done, len - done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        writeFailed = true;
+        return false;
+      }
+      done += static_cast<size_t>(w);
+    }
+    return true;
+  }
 };
 
 RegistryClient::RegistryClient(const RegistryOptions& options, ImageReference ref, Credentials credentials)
     : options_(options), ref_(std::move(ref)), credentials_(std::move(credentials)) {
-  initCurlOnce();
   std::string host = ref_.registry == "docker.io" ? "registry-1.docker.io" : ref_.registry;
   bool plain = std::find(options_.plainHttpRegistries.begin(), options_.plainHttpRegistries.end(), ref_.registry) !=
                    options_.plainHttpRegistries.end() ||
@@ -143,105 +169,59 @@ RegistryClient::RegistryClient(const RegistryOptions& options, ImageReference re
   baseUrl_ = (plain ? "http://" : "https://") + host;
 }
 
-Result<RegistryClient::Response> RegistryClient::send(const std::string& method, const std::string& url,
+namespace {
+// `location` (absolute, or a path on the same host) against the URL it came from.
+std::string resolveLocation(const std::string& from, const std::string& location) {
+  if (location.rfind("http://", 0) == 0 || location.rfind("https://", 0) == 0) return location;
+  size_t schemeEnd = from.find("://");
+  size_t pathStart = schemeEnd == std::string::npos ? std::string::npos : from.find('/', schemeEnd + 3);
+  std::string origin = pathStart == std::string::npos ? from : from.substr(0, pathStart);
+  return origin + (location.rfind('/', 0) == 0 ? location : "/" + location);
+}
+}  // namespace
+
+Result<RegistryClient::Response> RegistryClient::send(const std::string& method, const std::string& firstUrl,
                                                       const std::string& accept, Sink* sink, bool withAuthorization) {
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) return fail(Error{ENOMEM, "curl_easy_init failed"});
   Response response;
   Sink textSink;
   textSink.text = &response.body;
   Sink* out = sink ? sink : &textSink;
-  out->reset();
-
-  struct HeaderState {
-    Response* response;
-    Sink* sink;
-  } headerState{&response, out};
-
-  auto onHeader = [](char* data, size_t size, size_t n, void* userdata) -> size_t {
-    auto* st = static_cast<HeaderState*>(userdata);
-    std::string line(data, size * n);
-    if (line.rfind("HTTP/", 0) == 0) {
-      // A new response (after a redirect or 100-continue): forget the previous headers.
-      st->response->headers.clear();
-      auto space = line.find(' ');
-      st->sink->status = space == std::string::npos ? 0 : std::strtol(line.c_str() + space + 1, nullptr, 10);
-      return size * n;
-    }
-    auto colon = line.find(':');
-    if (colon != std::string::npos) st->response->headers[lower(trim(line.substr(0, colon)))] = trim(line.substr(colon + 1));
-    return size * n;
-  };
-  auto onBody = [](char* data, size_t size, size_t n, void* userdata) -> size_t {
-    auto* s = static_cast<Sink*>(userdata);
-    size_t len = size * n;
-    // Error bodies and redirect bodies are small and go to memory, never into the blob file.
-    bool toFile = s->fd >= 0 && s->status >= 200 && s->status < 300;
-    if (!toFile) {
-      if (s->textWritten + static_cast<std::int64_t>(len) > kMaxManifestBytes) {
-        s->overLimit = true;
-        return 0;
-      }
-      s->textWritten += static_cast<std::int64_t>(len);
-      if (s->text) s->text->append(data, len);
-      return len;
-    }
-    if (s->written + static_cast<std::int64_t>(len) > s->limit) {
-      s->overLimit = true;
-      return 0;
-    }
-    s->written += static_cast<std::int64_t>(len);
-    s->hash->update(data, len);
-    size_t done = 0;
-    while (done < len) {
-      ssize_t w = ::write(s->fd, data + done, len - done);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        s->writeFailed = true;
-        return 0;
-      }
-      done += static_cast<size_t>(w);
-    }
-    return len;
-  };
-
-  struct curl_slist* headers = nullptr;
-  if (!accept.empty()) headers = curl_slist_append(headers, ("Accept: " + accept).c_str());
-  if (withAuthorization && !authorization_.empty())
-    headers = curl_slist_append(headers, ("Authorization: " + authorization_).c_str());
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "ferry/0.1");
-  if (method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-  } else if (method == "POST") {
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
+  std::string url = firstUrl;
+  std::string firstHost;
+  // Blob storage redirects (up to 5); Authorization is not sent to another host.
+  for (int redirects = 0;; ++redirects) {
+    auto parsed = http::parseUrl(url);
+    if (!parsed) return fail(Error{EINVAL, fmt::format("{} {}: {}", method, url, parsed.error().message)});
+    if (firstHost.empty()) firstHost = parsed->host + ":" + parsed->port;
+    bool sameHost = firstHost == parsed->host + ":" + parsed->port;
+    out->reset();
+    out->status = 0;
+    response.headers.clear();
+    http::Request request{method, parsed->target, {{"User-Agent", "ferry/0.1"}}, ""};
+    if (!accept.empty()) request.headers.emplace_back("Accept", accept);
+    if (withAuthorization && sameHost && !authorization_.empty()) request.headers.emplace_back("Authorization", authorization_);
+    http::TlsOptions tls;
+    tls.caFile = options_.caFile;
+    auto connection = http::Connection::open(*parsed, tls, std::chrono::seconds(30));
+    if (!connection) return fail(Error{EIO, fmt::format("{} {}: {}", method, url, connection.error().message)});
+    http::BodySink body = [out](std::string_view piece) { return out->write(piece.data(), piece.size()); };
+    http::Connection::Options how;
+    how.idleTimeout = std::chrono::seconds(options_.timeoutSeconds);
+    how.sink = &body;
+    how.onHeader = [out](const http::Response& head) { out->status = head.status; };
+    auto answer = (*connection)->exchange(request, how);
+    if (out->overLimit) return fail(Error{EFBIG, fmt::format("{} {}: response larger than expected", method, url)});
+    if (out->writeFailed) return failErrno(fmt::format("{} {}: write", method, url));
+    if (!answer) return fail(Error{EIO, fmt::format("{} {}: {}", method, url, answer.error().message)});
+    response.status = answer->status;
+    response.headers = std::move(answer->headers);
+    bool redirect = response.status == 301 || response.status == 302 || response.status == 303 ||
+                    response.status == 307 || response.status == 308;
+    auto location = response.headers.find("location");
+    if (!redirect || location == response.headers.end()) return response;
+    if (redirects == 5) return fail(Error{EIO, fmt::format("{} {}: more than 5 redirects", method, firstUrl)});
+    url = resolveLocation(url, location->second);
   }
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);  // blob storage redirects; curl drops Authorization across hosts
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.timeoutSeconds));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  if (!options_.caFile.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.caFile.c_str());
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, +onHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &headerState);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, +onBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-  char errorBuffer[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errorBuffer);
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  if (out->overLimit) return fail(Error{EFBIG, fmt::format("{} {}: response larger than expected", method, url)});
-  if (out->writeFailed) return failErrno(fmt::format("{} {}: write", method, url));
-  if (rc != CURLE_OK)
-    return fail(Error{EIO, fmt::format("{} {}: {}", method, url, errorBuffer[0] ? errorBuffer : curl_easy_strerror(rc))});
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
-  return response;
 }
 
 Status RegistryClient::authenticate(const std::string& challenge) {

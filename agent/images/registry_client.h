@@ -1,4 +1,4 @@
-// One repository on an OCI Distribution registry, spoken to with libcurl: manifests and
+// One repository on an OCI Distribution registry, spoken to over http::Connection: manifests and
 // blobs, with anonymous, basic and bearer-token authentication. Internal to the store.
 #pragma once
 

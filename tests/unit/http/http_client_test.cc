@@ -88,17 +88,17 @@ TEST_F(TlsFixture, ClientCertificateIsPresentedAndConnectionIsReused) {
   auto c = Connection::open(url(), tls, 5s);
   ASSERT_TRUE(c) << c.error().message;
   for (int i = 0; i < 3; ++i) {
-    auto r = (*c)->exchange({"GET", "/who", {}, ""}, 10s);
+    auto r = (*c)->exchange({"GET", "/who", {}, ""}, {.timeout = 10s});
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->status, 200);
     EXPECT_EQ(r->body, "alice");
     EXPECT_TRUE((*c)->reusable());
   }
   EXPECT_EQ((*c)->exchanges(), 3);
-  auto r = (*c)->exchange({"PATCH", "/echo", {{"X-Test", "yes"}}, "{}"}, 10s);
+  auto r = (*c)->exchange({"PATCH", "/echo", {{"X-Test", "yes"}}, "{}"}, {.timeout = 10s});
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->body, "PATCH:{}:yes");
-  auto missing = (*c)->exchange({"GET", "/nothing", {}, ""}, 10s);
+  auto missing = (*c)->exchange({"GET", "/nothing", {}, ""}, {.timeout = 10s});
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
   EXPECT_EQ(missing->body, "none");
@@ -136,7 +136,7 @@ TEST_F(TlsFixture, ChunkedStreamArrivesInPiecesAndStopEndsIt) {
     if (seen.find("{\"n\":2}\n") != std::string::npos) stop = true;
     return true;
   };
-  auto r = (*c)->exchange({"GET", "/stream", {}, ""}, 0ms, &sink, &stop);
+  auto r = (*c)->exchange({"GET", "/stream", {}, ""}, {.sink = &sink, .stop = &stop});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ECANCELED) << r.error().message;
   EXPECT_EQ(seen, "{\"n\":1}\n{\"n\":2}\n");
@@ -189,7 +189,7 @@ TEST(RawHttp, BodyEndedByCloseIsRead) {
   RawServer s("HTTP/1.1 200 OK\r\nX-A: b\r\nConnection: close\r\n\r\nall of it");
   auto c = Connection::open(s.url(), {}, 5s);
   ASSERT_TRUE(c) << c.error().message;
-  auto r = (*c)->exchange({"GET", "/", {}, ""}, 10s);
+  auto r = (*c)->exchange({"GET", "/", {}, ""}, {.timeout = 10s});
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->body, "all of it");
   EXPECT_EQ(r->headers["x-a"], "b");
@@ -200,7 +200,7 @@ TEST(RawHttp, MalformedStatusLineIsAClearError) {
   RawServer s("HTTP/1.1 abc\r\n\r\n");
   auto c = Connection::open(s.url(), {}, 5s);
   ASSERT_TRUE(c) << c.error().message;
-  auto r = (*c)->exchange({"GET", "/", {}, ""}, 10s);
+  auto r = (*c)->exchange({"GET", "/", {}, ""}, {.timeout = 10s});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("response header"), std::string::npos) << r.error().message;
 }
@@ -209,7 +209,7 @@ TEST(RawHttp, OversizedHeaderIsRefused) {
   RawServer s("HTTP/1.1 200 OK\r\nX-Big: " + std::string(64 * 1024, 'a') + "\r\nContent-Length: 0\r\n\r\n");
   auto c = Connection::open(s.url(), {}, 5s);
   ASSERT_TRUE(c) << c.error().message;
-  auto r = (*c)->exchange({"GET", "/", {}, ""}, 10s);
+  auto r = (*c)->exchange({"GET", "/", {}, ""}, {.timeout = 10s});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, EFBIG) << r.error().message;
 }
@@ -218,7 +218,16 @@ TEST(RawHttp, SilentServerTimesOut) {
   RawServer s("", false);
   auto c = Connection::open(s.url(), {}, 5s);
   ASSERT_TRUE(c) << c.error().message;
-  auto r = (*c)->exchange({"GET", "/", {}, ""}, 500ms);
+  auto r = (*c)->exchange({"GET", "/", {}, ""}, {.timeout = 500ms});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ETIMEDOUT) << r.error().message;
+}
+
+TEST(RawHttp, NoProgressWithinTheIdleLimitTimesOut) {
+  RawServer s("", false);
+  auto c = Connection::open(s.url(), {}, 5s);
+  ASSERT_TRUE(c) << c.error().message;
+  auto r = (*c)->exchange({"GET", "/", {}, ""}, {.idleTimeout = 300ms});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ETIMEDOUT) << r.error().message;
 }
@@ -227,7 +236,7 @@ TEST(RawHttp, BodyOverTheLimitIsRefused) {
   RawServer s("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x'));
   auto c = Connection::open(s.url(), {}, 5s);
   ASSERT_TRUE(c) << c.error().message;
-  auto r = (*c)->exchange({"GET", "/", {}, ""}, 10s, nullptr, nullptr, 10);
+  auto r = (*c)->exchange({"GET", "/", {}, ""}, {.timeout = 10s, .maxBodyBytes = 10});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, EFBIG) << r.error().message;
 }
