@@ -1,6 +1,6 @@
 #include "controlplane-lite/etcd_client.h"
 
-#include <curl/curl.h>
+#include "controlplane-lite/http_client.h"
 
 #include <chrono>
 #include <mutex>
@@ -10,16 +10,6 @@
 
 namespace ferry::cp {
 namespace {
-
-std::size_t appendBody(char* data, std::size_t size, std::size_t count, void* out) {
-  static_cast<std::string*>(out)->append(data, size * count);
-  return size * count;
-}
-
-void initCurlOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 }  // namespace
 
@@ -33,7 +23,6 @@ std::int64_t etcdInt(const nlohmann::json& object, const char* field) {
 
 Result<std::unique_ptr<EtcdClient>> EtcdClient::connect(const std::vector<std::string>& endpoints) {
   if (endpoints.empty()) return fail(EINVAL, "etcd: no endpoint");
-  initCurlOnce();
   std::unique_ptr<EtcdClient> client(new EtcdClient());
   for (const auto& endpoint : endpoints) {
     if (endpoint.empty() || endpoint.find('/') != std::string::npos) {
@@ -44,9 +33,7 @@ Result<std::unique_ptr<EtcdClient>> EtcdClient::connect(const std::vector<std::s
   return client;
 }
 
-EtcdClient::~EtcdClient() {
-  for (void* handle : idleHandles_) curl_easy_cleanup(static_cast<CURL*>(handle));
-}
+EtcdClient::~EtcdClient() = default;
 
 std::string EtcdClient::currentEndpoint() const { return endpoints_[current_.load() % endpoints_.size()]; }
 
@@ -55,61 +42,54 @@ void EtcdClient::endpointFailed(const std::string& endpoint) {
   if (endpoints_[seen % endpoints_.size()] == endpoint) current_.compare_exchange_strong(seen, seen + 1);
 }
 
-void* EtcdClient::takeHandle() {
+Result<std::unique_ptr<http::Connection>> EtcdClient::takeConnection(const std::string& endpoint, bool& reused) {
   {
-    std::lock_guard lock(handlesMutex_);
-    if (!idleHandles_.empty()) {
-      void* handle = idleHandles_.back();
-      idleHandles_.pop_back();
-      return handle;
+    std::lock_guard lock(connectionsMutex_);
+    for (auto it = idleConnections_.rbegin(); it != idleConnections_.rend(); ++it) {
+      if (it->first != endpoint) continue;
+      auto connection = std::move(it->second);
+      idleConnections_.erase(std::next(it).base());
+      reused = true;
+      return connection;
     }
   }
-  return curl_easy_init();
+  reused = false;
+  auto url = http::parseUrl(endpoint);
+  if (!url) return fail(url.error());
+  return http::Connection::open(*url, {}, std::chrono::milliseconds(2000));
 }
 
-void EtcdClient::returnHandle(void* handle) {
-  std::lock_guard lock(handlesMutex_);
-  idleHandles_.push_back(handle);
+void EtcdClient::returnConnection(const std::string& endpoint, std::unique_ptr<http::Connection> connection) {
+  if (!connection->reusable()) return;
+  std::lock_guard lock(connectionsMutex_);
+  if (idleConnections_.size() < kMaxIdleConnections) idleConnections_.emplace_back(endpoint, std::move(connection));
 }
 
 Result<nlohmann::json> EtcdClient::call(const std::string& path, const nlohmann::json& request) {
-  std::string body = request.dump();
-  CURL* curl = static_cast<CURL*>(takeHandle());
-  if (!curl) return fail(ENOMEM, "etcd " + path + ": curl_easy_init failed");
-  struct Return {
-    EtcdClient* client;
-    CURL* curl;
-    ~Return() { client->returnHandle(curl); }
-  } giveBack{this, curl};
-
+  http::Request req{"POST", path, {{"Content-Type", "application/json"}}, request.dump()};
   // Each endpoint twice, with a short pause between rounds: a restarting etcd
   // member refuses connections for a moment.
   std::string lastError;
   for (std::size_t attempt = 0; attempt < endpoints_.size() * 2; ++attempt) {
     if (attempt > 0 && attempt % endpoints_.size() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
     std::string endpoint = currentEndpoint();
-    std::string url = endpoint + path;
-    std::string response;
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, appendBody);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 15000L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
-    CURLcode rc = curl_easy_perform(curl);
-    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
-      lastError = fmt::format("{}: {}", endpoint, curl_easy_strerror(rc));
+    bool reused = false;
+    auto connection = takeConnection(endpoint, reused);
+    if (!connection) {
+      lastError = fmt::format("{}: {}", endpoint, connection.error().message);
       endpointFailed(endpoint);
       continue;
     }
-    if (rc != CURLE_OK) return fail(EIO, fmt::format("etcd {}{}: {}", endpoint, path, curl_easy_strerror(rc)));
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    nlohmann::json parsed = nlohmann::json::parse(response, nullptr, false);
+    auto response = (*connection)->exchange(req, {.timeout = std::chrono::milliseconds(15000)});
+    returnConnection(endpoint, std::move(*connection));
+    if (!response && reused && response.error().code == ECONNRESET) {
+      // A kept connection etcd closed meanwhile (a restart): the request never reached it.
+      --attempt;
+      continue;
+    }
+    if (!response) return fail(EIO, fmt::format("etcd {}{}: {}", endpoint, path, response.error().message));
+    int status = response->status;
+    nlohmann::json parsed = nlohmann::json::parse(response->body, nullptr, false);
     if (parsed.is_discarded()) {
       return fail(EIO, fmt::format("etcd {}{}: HTTP {} with a body that is not JSON", endpoint, path, status));
     }

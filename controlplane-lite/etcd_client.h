@@ -1,8 +1,6 @@
 // Unary calls to etcd v3 through its JSON gRPC gateway (`POST /v3/kv/range`
-// etc., keys and values base64), over libcurl. libcurl rather than Beast: the
-// gateway is plain HTTP/1.1 with streaming responses for watches, and curl_multi
-// serves a thousand watch streams from one thread with keep-alive and timeouts
-// handled for us.
+// etc., keys and values base64), over http::Connection (plain HTTP/1.1, kept-alive
+// connections reused).
 //
 // Failover: requests go to one endpoint at a time; when it cannot be reached
 // the client moves to the next one listed. Only connection failures are
@@ -19,6 +17,10 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+namespace ferry::http {
+class Connection;
+}
 
 namespace ferry::cp {
 
@@ -39,13 +41,15 @@ class EtcdClient {
 
  private:
   EtcdClient() = default;
-  void* takeHandle();
-  void returnHandle(void* handle);
+  static constexpr std::size_t kMaxIdleConnections = 8;
+  // A kept connection to `endpoint` (`reused`) or a new one.
+  Result<std::unique_ptr<http::Connection>> takeConnection(const std::string& endpoint, bool& reused);
+  void returnConnection(const std::string& endpoint, std::unique_ptr<http::Connection> connection);
 
   std::vector<std::string> endpoints_;
   std::atomic<std::size_t> current_{0};
-  std::mutex handlesMutex_;
-  std::vector<void*> idleHandles_;  // CURL easy handles, kept for their open connections
+  std::mutex connectionsMutex_;
+  std::vector<std::pair<std::string, std::unique_ptr<http::Connection>>> idleConnections_;  // endpoint, connection
 };
 
 // etcd's JSON encodes int64 as strings and omits zero values.

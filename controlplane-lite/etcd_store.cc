@@ -4,7 +4,7 @@
 #include "api/log.h"
 #include "controlplane-lite/etcd_client.h"
 
-#include <curl/curl.h>
+#include "controlplane-lite/http_client.h"
 
 #include <algorithm>
 #include <atomic>
@@ -63,17 +63,17 @@ struct WatchStream {
   std::string prefix;
   std::function<void(const StoreEvent&)> sink;
   std::int64_t nextRevision = 0;  // where the stream (re)starts
-  // Loop thread only:
-  CURL* easy = nullptr;
-  std::string requestBody;
+  // The stream's own thread only:
   std::string buffer;
   std::string endpoint;
   bool ended = false;  // compacted or failed for good: no reconnect
   bool sawResponse = false;
   int failures = 0;
-  Clock::time_point retryAt{};
-  // Set when the handle goes away; the sink is never called afterwards.
+  std::thread thread;
+  std::thread::id threadId;
+  // Set when the handle goes away or the store shuts down; the sink is never called afterwards.
   std::atomic<bool> cancelled{false};
+  std::atomic<bool> finished{false};  // the thread has returned (it can be joined at once)
   std::mutex callMutex;
 };
 
@@ -82,39 +82,40 @@ struct WatchStream {
 struct EtcdStore::Impl {
   std::unique_ptr<EtcdClient> client;
 
-  // The watch loop: one thread drives every stream with curl_multi.
-  CURLM* multi = nullptr;
-  std::thread loop;
-  std::thread::id loopId;
+  // Each watch stream has a thread of its own (the server opens a handful); finished
+  // ones are joined when the next watch starts and at shutdown.
   std::mutex mutex;
-  std::vector<std::shared_ptr<WatchStream>> toAdd;
-  std::vector<std::shared_ptr<WatchStream>> toRemove;
   bool stopping = false;
-  std::map<CURL*, std::shared_ptr<WatchStream>> active;
-  std::vector<std::shared_ptr<WatchStream>> waiting;  // to reconnect at retryAt
+  std::vector<std::shared_ptr<WatchStream>> streams;
 
-  ~Impl() {
-    shutdown();
-    if (multi) curl_multi_cleanup(multi);
-  }
+  ~Impl() { shutdown(); }
 
-  // Stops the loop and closes every stream; watch handles that outlive the store are inert.
+  // Stops every stream; watch handles that outlive the store are inert.
   void shutdown() {
+    std::vector<std::shared_ptr<WatchStream>> all;
     {
       std::lock_guard lock(mutex);
       if (stopping) return;
       stopping = true;
+      all.swap(streams);
     }
-    if (multi) curl_multi_wakeup(multi);
-    if (loop.joinable() && std::this_thread::get_id() != loop.get_id()) loop.join();
-    for (auto& [easy, stream] : active) {
-      stream->cancelled = true;
-      curl_multi_remove_handle(multi, easy);
-      curl_easy_cleanup(easy);
-      stream->easy = nullptr;
+    for (auto& stream : all) stream->cancelled = true;
+    for (auto& stream : all) {
+      if (stream->thread.joinable() && stream->threadId != std::this_thread::get_id()) stream->thread.join();
+      else if (stream->thread.joinable()) stream->thread.detach();
     }
-    active.clear();
-    waiting.clear();
+  }
+
+  // Joins the threads of streams that have ended; the caller holds `mutex`.
+  void reapLocked() {
+    for (auto it = streams.begin(); it != streams.end();) {
+      if ((*it)->finished) {
+        if ((*it)->thread.joinable()) (*it)->thread.join();
+        it = streams.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   // ---- unary
@@ -152,33 +153,49 @@ struct EtcdStore::Impl {
 
   // ---- watches
 
-  void startStream(WatchStream& stream) {
+  // One connection's worth of a stream: POST /v3/watch from nextRevision, events to the sink
+  // until the stream breaks, ends or is cancelled.
+  void runStreamOnce(WatchStream& stream) {
     stream.endpoint = client->currentEndpoint();
     Json create{{"key", api::base64Encode(stream.prefix.empty() ? std::string(1, '\0') : stream.prefix)},
                 {"range_end", api::base64Encode(rangeEndOf(stream.prefix))},
                 {"start_revision", std::to_string(stream.nextRevision)},
                 {"prev_kv", true}};
-    stream.requestBody = Json{{"create_request", create}}.dump();
     stream.buffer.clear();
     stream.sawResponse = false;
-    CURL* easy = curl_easy_init();
-    std::string url = stream.endpoint + "/v3/watch";
-    curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, stream.requestBody.data());
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(stream.requestBody.size()));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Impl::onData);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &stream);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    stream.easy = easy;
-    curl_multi_add_handle(multi, easy);
+    auto url = http::parseUrl(stream.endpoint + "/v3/watch");
+    if (!url) return;
+    auto connection = http::Connection::open(*url, {}, std::chrono::milliseconds(2000));
+    if (!connection) {
+      log::debug("etcd watch {}: {}", stream.prefix, connection.error().message);
+      return;
+    }
+    http::Request request{"POST", url->target, {{"Content-Type", "application/json"}},
+                          Json{{"create_request", create}}.dump()};
+    http::BodySink sink = [&stream](std::string_view piece) { return onData(stream, piece); };
+    auto answer = (*connection)->exchange(request, {.sink = &sink, .stop = &stream.cancelled});
+    if (!answer) log::debug("etcd watch {}: {}", stream.prefix, answer.error().message);
   }
 
-  static std::size_t onData(char* data, std::size_t size, std::size_t count, void* user) {
-    auto& stream = *static_cast<WatchStream*>(user);
-    stream.buffer.append(data, size * count);
+  // The stream's thread: reconnects a broken stream from the next revision (to another
+  // endpoint when this one is down) until it is cancelled or ends for good.
+  void runStream(const std::shared_ptr<WatchStream>& stream) {
+    while (!stream->cancelled && !stream->ended) {
+      runStreamOnce(*stream);
+      if (stream->cancelled || stream->ended) break;
+      if (!stream->sawResponse) {
+        client->endpointFailed(stream->endpoint);
+        ++stream->failures;
+      }
+      auto retryAt = Clock::now() + std::chrono::milliseconds(std::min(2000, 100 << std::min(stream->failures, 5)));
+      while (!stream->cancelled && Clock::now() < retryAt) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      log::debug("etcd watch {}: stream ended, reconnecting from revision {}", stream->prefix, stream->nextRevision);
+    }
+    stream->finished = true;
+  }
+
+  static bool onData(WatchStream& stream, std::string_view data) {
+    stream.buffer.append(data);
     std::size_t start = 0;
     while (true) {
       auto end = stream.buffer.find('\n', start);
@@ -186,10 +203,10 @@ struct EtcdStore::Impl {
       Json message = Json::parse(stream.buffer.begin() + start, stream.buffer.begin() + end, nullptr, false);
       start = end + 1;
       if (message.is_discarded()) continue;
-      if (!handleMessage(stream, message)) return 0;  // ends the transfer
+      if (!handleMessage(stream, message)) return false;  // ends the transfer
     }
     stream.buffer.erase(0, start);
-    return size * count;
+    return true;
   }
 
   static void callSink(WatchStream& stream, const StoreEvent& event) {
@@ -256,87 +273,18 @@ struct EtcdStore::Impl {
     return true;
   }
 
-  void finishTransfer(CURL* easy, CURLcode rc) {
-    auto it = active.find(easy);
-    if (it == active.end()) return;
-    auto stream = it->second;
-    active.erase(it);
-    curl_multi_remove_handle(multi, easy);
-    curl_easy_cleanup(easy);
-    stream->easy = nullptr;
-    if (stream->cancelled || stream->ended) return;
-    // Broken stream: reconnect from the next revision, to another endpoint if this one is down.
-    if (!stream->sawResponse) {
-      client->endpointFailed(stream->endpoint);
-      ++stream->failures;
-    }
-    auto backoff = std::chrono::milliseconds(std::min(2000, 100 << std::min(stream->failures, 5)));
-    stream->retryAt = Clock::now() + backoff;
-    log::debug("etcd watch {}: stream ended ({}), reconnecting from revision {}", stream->prefix,
-               curl_easy_strerror(rc), stream->nextRevision);
-    waiting.push_back(stream);
-  }
-
-  void runLoop() {
-    while (true) {
-      std::vector<std::shared_ptr<WatchStream>> adds, removes;
-      {
-        std::lock_guard lock(mutex);
-        if (stopping) return;
-        adds.swap(toAdd);
-        removes.swap(toRemove);
-      }
-      for (auto& stream : removes) {
-        std::erase(waiting, stream);
-        if (stream->easy) {
-          active.erase(stream->easy);
-          curl_multi_remove_handle(multi, stream->easy);
-          curl_easy_cleanup(stream->easy);
-          stream->easy = nullptr;
-        }
-      }
-      auto now = Clock::now();
-      for (auto it = waiting.begin(); it != waiting.end();) {
-        if ((*it)->retryAt <= now) {
-          adds.push_back(*it);
-          it = waiting.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      for (auto& stream : adds) {
-        if (stream->cancelled) continue;
-        startStream(*stream);
-        active[stream->easy] = stream;
-      }
-      int running = 0;
-      curl_multi_perform(multi, &running);
-      int queued = 0;
-      while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
-        if (msg->msg == CURLMSG_DONE) finishTransfer(msg->easy_handle, msg->data.result);
-      }
-      int timeoutMs = waiting.empty() ? 1000 : 100;
-      curl_multi_poll(multi, nullptr, 0, timeoutMs, nullptr);
-    }
-  }
-
   class Handle final : public StoreWatch {
    public:
     Handle(std::shared_ptr<Impl> impl, std::shared_ptr<WatchStream> stream)
         : impl_(std::move(impl)), stream_(std::move(stream)) {}
     ~Handle() override {
-      if (std::this_thread::get_id() == impl_->loopId) {
-        stream_->cancelled = true;  // from a sink: the loop holds callMutex
+      if (std::this_thread::get_id() == stream_->threadId) {
+        stream_->cancelled = true;  // from a sink: the stream's thread holds callMutex
       } else {
         std::lock_guard call(stream_->callMutex);
         stream_->cancelled = true;
       }
-      {
-        std::lock_guard lock(impl_->mutex);
-        if (impl_->stopping) return;
-        impl_->toRemove.push_back(stream_);
-      }
-      curl_multi_wakeup(impl_->multi);
+      // The thread notices within 250 ms and ends; it is joined by the next watch() or at shutdown.
     }
 
    private:
@@ -357,11 +305,6 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(const std::vector<std::string
   // Fail now rather than at the first request when nothing answers.
   auto probe = impl->client->call("/v3/kv/range", Json{{"key", api::base64Encode("/")}, {"count_only", true}});
   if (!probe) return fail(probe.error().wrap("etcd store"));
-  impl->multi = curl_multi_init();
-  if (!impl->multi) return fail(ENOMEM, "etcd store: curl_multi_init failed");
-  Impl* raw = impl.get();
-  impl->loop = std::thread([raw] { raw->runLoop(); });
-  impl->loopId = impl->loop.get_id();
   return std::unique_ptr<EtcdStore>(new EtcdStore(std::move(impl)));
 }
 
@@ -439,11 +382,18 @@ Result<std::unique_ptr<StoreWatch>> EtcdStore::watch(const std::string& prefix, 
   stream->nextRevision = afterRevision + 1;
   {
     std::lock_guard lock(impl_->mutex);
-    impl_->toAdd.push_back(stream);
+    if (impl_->stopping) return fail(ESHUTDOWN, "watch " + prefix + ": the store is closed");
+    impl_->reapLocked();
+    Impl* impl = impl_.get();
+    stream->thread = std::thread([impl, stream] {
+      { std::lock_guard started(impl->mutex); }  // threadId is assigned under it
+      impl->runStream(stream);
+    });
+    stream->threadId = stream->thread.get_id();
+    impl_->streams.push_back(stream);
   }
-  curl_multi_wakeup(impl_->multi);
   // No waiting for etcd to confirm the stream: callers often hold a lock their
-  // sinks take, and the loop thread must never wait for them. The stream starts
+  // sinks take, and the stream's thread must never wait for them. The stream starts
   // at afterRevision + 1, so nothing written meanwhile is missed.
   return std::make_unique<Impl::Handle>(impl_, std::move(stream));
 }

@@ -1,11 +1,11 @@
 // The HA store: etcd v3 (Debian's etcd 3.4) through its JSON gateway, over
-// libcurl (see etcd_client.h for why curl, and the failover rules).
+// http::Connection (see etcd_client.h for the failover rules).
 //
 // Writes are etcd transactions: create compares create_revision == 0, update
 // and delete compare mod_revision with the expected revision, so optimistic
 // concurrency is etcd's own. Revisions are etcd's revisions.
 //
-// Watches are `/v3/watch` streams, all served by one curl_multi thread; a
+// Watches are `/v3/watch` streams, each on a thread and connection of its own; a
 // stream that breaks reconnects (to the next endpoint when one is down) from
 // the revision after the last event delivered. When that revision is compacted
 // meanwhile, the sink gets a StoreEvent::Type::Error and the watch ends.
