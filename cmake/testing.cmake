@@ -16,3 +16,10 @@ function(ferry_test)
     SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]"
     ENVIRONMENT "FERRY_BINARY=${CMAKE_BINARY_DIR}/ferry;FERRY_SOURCE_DIR=${CMAKE_SOURCE_DIR};FERRY_SHARED_DIR=${CMAKE_SOURCE_DIR}/../shared")
 endfunction()
+
+# Tests that open an ImageStore in-process hand it build/ferry-unpack (FERRY_UNPACK_PROGRAM):
+# the test binary does not sit beside it.
+function(ferry_test_uses_unpacker target)
+  target_compile_definitions(${target} PRIVATE FERRY_UNPACK_PROGRAM="$<TARGET_FILE:ferry-unpack>")
+  add_dependencies(${target} ferry-unpack)
+endfunction()

@@ -7,8 +7,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -24,8 +22,8 @@
 #include <tuple>
 
 #include "agent/images/content_digest.h"
-#include "agent/images/layer_unpacker.h"
 #include "agent/images/registry_client.h"
+#include "agent/images/unpack_helper.h"
 
 namespace ferry::images {
 
@@ -247,7 +245,8 @@ struct LayerSource {
 //   tmp/                downloads and unpacks in progress; renamed into place when whole
 class ImageStore::Impl {
  public:
-  Impl(std::string root, RegistryOptions options) : root_(std::move(root)), options_(std::move(options)) {}
+  Impl(std::string root, RegistryOptions options, std::string unpackProgram)
+      : root_(std::move(root)), options_(std::move(options)), unpacker_(std::move(unpackProgram)) {}
 
   Status init() {
     for (const char* d : {"", "/blobs", "/blobs/sha256", "/layers", "/tmp"}) {
@@ -268,6 +267,7 @@ class ImageStore::Impl {
 
   std::string root_;
   RegistryOptions options_;
+  UnpackHelper unpacker_;
   CredentialSet nodeCredentials_;
 
   std::string lockPath() const { return root_ + "/lock"; }
@@ -346,7 +346,7 @@ class ImageStore::Impl {
   Result<std::int64_t> ensureLayer(const LayerSource& source) {
     std::string finalDir = layerDir(source.diffId);
     if (::access(finalDir.c_str(), F_OK) == 0) return std::int64_t{0};
-    auto actual = uncompressedDigest(source.path);
+    auto actual = unpacker_.uncompressedDigest(source.path);
     if (!actual) return fail(actual.error());
     if (*actual != source.diffId)
       return fail(Error::invalid(fmt::format("layer content has diff id {}, the image config says {}", *actual, source.diffId)));
@@ -356,7 +356,7 @@ class ImageStore::Impl {
       removeTree(work);
       return failErrno("create " + work, err);
     }
-    auto unpacked = unpackLayer(source.path, work + "/rootfs");
+    auto unpacked = unpacker_.unpackLayer(source.path, work + "/rootfs");
     if (!unpacked) {
       removeTree(work);
       return fail(unpacked.error());
@@ -718,78 +718,6 @@ struct ExtractedArchive {
   }
 };
 
-// Lexically normalized relative path, or empty when it is absolute or climbs out.
-std::string cleanMemberPath(const std::string& p) {
-  if (p.empty() || p.front() == '/') return "";
-  std::vector<std::string> parts;
-  std::stringstream ss(p);
-  std::string part;
-  while (std::getline(ss, part, '/')) {
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      if (parts.empty()) return "";
-      parts.pop_back();
-      continue;
-    }
-    parts.push_back(part);
-  }
-  std::string out;
-  for (const auto& x : parts) out += (out.empty() ? "" : "/") + x;
-  return out;
-}
-
-Result<ExtractedArchive> extractArchive(const std::string& tarPath, const std::string& dir) {
-  std::unique_ptr<struct archive, int (*)(struct archive*)> a(archive_read_new(), archive_read_free);
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  if (archive_read_open_filename(a.get(), tarPath.c_str(), 1 << 16) != ARCHIVE_OK)
-    return fail(Error::invalid(fmt::format("open {}: {}", tarPath, archive_error_string(a.get()))));
-  ExtractedArchive out{dir, {}};
-  std::map<std::string, std::string> symlinks;
-  int counter = 0;
-  while (true) {
-    struct archive_entry* entry = nullptr;
-    int r = archive_read_next_header(a.get(), &entry);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return fail(Error::invalid(fmt::format("{}: {}", tarPath, archive_error_string(a.get()))));
-    std::string name = cleanMemberPath(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
-    if (name.empty()) continue;
-    if (archive_entry_filetype(entry) == AE_IFLNK) {
-      const char* target = archive_entry_symlink(entry);
-      std::string base = name.find('/') == std::string::npos ? "" : name.substr(0, name.rfind('/') + 1);
-      std::string resolved = target ? cleanMemberPath(base + target) : "";
-      if (!resolved.empty()) symlinks[name] = resolved;
-      continue;
-    }
-    if (archive_entry_hardlink(entry)) {
-      std::string resolved = cleanMemberPath(archive_entry_hardlink(entry));
-      if (!resolved.empty()) symlinks[name] = resolved;
-      continue;
-    }
-    if (archive_entry_filetype(entry) != AE_IFREG) continue;
-    // Files get flat generated names: archive paths never become paths on disk.
-    std::string file = fmt::format("{}/m{}", dir, counter++);
-    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return failErrno("create " + file);
-    char buf[1 << 16];
-    la_ssize_t n;
-    while ((n = archive_read_data(a.get(), buf, sizeof buf)) > 0) {
-      if (::write(fd, buf, static_cast<size_t>(n)) != n) {
-        int err = errno;
-        ::close(fd);
-        return failErrno("write " + file, err);
-      }
-    }
-    ::close(fd);
-    if (n < 0) return fail(Error::invalid(fmt::format("{}: {}: {}", tarPath, name, archive_error_string(a.get()))));
-    out.files[name] = file;
-  }
-  for (int round = 0; round < 8; ++round)
-    for (const auto& [name, target] : symlinks)
-      if (!out.files.count(name) && out.files.count(target)) out.files[name] = out.files[target];
-  return out;
-}
-
 Result<json> readJsonMember(const ExtractedArchive& archive, const std::string& member) {
   auto path = archive.path(member);
   if (!path) return fail(path.error());
@@ -834,35 +762,36 @@ Result<std::vector<Image>> ImageStore::Impl::importArchive(const std::string& ta
     std::string dir;
     ~Cleanup() { removeTree(dir); }
   } cleanup{work};
-  auto archive = extractArchive(tarPath, work);
-  if (!archive) return fail(std::move(archive.error()).wrap("import " + tarPath));
+  auto members = unpacker_.extractArchive(tarPath, work);
+  if (!members) return fail(std::move(members.error()).wrap("import " + tarPath));
+  ExtractedArchive archive{work, std::move(*members)};
   std::vector<Image> images;
   auto withExtra = [&](std::vector<std::string> refs) {
     if (!extra.empty() && std::find(refs.begin(), refs.end(), extra) == refs.end()) refs.push_back(extra);
     return refs;
   };
 
-  if (archive->files.count("index.json") && archive->files.count("oci-layout")) {
-    auto index = readJsonMember(*archive, "index.json");
+  if (archive.files.count("index.json") && archive.files.count("oci-layout")) {
+    auto index = readJsonMember(archive, "index.json");
     if (!index) return fail(std::move(index.error()).wrap("import " + tarPath));
     if (!index->contains("manifests") || !(*index)["manifests"].is_array())
       return fail(Error::invalid("import " + tarPath + ": index.json has no manifests"));
     for (const auto& entry : (*index)["manifests"]) {
       auto top = parseDescriptor(entry, "index.json manifests entry");
       if (!top) return fail(std::move(top.error()).wrap("import " + tarPath));
-      auto body = readOciBlob(*archive, top->digest);
+      auto body = readOciBlob(archive, top->digest);
       if (!body) return fail(std::move(body.error()).wrap("import " + tarPath));
       json doc = json::parse(*body, nullptr, false);
       if (isIndexMediaType(top->mediaType.empty() ? stringField(doc, "mediaType") : top->mediaType, doc)) {
         auto chosen = selectPlatform(doc);
         if (!chosen) return fail(std::move(chosen.error()).wrap("import " + tarPath));
-        auto inner = readOciBlob(*archive, chosen->digest);
+        auto inner = readOciBlob(archive, chosen->digest);
         if (!inner) return fail(std::move(inner.error()).wrap("import " + tarPath));
         doc = json::parse(*inner, nullptr, false);
       }
       auto manifest = parseManifest(doc);
       if (!manifest) return fail(std::move(manifest.error()).wrap("import " + tarPath));
-      auto configText = readOciBlob(*archive, manifest->config.digest);
+      auto configText = readOciBlob(archive, manifest->config.digest);
       if (!configText) return fail(std::move(configText.error()).wrap("import " + tarPath));
       std::vector<LayerSource> layers;
       auto config = parseImageConfig(*configText);
@@ -871,7 +800,7 @@ Result<std::vector<Image>> ImageStore::Impl::importArchive(const std::string& ta
         return fail(Error::invalid(fmt::format("import {}: config lists {} layers, the manifest {}", tarPath, config->diffIds.size(), manifest->layers.size())));
       for (size_t i = 0; i < manifest->layers.size(); ++i) {
         const auto& layer = manifest->layers[i];
-        auto path = archive->path("blobs/sha256/" + digestHex(layer.digest));
+        auto path = archive.path("blobs/sha256/" + digestHex(layer.digest));
         if (!path) return fail(std::move(path.error()).wrap("import " + tarPath));
         auto actual = digestOfFile(*path);
         if (!actual) return fail(actual.error());
@@ -895,13 +824,13 @@ Result<std::vector<Image>> ImageStore::Impl::importArchive(const std::string& ta
       if (!image) return fail(std::move(image.error()).wrap("import " + tarPath));
       images.push_back(*image);
     }
-  } else if (archive->files.count("manifest.json")) {
-    auto manifest = readJsonMember(*archive, "manifest.json");
+  } else if (archive.files.count("manifest.json")) {
+    auto manifest = readJsonMember(archive, "manifest.json");
     if (!manifest) return fail(std::move(manifest.error()).wrap("import " + tarPath));
     if (!manifest->is_array()) return fail(Error::invalid("import " + tarPath + ": manifest.json is not a list"));
     for (const auto& entry : *manifest) {
       std::string configMember = stringField(entry, "Config");
-      auto configPath = archive->path(configMember);
+      auto configPath = archive.path(configMember);
       if (!configPath) return fail(std::move(configPath.error()).wrap("import " + tarPath));
       auto configText = readFile(*configPath);
       if (!configText) return fail(configText.error());
@@ -912,7 +841,7 @@ Result<std::vector<Image>> ImageStore::Impl::importArchive(const std::string& ta
         return fail(Error::invalid(fmt::format("import {}: config lists {} layers, manifest.json {}", tarPath, config->diffIds.size(), layerMembers.size())));
       std::vector<LayerSource> layers;
       for (size_t i = 0; i < layerMembers.size(); ++i) {
-        auto path = archive->path(layerMembers[i]);
+        auto path = archive.path(layerMembers[i]);
         if (!path) return fail(std::move(path.error()).wrap("import " + tarPath));
         layers.push_back({*path, config->diffIds[i]});
       }
@@ -990,8 +919,9 @@ Status validateImageGcPolicy(const ImageGcPolicy& policy) {
 ImageStore::ImageStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ImageStore::~ImageStore() = default;
 
-Result<std::unique_ptr<ImageStore>> ImageStore::open(const std::string& dataDir, RegistryOptions options) {
-  auto impl = std::make_unique<Impl>(dataDir + "/images", std::move(options));
+Result<std::unique_ptr<ImageStore>> ImageStore::open(const std::string& dataDir, RegistryOptions options,
+                                                     std::string unpackProgram) {
+  auto impl = std::make_unique<Impl>(dataDir + "/images", std::move(options), std::move(unpackProgram));
   if (auto s = impl->init(); !s) return fail(std::move(s.error()).wrap("image store"));
   return std::unique_ptr<ImageStore>(new ImageStore(std::move(impl)));
 }

@@ -99,7 +99,10 @@ struct PullStats {
 
 class ImageStore {
  public:
-  static Result<std::unique_ptr<ImageStore>> open(const std::string& dataDir, RegistryOptions options = {});
+  // `unpackProgram`: the ferry-unpack that unpacks layers and archives (unpack_helper.h);
+  // empty: the one beside the running executable.
+  static Result<std::unique_ptr<ImageStore>> open(const std::string& dataDir, RegistryOptions options = {},
+                                                  std::string unpackProgram = "");
   ~ImageStore();
 
   // Local lookup by reference ("busybox:1.36" is normalized first), by id ("sha256:<config>")

@@ -12,7 +12,9 @@
 #include <archive_entry.h>
 #include <fmt/format.h>
 
+#include <map>
 #include <memory>
+#include <sstream>
 #include <vector>
 
 #include "agent/images/content_digest.h"
@@ -319,6 +321,26 @@ Status LayerWriter::finishDirectories() {
   return {};
 }
 
+// Lexically normalized relative path, or empty when it is absolute or climbs out.
+std::string cleanMemberPath(const std::string& p) {
+  if (p.empty() || p.front() == '/') return "";
+  std::vector<std::string> parts;
+  std::stringstream ss(p);
+  std::string part;
+  while (std::getline(ss, part, '/')) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (parts.empty()) return "";
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  std::string out;
+  for (const auto& x : parts) out += (out.empty() ? "" : "/") + x;
+  return out;
+}
+
 }  // namespace
 
 Result<UnpackedLayer> unpackLayer(const std::string& layerPath, const std::string& targetDir) {
@@ -358,6 +380,58 @@ Result<std::string> uncompressedDigest(const std::string& layerPath) {
     hash.update(buf, static_cast<size_t>(n));
   }
   return hash.digest();
+}
+
+Result<std::map<std::string, std::string>> extractArchive(const std::string& tarPath, const std::string& dir) {
+  std::unique_ptr<struct archive, int (*)(struct archive*)> a(archive_read_new(), archive_read_free);
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open_filename(a.get(), tarPath.c_str(), 1 << 16) != ARCHIVE_OK)
+    return fail(Error::invalid(fmt::format("open {}: {}", tarPath, archive_error_string(a.get()))));
+  std::map<std::string, std::string> files;
+  std::map<std::string, std::string> symlinks;
+  int counter = 0;
+  while (true) {
+    struct archive_entry* entry = nullptr;
+    int r = archive_read_next_header(a.get(), &entry);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return fail(Error::invalid(fmt::format("{}: {}", tarPath, archive_error_string(a.get()))));
+    std::string name = cleanMemberPath(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
+    if (name.empty()) continue;
+    if (archive_entry_filetype(entry) == AE_IFLNK) {
+      const char* target = archive_entry_symlink(entry);
+      std::string base = name.find('/') == std::string::npos ? "" : name.substr(0, name.rfind('/') + 1);
+      std::string resolved = target ? cleanMemberPath(base + target) : "";
+      if (!resolved.empty()) symlinks[name] = resolved;
+      continue;
+    }
+    if (archive_entry_hardlink(entry)) {
+      std::string resolved = cleanMemberPath(archive_entry_hardlink(entry));
+      if (!resolved.empty()) symlinks[name] = resolved;
+      continue;
+    }
+    if (archive_entry_filetype(entry) != AE_IFREG) continue;
+    // Files get flat generated names: archive paths never become paths on disk.
+    std::string file = fmt::format("{}/m{}", dir, counter++);
+    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return failErrno("create " + file);
+    char buf[1 << 16];
+    la_ssize_t n;
+    while ((n = archive_read_data(a.get(), buf, sizeof buf)) > 0) {
+      if (::write(fd, buf, static_cast<size_t>(n)) != n) {
+        int err = errno;
+        ::close(fd);
+        return failErrno("write " + file, err);
+      }
+    }
+    ::close(fd);
+    if (n < 0) return fail(Error::invalid(fmt::format("{}: {}: {}", tarPath, name, archive_error_string(a.get()))));
+    files[name] = file;
+  }
+  for (int round = 0; round < 8; ++round)
+    for (const auto& [name, target] : symlinks)
+      if (!files.count(name) && files.count(target)) files[name] = files[target];
+  return files;
 }
 
 }  // namespace ferry::images

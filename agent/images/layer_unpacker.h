@@ -1,8 +1,10 @@
 // Unpacks one image layer (a tar, plain, gzip or zstd) into a directory that overlayfs
 // can use as a lowerdir. Layers are hostile input: nothing may land outside the target.
+// The agent does not call these itself: they run in `ferry-unpack` (unpack_helper.h).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "api/error.h"
@@ -26,5 +28,11 @@ Result<UnpackedLayer> unpackLayer(const std::string& layerPath, const std::strin
 // sha256 of the decompressed tar stream: the layer's diff id, as listed in the image
 // config's rootfs.diff_ids.
 Result<std::string> uncompressedDigest(const std::string& layerPath);
+
+// Writes the regular files of an image archive (docker-archive / oci-archive, any
+// compression) under `dir` with flat generated names (archive paths never become paths on
+// disk) and returns archive path → file. Symlinks and hard links (docker save uses them for
+// repeated layers) become aliases of the file they name; other entries are skipped.
+Result<std::map<std::string, std::string>> extractArchive(const std::string& tarPath, const std::string& dir);
 
 }  // namespace ferry::images

@@ -32,7 +32,7 @@ class ImageGcTest : public ::testing::Test {
     // 10 MiB: three images of 1-2 MiB cross a 40% threshold.
     ASSERT_EQ(::mount("tmpfs", fsDir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=10m"), 0) << strerror(errno);
     mounted_ = true;
-    auto store = ImageStore::open(fsDir_ + "/agent");
+    auto store = ImageStore::open(fsDir_ + "/agent", {}, FERRY_UNPACK_PROGRAM);
     ASSERT_TRUE(store) << store.error().message;
     store_ = std::move(*store);
   }

@@ -23,7 +23,7 @@ using namespace testing;
 TEST(OverlayLayers, WhiteoutsAndOpaqueDirectoriesHideLowerLayers) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root for overlayfs and trusted.* xattrs";
   std::string base = makeTempDir("overlay");
-  auto store = ImageStore::open(base + "/data");
+  auto store = ImageStore::open(base + "/data", {}, FERRY_UNPACK_PROGRAM);
   ASSERT_TRUE(store) << store.error().message;
   std::string archive = base + "/img.tar";
   writeOciArchive(archive, base,

@@ -222,7 +222,7 @@ class RegistryPullTest : public ::testing::Test {
   }
 
   std::unique_ptr<ImageStore> openStore(RegistryOptions options = {}) {
-    auto store = ImageStore::open(dataDir_ + "/" + std::to_string(stores_++), options);
+    auto store = ImageStore::open(dataDir_ + "/" + std::to_string(stores_++), options, FERRY_UNPACK_PROGRAM);
     EXPECT_TRUE(store) << store.error().message;
     return store ? std::move(*store) : nullptr;
   }

@@ -26,7 +26,7 @@ class ImageStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     base_ = makeTempDir("store");
-    auto store = ImageStore::open(base_ + "/data");
+    auto store = ImageStore::open(base_ + "/data", {}, FERRY_UNPACK_PROGRAM);
     ASSERT_TRUE(store) << store.error().message;
     store_ = std::move(*store);
   }

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/images/unpack_helper.h"
 #include "tests/unit/images/test_archives.h"
 
 namespace ferry::images {
@@ -165,6 +166,49 @@ TEST_F(LayerUnpackerTest, OpaqueDirectoriesGetTheOverlayXattr) {
   ASSERT_EQ(::getxattr((target_ + "/var/cache").c_str(), "trusted.overlay.opaque", value, sizeof value), 1);
   EXPECT_EQ(value[0], 'y');
   EXPECT_FALSE(fs::exists(target_ + "/var/cache/.wh..wh..opq"));
+}
+
+// The same work through ferry-unpack, as the image store does it: results and refusals come
+// back whole (code and message), and a missing or broken program is named.
+TEST_F(LayerUnpackerTest, HelperProcessUnpacksAndReportsErrors) {
+  UnpackHelper helper(FERRY_UNPACK_PROGRAM);
+  std::string tar = base_ + "/layer.tar.gz";
+  writeTar(tar, {dir("bin"), file("bin/tool", "12345", 0755), symlink("bin/sh", "/bin/tool")}, Compression::Gzip);
+  auto unpacked = helper.unpackLayer(tar, target_);
+  ASSERT_TRUE(unpacked) << unpacked.error().message;
+  EXPECT_EQ(unpacked->sizeBytes, 5);
+  EXPECT_EQ(readAll(target_ + "/bin/tool"), "12345");
+  EXPECT_EQ(fs::read_symlink(target_ + "/bin/sh"), "/bin/tool");
+  auto digest = helper.uncompressedDigest(tar);
+  ASSERT_TRUE(digest) << digest.error().message;
+  EXPECT_EQ(*digest, uncompressedDigest(tar).value());
+
+  std::string hostile = base_ + "/hostile.tar";
+  writeTar(hostile, {file("../outside/pwned", "x")});
+  fs::remove_all(target_);
+  fs::create_directories(target_);
+  auto refused = helper.unpackLayer(hostile, target_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EINVAL);
+  EXPECT_NE(refused.error().message.find("\"..\""), std::string::npos) << refused.error().message;
+  EXPECT_TRUE(outsideIsEmpty());
+
+  std::string members = base_ + "/members";
+  fs::create_directories(members);
+  std::string archive = base_ + "/image.tar";
+  writeTar(archive, {file("manifest.json", "[]"), symlink("alias.json", "manifest.json")});
+  auto files = helper.extractArchive(archive, members);
+  ASSERT_TRUE(files) << files.error().message;
+  ASSERT_EQ(files->count("manifest.json"), 1u);
+  EXPECT_EQ(readAll(files->at("manifest.json")), "[]");
+  EXPECT_EQ(files->at("alias.json"), files->at("manifest.json"));
+
+  auto missing = UnpackHelper(base_ + "/no-such-unpacker").unpackLayer(tar, target_);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("no-such-unpacker"), std::string::npos) << missing.error().message;
+  auto silent = UnpackHelper("/bin/false").uncompressedDigest(tar);
+  ASSERT_FALSE(silent);
+  EXPECT_NE(silent.error().message.find("exit status 1 without a reply"), std::string::npos) << silent.error().message;
 }
 
 }  // namespace
