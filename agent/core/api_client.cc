@@ -66,13 +66,16 @@ Result<Credentials> loadKubeconfig(const std::string& path) {
   }
 }
 
-ApiClient::ApiClient(Credentials credentials) : credentials_(std::move(credentials)) {}
+ApiClient::ApiClient(Credentials credentials)
+    : credentials_(std::move(credentials)), url_(http::parseUrl(credentials_.server)) {
+  if (url_) targetPrefix_ = url_->target;
+  while (!targetPrefix_.empty() && targetPrefix_.back() == '/') targetPrefix_.pop_back();
+}
 
 ApiClient::~ApiClient() = default;
 
 Result<std::unique_ptr<http::Connection>> ApiClient::connect() {
-  auto url = http::parseUrl(credentials_.server);
-  if (!url) return fail(url.error());
+  if (!url_) return fail(url_.error());
   http::TlsOptions tls;
   {
     std::lock_guard lock(mu_);
@@ -80,14 +83,7 @@ Result<std::unique_ptr<http::Connection>> ApiClient::connect() {
     tls.clientCertPem = credentials_.clientCertPem;
     tls.clientKeyPem = credentials_.clientKeyPem;
   }
-  return http::Connection::open(*url, tls, 10s);
-}
-
-std::string ApiClient::targetFor(const std::string& path) const {
-  auto url = http::parseUrl(credentials_.server);
-  std::string prefix = url ? url->target : "/";
-  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  return prefix + path;
+  return http::Connection::open(*url_, tls, 10s);
 }
 
 Result<std::unique_ptr<http::Connection>> ApiClient::takeConnection(uint64_t& generation, bool& reused) {

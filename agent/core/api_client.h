@@ -3,6 +3,7 @@
 #pragma once
 
 #include "api/error.h"
+#include "controlplane-lite/http_client.h"
 #include "api/object.h"
 
 #include <atomic>
@@ -13,9 +14,6 @@
 #include <string>
 #include <vector>
 
-namespace ferry::http {
-class Connection;
-}
 
 namespace ferry::agent {
 
@@ -80,10 +78,13 @@ class ApiClient {
   void returnConnection(std::unique_ptr<http::Connection> connection, uint64_t generation);
   Result<std::unique_ptr<http::Connection>> connect();
   // The request target for an API path (the server URL may carry a path prefix).
-  std::string targetFor(const std::string& path) const;
+  std::string targetFor(const std::string& path) const { return targetPrefix_ + path; }
 
   mutable std::mutex mu_;  // guards the certificate fields of credentials_, idle_, generation_
   Credentials credentials_;
+  Result<http::Url> url_;      // credentials_.server, parsed once (it never changes)
+  std::string targetPrefix_;   // its path, without the trailing '/'
+
   std::vector<std::unique_ptr<http::Connection>> idle_;  // most recently used last
   uint64_t generation_ = 0;  // bumped by setClientCertificate: older handles are closed
 };

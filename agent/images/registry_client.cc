@@ -11,6 +11,7 @@
 #include <chrono>
 
 #include "agent/images/content_digest.h"
+#include "api/base64.h"
 #include "controlplane-lite/http_client.h"
 
 namespace ferry::images {
@@ -34,25 +35,6 @@ std::string trim(const std::string& s) {
   if (b == std::string::npos) return "";
   size_t e = s.find_last_not_of(" \t\r\n");
   return s.substr(b, e - b + 1);
-}
-
-std::string base64Encode(const std::string& in) {
-  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                 static_cast<unsigned char>(in[i + 2]);
-    out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], table[v & 63]};
-  }
-  if (i + 1 == in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    out += {table[v >> 18], table[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], '='};
-  }
-  return out;
 }
 
 bool isLoopbackHost(const std::string& registry) {
@@ -229,7 +211,7 @@ Status RegistryClient::authenticate(const std::string& challenge) {
   if (scheme == "basic") {
     if (credentials_.username.empty() && credentials_.password.empty())
       return fail(Error{EACCES, fmt::format("{} requires credentials (basic auth) and none were found", ref_.registry)});
-    authorization_ = "Basic " + base64Encode(credentials_.username + ":" + credentials_.password);
+    authorization_ = "Basic " + api::base64Encode(credentials_.username + ":" + credentials_.password);
     return {};
   }
   if (scheme != "bearer") return fail(Error{EACCES, fmt::format("unsupported authentication scheme \"{}\"", scheme)});
@@ -242,7 +224,7 @@ Status RegistryClient::authenticate(const std::string& challenge) {
   // The token endpoint takes the registry credentials as basic auth (anonymous without).
   std::string saved = std::move(authorization_);
   if (!credentials_.username.empty())
-    authorization_ = "Basic " + base64Encode(credentials_.username + ":" + credentials_.password);
+    authorization_ = "Basic " + api::base64Encode(credentials_.username + ":" + credentials_.password);
   else
     authorization_.clear();
   auto response = send("GET", url, "application/json", nullptr, true);
