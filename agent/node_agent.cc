@@ -42,9 +42,11 @@ void sleepUnlessStopped(const std::atomic<bool>& stop, std::chrono::milliseconds
 }  // namespace
 
 Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::function<void()> onReady) {
-  // At most two malloc arenas instead of glibc's 8 per core: with a thread per pod the
-  // per-thread arenas held most of the agent's memory (bench/footprint).
-  mallopt(M_ARENA_MAX, 2);
+  // One malloc arena instead of glibc's 8 per core: per-thread arenas held most of the
+  // agent's memory with a thread per pod, and with a second arena (session 8) 3.5-4.6 MB
+  // sat in it beside a 6-7.5 MB heap; one arena holds ~10 MB for both (bench/footprint).
+  // The agent is not malloc-bound (threads keep glibc's per-thread tcache).
+  mallopt(M_ARENA_MAX, 1);
   NodeFacts facts = discoverNodeFacts(config);
   auto creds = ensureNodeClientCredentials(config, facts.name, 120, stop);
   if (!creds) return fail(creds.error());
