@@ -290,6 +290,7 @@ Status PodWorker::adopt() {
       cs->startedAt = cs->finishedAt = startTime_;
     }
   }
+  finished_ = finishedLocked(statusLocked());
   return {};
 }
 
@@ -328,6 +329,7 @@ void PodWorker::terminate(std::optional<std::int64_t> gracePeriodSeconds) {
       std::int64_t grace = gracePeriodSeconds.value_or(api::at<std::int64_t>(pod_, {"spec", "terminationGracePeriodSeconds"}, 30));
       graceOverride_ = gracePeriodSeconds;
       terminationDeadline_ = deps_.now() + std::chrono::seconds(std::max<std::int64_t>(0, grace));
+      finished_ = finishedLocked(statusLocked());
     }
     pool = pool_;
     task = task_;
@@ -335,13 +337,15 @@ void PodWorker::terminate(std::optional<std::int64_t> gracePeriodSeconds) {
   if (pool) pool->wake(task);
 }
 
-bool PodWorker::terminating() const {
-  std::lock_guard lock(mutex_);
-  return terminating_;
-}
+// Both without the worker's lock: PodManager asks them of every pod while it holds its
+// own lock (pod admission counts the pods in place), and a sync holds the worker's lock
+// through container starts and stops (tens of ms). Waiting there put every admission,
+// pod start and status report behind whichever pod was starting a container.
+bool PodWorker::terminating() const { return terminating_.load(); }
 
-bool PodWorker::finished() const {
-  std::lock_guard lock(mutex_);
+bool PodWorker::finished() const { return finished_.load(); }
+
+bool PodWorker::finishedLocked(const Json& status) const {
   auto stopped = [](const auto& cs) {
     return cs->phase != ContainerState::Phase::Running && (cs->done || !cs->container || cs->phase == ContainerState::Phase::Waiting);
   };
@@ -351,7 +355,7 @@ bool PodWorker::finished() const {
         if (cs->phase == ContainerState::Phase::Running) return false;
     return true;
   }
-  std::string phase = statusLocked().value("phase", "");
+  std::string phase = status.value("phase", "");
   if (phase != "Succeeded" && phase != "Failed") return false;
   for (auto* list : {&init_, &app_})
     for (auto& cs : *list)
@@ -379,6 +383,7 @@ Timestamp PodWorker::sync() {
     next = now + 1s;
     syncLocked(now, next);
     Json st = statusLocked();
+    finished_ = finishedLocked(st);
     if (st != lastReported_) {
       lastReported_ = st;
       changed = st;

@@ -18,6 +18,7 @@
 #include "api/error.h"
 #include "api/object.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -176,6 +177,7 @@ class PodWorker {
   void updateConditions(Timestamp now);
   Result<std::string> sharedPidNamespace();
   api::Json statusLocked() const;
+  bool finishedLocked(const api::Json& status) const;
 
   mutable std::mutex mutex_;
   api::Json pod_;
@@ -185,7 +187,8 @@ class PodWorker {
   std::vector<std::unique_ptr<ContainerState>> init_;
   std::vector<std::unique_ptr<ContainerState>> app_;
   Timestamp startTime_{};
-  bool terminating_ = false;
+  std::atomic<bool> terminating_{false};  // written under mutex_, read without it
+  std::atomic<bool> finished_{false};     // finishedLocked() as of the last sync/terminate/adopt
   std::optional<std::int64_t> graceOverride_;
   Timestamp terminationDeadline_{};
   std::map<std::string, std::pair<bool, std::string>> conditionTimes_;  // type → (status, lastTransitionTime)
