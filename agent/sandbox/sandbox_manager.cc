@@ -61,7 +61,13 @@ struct SandboxManager::Impl {
   Ipv4Cidr cidr;
   std::unique_ptr<netns::NodeNetwork> network;
   std::unique_ptr<cgroup::CgroupTree> cgroups;
-  mutable std::mutex mutex;
+  // `work` serialises what changes the node (create, remove, peer routes, the state
+  // file); `records` guards `sandboxes` and `ipam`, changed with both held, read with
+  // `records` alone: find() and list() never wait for a sandbox being made (a netns, a
+  // veth and a cgroup: tens of ms), which PodManager asks under its own lock and every
+  // container start asks too.
+  std::mutex work;
+  mutable std::mutex records;
   Ipam ipam{Ipv4Cidr{}};
   std::map<std::string, PodSandbox> sandboxes;  // by uid
   std::set<std::string> peerRoutes;
@@ -85,11 +91,11 @@ struct SandboxManager::Impl {
 
   // {"ipam": {...}, "sandboxes": {"<uid>": {"name", "namespace", "qos"}}}
   Status save() const {
-    nlohmann::json records = nlohmann::json::object();
+    nlohmann::json entries = nlohmann::json::object();
     for (const auto& [uid, s] : sandboxes) {
-      records[uid] = {{"name", s.name}, {"namespace", s.namespace_}, {"qos", qosText(s.qos)}};
+      entries[uid] = {{"name", s.name}, {"namespace", s.namespace_}, {"qos", qosText(s.qos)}};
     }
-    nlohmann::json doc{{"ipam", nlohmann::json::parse(ipam.serialize())}, {"sandboxes", records}};
+    nlohmann::json doc{{"ipam", nlohmann::json::parse(ipam.serialize())}, {"sandboxes", entries}};
     if (Status s = writeFileAtomically(statePath(), doc.dump(1)); !s) return fail(s.error().wrap("save sandbox state"));
     return {};
   }
@@ -239,11 +245,14 @@ Result<std::unique_ptr<SandboxManager>> SandboxManager::open(const SandboxManage
 
 Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
   if (Status s = checkUid(spec.uid); !s) return fail(s.error().wrap("create sandbox"));
-  std::lock_guard lock(impl_->mutex);
+  std::lock_guard lock(impl_->work);
   if (auto it = impl_->sandboxes.find(spec.uid); it != impl_->sandboxes.end()) return it->second;
   std::string context = "create sandbox " + (spec.name.empty() ? spec.uid : spec.namespace_ + "/" + spec.name);
 
-  auto address = impl_->ipam.allocate(spec.uid);
+  auto address = [&] {
+    std::lock_guard records(impl_->records);
+    return impl_->ipam.allocate(spec.uid);
+  }();
   if (!address) return fail(address.error().wrap(context));
   PodSandbox sandbox = impl_->describe(spec.uid, *address);
   sandbox.name = spec.name;
@@ -252,6 +261,7 @@ Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
 
   auto undo = [&](Error error) -> std::unexpected<Error> {
     (void)impl_->teardown(spec.uid, spec.qos, true);
+    std::lock_guard records(impl_->records);
     impl_->ipam.release(spec.uid);
     return fail(std::move(error).wrap(context));
   };
@@ -281,9 +291,15 @@ Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
   if (!cgroupPath) return undo(cgroupPath.error());
   sandbox.cgroupPath = *cgroupPath;
 
-  impl_->sandboxes[spec.uid] = sandbox;
+  {
+    std::lock_guard records(impl_->records);
+    impl_->sandboxes[spec.uid] = sandbox;
+  }
   if (Status s = impl_->save(); !s) {
-    impl_->sandboxes.erase(spec.uid);
+    {
+      std::lock_guard records(impl_->records);
+      impl_->sandboxes.erase(spec.uid);
+    }
     return undo(s.error());
   }
   return sandbox;
@@ -291,13 +307,17 @@ Result<PodSandbox> SandboxManager::create(const PodSandboxSpec& spec) {
 
 Status SandboxManager::remove(const std::string& podUid) {
   if (Status s = checkUid(podUid); !s) return fail(s.error().wrap("remove sandbox"));
-  std::lock_guard lock(impl_->mutex);
+  std::lock_guard lock(impl_->work);
   std::optional<cgroup::QosClass> qos;
   if (auto it = impl_->sandboxes.find(podUid); it != impl_->sandboxes.end()) qos = it->second.qos;
   Status torn = impl_->teardown(podUid, qos, /*deleteVeth=*/false);
   if (!torn) return fail(torn.error().wrap("remove sandbox " + podUid));
-  bool known = impl_->sandboxes.erase(podUid) > 0;
-  bool released = impl_->ipam.release(podUid);
+  bool known = false, released = false;
+  {
+    std::lock_guard records(impl_->records);
+    known = impl_->sandboxes.erase(podUid) > 0;
+    released = impl_->ipam.release(podUid);
+  }
   if (known || released) {
     if (Status s = impl_->save(); !s) return fail(s.error().wrap("remove sandbox " + podUid));
   }
@@ -305,21 +325,21 @@ Status SandboxManager::remove(const std::string& podUid) {
 }
 
 std::vector<PodSandbox> SandboxManager::list() const {
-  std::lock_guard lock(impl_->mutex);
+  std::lock_guard lock(impl_->records);
   std::vector<PodSandbox> result;
   for (const auto& [uid, s] : impl_->sandboxes) result.push_back(s);
   return result;
 }
 
 std::optional<PodSandbox> SandboxManager::find(const std::string& podUid) const {
-  std::lock_guard lock(impl_->mutex);
+  std::lock_guard lock(impl_->records);
   auto it = impl_->sandboxes.find(podUid);
   if (it == impl_->sandboxes.end()) return std::nullopt;
   return it->second;
 }
 
 Status SandboxManager::setPeerRoutes(const std::vector<PeerNodeRoute>& peers) {
-  std::lock_guard lock(impl_->mutex);
+  std::lock_guard lock(impl_->work);
   std::set<std::string> wanted;
   for (const PeerNodeRoute& peer : peers) {
     auto cidr = Ipv4Cidr::parse(peer.podCIDR);

@@ -4,7 +4,7 @@
 //
 // The container runtime enters `netnsPath`/`ipcnsPath`/`utsnsPath` with setns() and puts
 // container processes into cgroups through `cgroups()` (createContainer + attach).
-// Thread-safe: one mutex serialises create/remove.
+// Thread-safe: create/remove are serialised; find/list do not wait for them.
 #pragma once
 
 #include "api/error.h"
