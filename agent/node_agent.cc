@@ -42,11 +42,7 @@ void sleepUnlessStopped(const std::atomic<bool>& stop, std::chrono::milliseconds
 }  // namespace
 
 Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::function<void()> onReady) {
-  // One malloc arena instead of glibc's 8 per core: per-thread arenas held most of the
-  // agent's memory with a thread per pod, and with a second arena (session 8) 3.5-4.6 MB
-  // sat in it beside a 6-7.5 MB heap; one arena holds ~10 MB for both (bench/footprint).
-  // The agent is not malloc-bound (threads keep glibc's per-thread tcache).
-  mallopt(M_ARENA_MAX, 1);
+  // The allocator (one arena, no thread caches) is set by the ferry binary: cmd/allocator.h.
   NodeFacts facts = discoverNodeFacts(config);
   auto creds = ensureNodeClientCredentials(config, facts.name, 120, stop);
   if (!creds) return fail(creds.error());
@@ -216,8 +212,9 @@ Status runAgent(const AgentConfig& config, const std::atomic<bool>& stop, std::f
       if (auto st = registration.renewLease(); !st) log::warn("lease: {}", st.error().message);
       lastLease = now;
     }
-    // Freed memory below the top of the heap stays resident until malloc_trim (after a
-    // burst of pod starts, a relist); every 30 s costs little.
+    // Under glibc's malloc (processes other than the ferry binary, which uses jemalloc and
+    // its decay) freed memory below the top of the heap stays resident until malloc_trim
+    // (after a burst of pod starts, a relist); every 30 s costs little.
     if (now - lastTrim >= std::chrono::seconds(30)) {
       malloc_trim(0);
       lastTrim = now;

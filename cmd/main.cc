@@ -1,6 +1,7 @@
 // `ferry`: one binary, subcommands (k3s-like). See ARCHITECTURE.md.
 #include "agent/agent.h"
 #include "agent/runtime/shim.h"
+#include "cmd/allocator.h"
 #include "api/log.h"
 #include "cmd/options.h"
 #include "cmd/subcommands.h"
@@ -75,6 +76,7 @@ int runServerCommand(const std::vector<std::string>& args) {
   agent.server = "https://127.0.0.1:" + port;
 
   installSignalHandlers();
+  ferry::log::info("allocator: {}", ferry::cmd::allocatorSummary());
   std::thread agentThread;
   std::atomic<bool> agentFailed{false};
   auto onReady = [&] {
@@ -121,6 +123,7 @@ int runAgentCommand(const std::vector<std::string>& args) {
     return 2;
   }
   installSignalHandlers();
+  ferry::log::info("allocator: {}", ferry::cmd::allocatorSummary());
   auto st = ferry::agent::runAgent(agent, gStop, [] { sd_notify(0, "READY=1"); });
   if (!st) {
     ferry::log::error("agent: {}", st.error().message);
@@ -143,6 +146,8 @@ int main(int argc, char** argv) {
   ferry::log::init(std::getenv("FERRY_LOG_LEVEL") ? std::getenv("FERRY_LOG_LEVEL") : "info");
   std::string command = args[0];
   args.erase(args.begin());
+  // Before any thread starts: the server runs with jemalloc's thread caches (allocator.h).
+  if (command == "server") ferry::cmd::reexecWithServerAllocator(argv);
   if (command == "server") return runServerCommand(args);
   if (command == "agent") return runAgentCommand(args);
   if (command == "install") return ferry::cmd::runInstall(args);

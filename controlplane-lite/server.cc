@@ -92,9 +92,8 @@ HttpResponse handleMeasured(ApiHandler& handler, HttpRequest& req) {
 }  // namespace
 
 Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std::function<void()> onReady) {
-  // At most two malloc arenas (glibc makes up to 8 per core, one per busy thread): the
-  // server's many HTTP and watch threads left most of each arena unused (bench/footprint).
-  mallopt(M_ARENA_MAX, 2);
+  // The allocator (jemalloc, an arena per core, thread caches) is set by the ferry binary:
+  // cmd/allocator.h.
   auto listen = parseListen(config.listen);
   if (!listen) return fail(listen.error());
   std::error_code ec;
@@ -185,7 +184,8 @@ Status runServer(const ServerConfig& config, const std::atomic<bool>& stop, std:
   auto lastTrim = std::chrono::steady_clock::now();
   while (!stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    // glibc gives freed memory back to the kernel only from the top of the heap; after a
+    // Under glibc's malloc (the ferry binary uses jemalloc, which returns pages by decay)
+    // freed memory goes back to the kernel only from the top of the heap; after a
     // burst (a rollout's watch events, a relist) the free chunks below stay resident
     // until malloc_trim returns their pages.
     if (auto now = std::chrono::steady_clock::now(); now - lastTrim >= std::chrono::seconds(30)) {

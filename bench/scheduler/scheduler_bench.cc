@@ -11,6 +11,7 @@
 //
 //   scheduler_bench [--nodes 5000] [--pods 50000] [--creators 4] [--binders 32] [--no-events] [--precreate]
 #include "api/log.h"
+#include "cmd/allocator.h"
 #include "controlplane-lite/controllers/controller_context.h"
 #include "controlplane-lite/registry.h"
 #include "controlplane-lite/scheduler/pod_resources.h"
@@ -64,6 +65,8 @@ api::Json benchPod(int i, const std::string& ownerUid) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The bench stands for `ferry server`: the same allocator configuration.
+  ferry::cmd::reexecWithServerAllocator(argv);
   int nodes = 5000, pods = 50000, creators = 4, binders = SchedulerOptions{}.binderThreads;
   bool events = true, precreate = false;
   for (int i = 1; i < argc; ++i) {
@@ -173,6 +176,7 @@ int main(int argc, char** argv) {
     }
     fmt::print("nodes {} (created in {:.1f} s), pods {} ({} failed to create), events {}, {} creators, {} binders\n",
                nodes, nodeSeconds, pods, failed.load(), events ? "on" : "off", creators, binders);
+    fmt::print("allocator: {}\n", ferry::cmd::allocatorSummary());
     fmt::print("pods created in {:.2f} s ({:.0f}/s){}\n", createSeconds, pods / createSeconds,
                precreate ? ", before the scheduler started" : "");
     fmt::print("all bound {:.2f} s after {}: {:.0f} pods/s {}\n", boundSeconds,
