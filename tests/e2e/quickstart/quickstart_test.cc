@@ -143,6 +143,9 @@ TEST_F(QuickstartTest, OneNodeAnswersTheKubectlLineItPrints) {
   EXPECT_NE(version.output.find("Server Version: v1."), std::string::npos) << version.output;
   EXPECT_EQ(countReadyNodes(nodes.output), 1) << nodes.output << "\nquickstart:\n" << output;
   EXPECT_NE(output.find("Ferry is starting"), std::string::npos);
+  // `ferry server` re-executed itself with jemalloc's thread caches (cmd/allocator.h).
+  EXPECT_TRUE(std::regex_search(output, std::regex("allocator: jemalloc \\S+, [0-9]+ arenas?, thread caches on")))
+      << output;
   // Ctrl-C ends it: the server exits on SIGTERM by itself, not by the SIGKILL fallback.
   EXPECT_TRUE(WIFEXITED(status) || (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)) << "status " << status;
 }
