@@ -1,8 +1,8 @@
 // The ferry binary allocates through jemalloc, configured per role.
 //
 // Measured (bench/RESULTS.md, session 10): with glibc's malloc, malloc/free and page
-// clearing took ~20 % of the server's CPU in the scheduler bench; jemalloc with thread
-// caches cut the process CPU by ~20 %. Thread caches cost ~7 MB in an agent with 100
+// clearing took ~21 % of the samples in the scheduler bench; jemalloc with thread
+// caches cut that bench's process CPU by ~35 %. Thread caches cost ~7 MB in an agent with 100
 // pods (a thread per pod), so the agent, the memory-bound role, runs with one arena and
 // no thread caches (the compiled-in configuration), and `ferry server` re-executes
 // itself once with caches on and an arena per core.
@@ -23,7 +23,7 @@ std::string serverMallocConf();
 // re-exec happened; the marker is removed so that children (shims) get the default.
 void reexecWithServerAllocator(char** argv);
 
-// "jemalloc 5.3.0-0-g54eaed1d..., 2 arenas, thread caches on" — logged at start.
+// "jemalloc 5.3.0-0-g54eaed1d..., 2 arenas, thread caches on": logged at start.
 std::string allocatorSummary();
 
 }  // namespace ferry::cmd

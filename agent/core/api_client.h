@@ -3,8 +3,8 @@
 #pragma once
 
 #include "api/error.h"
-#include "controlplane-lite/http_client.h"
 #include "api/object.h"
+#include "controlplane-lite/http_client.h"
 
 #include <atomic>
 #include <cstdint>
@@ -13,7 +13,6 @@
 #include <mutex>
 #include <string>
 #include <vector>
-
 
 namespace ferry::agent {
 
