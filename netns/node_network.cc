@@ -15,6 +15,7 @@
 #include <netlink/route/route.h>
 
 #include <fstream>
+#include <mutex>
 #include <memory>
 
 namespace ferry::netns {
@@ -269,13 +270,29 @@ Status configurePodSide(nl_sock* sock, const PodLinkSpec& spec) {
 
 struct NodeNetwork::Impl {
   std::string netnsPath;
+  // A libnl socket serves one request at a time (its sequence numbers and receive
+  // buffer are per socket), and sandboxes of different pods are made in parallel.
+  std::mutex socketMutex;
   Socket socket;
   int netnsFd = -1;  // the node's network namespace, where pod veths send their host end
   ~Impl() {
     if (netnsFd >= 0) ::close(netnsFd);
   }
   nl_sock* sock() const { return socket.get(); }
+  std::unique_lock<std::mutex> lockSocket() { return std::unique_lock(socketMutex); }
 };
+
+namespace {
+Result<int> linkIndexOn(nl_sock* sock, const std::string& name) {
+  LinkPtr link;
+  int err = rtnl_link_get_kernel(sock, 0, name.c_str(), link.out());
+  if (err < 0) {
+    if (isNotFound(err)) return fail(ENODEV, "link " + name + ": no such device");
+    return failNl("find link " + name, err);
+  }
+  return rtnl_link_get_ifindex(link.get());
+}
+}  // namespace
 
 
 NodeNetwork::NodeNetwork(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -306,23 +323,19 @@ Result<std::unique_ptr<NodeNetwork>> NodeNetwork::open(const std::string& nodeNe
 }
 
 Result<int> NodeNetwork::linkIndex(const std::string& name) {
-  LinkPtr link;
-  int err = rtnl_link_get_kernel(impl_->sock(), 0, name.c_str(), link.out());
-  if (err < 0) {
-    if (isNotFound(err)) return fail(ENODEV, "link " + name + ": no such device");
-    return failNl("find link " + name, err);
-  }
-  return rtnl_link_get_ifindex(link.get());
+  auto lock = impl_->lockSocket();
+  return linkIndexOn(impl_->sock(), name);
 }
 
 Status NodeNetwork::ensureBridge(const std::string& name, const std::string& gatewayCidr) {
-  auto index = linkIndex(name);
+  auto lock = impl_->lockSocket();
+  auto index = linkIndexOn(impl_->sock(), name);
   if (!index && index.error().code == ENODEV) {
     LinkPtr bridge(rtnl_link_bridge_alloc());
     rtnl_link_set_name(bridge.get(), name.c_str());
     int err = rtnl_link_add(impl_->sock(), bridge.get(), NLM_F_CREATE);
     if (err < 0 && -std::abs(err) != -NLE_EXIST) return failNl("create bridge " + name, err);
-    index = linkIndex(name);
+    index = linkIndexOn(impl_->sock(), name);
   }
   if (!index) return fail(index.error().wrap("bridge " + name));
   if (Status s = addAddress(impl_->sock(), *index, gatewayCidr, "gatewayCidr"); !s) {
@@ -367,12 +380,18 @@ Status NodeNetwork::createPodLink(const PodLinkSpec& spec) {
   // (libnl 3.7 fails the whole request when the peer carries flags: eth0 is set up below.)
   rtnl_link_set_ns_fd(peer, podNs);
   rtnl_link_put(peer);
-  int err = rtnl_link_add(impl_->sock(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
+  int err;
+  Status hairpin;
+  {
+    auto lock = impl_->lockSocket();
+    err = rtnl_link_add(impl_->sock(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
+    if (err >= 0) hairpin = setHairpin(impl_->sock(), spec.hostIfName);
+  }
   ::close(podNs);
   if (err < 0) return failNl("create veth " + spec.hostIfName, err);
-  if (Status s = setHairpin(impl_->sock(), spec.hostIfName); !s) {
+  if (!hairpin) {
     (void)removePodLink(spec.hostIfName);
-    return s;
+    return hairpin;
   }
 
   Status podSide = runInNetworkNamespace(spec.podNetnsPath, [&]() -> Status {
@@ -419,9 +438,12 @@ Result<NamespacePins> NodeNetwork::createPodNamespacesAndLink(const std::string&
   rtnl_link_set_name(change.get(), spec.hostIfName.c_str());
   rtnl_link_set_master(change.get(), *bridgeIndex);
   rtnl_link_set_flags(change.get(), IFF_UP);
-  int err = rtnl_link_change(impl_->sock(), byName.get(), change.get(), 0);
-  Status attached = err < 0 ? failNl("attach " + spec.hostIfName + " to bridge " + spec.bridgeName, err)
-                            : setHairpin(impl_->sock(), spec.hostIfName);
+  Status attached = [&]() -> Status {
+    auto lock = impl_->lockSocket();
+    int err = rtnl_link_change(impl_->sock(), byName.get(), change.get(), 0);
+    if (err < 0) return failNl("attach " + spec.hostIfName + " to bridge " + spec.bridgeName, err);
+    return setHairpin(impl_->sock(), spec.hostIfName);
+  }();
   if (!attached) {
     (void)removePodLink(spec.hostIfName);
     (void)removePodNamespaces(podDir);
@@ -433,12 +455,14 @@ Result<NamespacePins> NodeNetwork::createPodNamespacesAndLink(const std::string&
 Status NodeNetwork::removePodLink(const std::string& hostIfName) {
   LinkPtr link(rtnl_link_alloc());
   rtnl_link_set_name(link.get(), hostIfName.c_str());
+  auto lock = impl_->lockSocket();
   int err = rtnl_link_delete(impl_->sock(), link.get());
   if (err < 0 && !isNotFound(err)) return failNl("delete veth " + hostIfName, err);
   return {};
 }
 
 Status NodeNetwork::ensureRoute(const std::string& destinationCidr, const std::string& via) {
+  auto lock = impl_->lockSocket();
   return addRoute(impl_->sock(), destinationCidr, via, 0, NLM_F_REPLACE);
 }
 
@@ -452,6 +476,7 @@ Status NodeNetwork::removeRoute(const std::string& destinationCidr) {
   rtnl_route_set_scope(route.get(), RT_SCOPE_NOWHERE);  // match any scope
   rtnl_route_set_protocol(route.get(), kFerryRouteProtocol);
   rtnl_route_set_dst(route.get(), dstOwner.get());
+  auto lock = impl_->lockSocket();
   int err = rtnl_route_delete(impl_->sock(), route.get(), 0);
   if (err < 0 && !isNotFound(err)) return failNl("delete route " + destinationCidr, err);
   return {};
@@ -460,6 +485,7 @@ Status NodeNetwork::removeRoute(const std::string& destinationCidr) {
 Result<bool> NodeNetwork::hairpinEnabled(const std::string& portName) {
   // Bridge port flags come back only in an AF_BRIDGE dump.
   CachePtr cache;
+  auto lock = impl_->lockSocket();
   int err = rtnl_link_alloc_cache(impl_->sock(), AF_BRIDGE, cache.out());
   if (err < 0) return failNl("list bridge ports", err);
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
@@ -470,9 +496,18 @@ Result<bool> NodeNetwork::hairpinEnabled(const std::string& portName) {
   return fail(ENODEV, "bridge port " + portName + ": not found");
 }
 
-Result<std::vector<std::string>> NodeNetwork::listLinks() { return listLinksOn(impl_->sock()); }
-Result<std::vector<AddressEntry>> NodeNetwork::listAddresses() { return listAddressesOn(impl_->sock()); }
-Result<std::vector<RouteEntry>> NodeNetwork::listRoutes() { return listRoutesOn(impl_->sock()); }
+Result<std::vector<std::string>> NodeNetwork::listLinks() {
+  auto lock = impl_->lockSocket();
+  return listLinksOn(impl_->sock());
+}
+Result<std::vector<AddressEntry>> NodeNetwork::listAddresses() {
+  auto lock = impl_->lockSocket();
+  return listAddressesOn(impl_->sock());
+}
+Result<std::vector<RouteEntry>> NodeNetwork::listRoutes() {
+  auto lock = impl_->lockSocket();
+  return listRoutesOn(impl_->sock());
+}
 
 Result<std::vector<AddressEntry>> listAddressesIn(const std::string& netnsPath) {
   Result<std::vector<AddressEntry>> result;

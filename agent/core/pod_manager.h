@@ -120,13 +120,21 @@ class PodManager {
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<PodEntry>> pods_;  // by uid
   std::set<std::string> starting_;
+  std::set<std::string> removing_;  // uids whose finalize() is scheduled or running
   std::function<std::string(const api::Json&)> admit_;
   int podCapacity_;
 
   // Status writes and Events, coalesced per pod and sent off the watch thread.
   std::mutex outMu_;
   std::condition_variable outCv_;
-  std::map<std::string, std::pair<api::Json, api::Json>> pendingStatus_;  // uid → (pod ref, status)
+  struct PendingStatus {
+    api::Json pod;  // the pod, or only its identity (podIdentity)
+    api::Json status;
+    std::chrono::steady_clock::time_point queuedAt;
+    std::chrono::steady_clock::time_point notBefore;  // a retry after a failed write waits
+  };
+  static constexpr std::chrono::seconds kStatusRetryDelay{1};
+  std::map<std::string, PendingStatus> pendingStatus_;  // by uid
   std::set<std::string> statusInFlight_;  // uids whose status a writer is sending
   std::deque<api::Json> pendingEvents_;
 

@@ -42,6 +42,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -325,6 +326,55 @@ void printPhase(const std::string& name, const PhaseResult& r) {
   std::fflush(stdout);
 }
 
+// The server's /metrics (one process: the API server and the node's agent), as
+// "name{labels}" -> value.
+std::map<std::string, double> scrapeMetrics(ferry::e2e::Cluster& cluster) {
+  std::map<std::string, double> samples;
+  auto r = cluster.kubectl("get --raw /metrics", std::chrono::seconds(60));
+  if (r.exitCode != 0) return samples;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);) {
+    auto space = line.rfind(' ');
+    if (line.empty() || line[0] == '#' || space == std::string::npos) continue;
+    try {
+      samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
+    } catch (const std::exception&) {
+    }
+  }
+  return samples;
+}
+
+// Where a phase's pods spent their time, from the histograms' sums and counts between two
+// scrapes: the agent's start and stop phases, its status queue and writes, and the API
+// server's pod, binding and event requests. Means, not percentiles (the buckets are coarse).
+void printTimeBreakdown(const std::string& name, const std::map<std::string, double>& before,
+                        const std::map<std::string, double>& after) {
+  static const char* kFamilies[] = {"kubelet_pod_start_duration_seconds", "ferry_agent_pod_start_phase_seconds",
+                                    "ferry_agent_pod_stop_phase_seconds", "ferry_agent_pod_status_queue_seconds",
+                                    "ferry_agent_pod_status_update_duration_seconds", "apiserver_request_duration_seconds"};
+  auto delta = [&](const std::string& key) {
+    auto a = after.find(key);
+    auto b = before.find(key);
+    return (a == after.end() ? 0 : a->second) - (b == before.end() ? 0 : b->second);
+  };
+  std::printf("  %s time per operation (mean over the phase; count):\n", name.c_str());
+  for (const auto& [key, value] : after) {
+    std::string family = key.substr(0, key.find('{'));
+    if (!family.ends_with("_count")) continue;
+    family.resize(family.size() - 6);
+    if (std::find(std::begin(kFamilies), std::end(kFamilies), family) == std::end(kFamilies)) continue;
+    std::string labels = key.substr(family.size() + 6);
+    if (family == "apiserver_request_duration_seconds" && labels.find("resource=\"pods\"") == std::string::npos &&
+        labels.find("resource=\"events\"") == std::string::npos)
+      continue;
+    double count = delta(key);
+    if (count <= 0) continue;
+    std::printf("    %s%s: %.1f ms (%.0f)\n", family.c_str(), labels.c_str(), delta(family + "_sum" + labels) / count * 1000,
+                count);
+  }
+  std::fflush(stdout);
+}
+
 int benchFerry(const std::string& image, int count, int streamPods, double streamRate) {
   ferry::e2e::ClusterOptions options;
   options.nodes = 1;
@@ -392,19 +442,28 @@ int benchFerry(const std::string& image, int count, int streamPods, double strea
   // agent's image lookup (as on a node that has run pods before).
   (void)bench.run("warmup", 1, true);
   bool removed = bench.removeAll("warmup", 1);
+  auto metricsBefore = scrapeMetrics(cluster);
   PhaseResult sequential = bench.run("seq", count, true);
   printPhase("sequential", sequential);
+  auto metricsAfter = scrapeMetrics(cluster);
+  printTimeBreakdown("sequential", metricsBefore, metricsAfter);
   removed = bench.removeAll("seq", count) && removed;
   PhaseResult burst;
   if (!interrupted && sequential.failures == 0) {
+    metricsBefore = scrapeMetrics(cluster);
     burst = bench.run("burst", count, false);
     printPhase("burst", burst);
+    metricsAfter = scrapeMetrics(cluster);
+    printTimeBreakdown("burst", metricsBefore, metricsAfter);
     removed = bench.removeAll("burst", count) && removed;
   }
   int streamFailures = 0;
   if (!interrupted && sequential.failures == 0 && streamPods > 0) {
+    metricsBefore = scrapeMetrics(cluster);
     auto st = bench.stream("stream", streamPods, streamRate, count);
     printPhase("sustained", st.phase);
+    metricsAfter = scrapeMetrics(cluster);
+    printTimeBreakdown("sustained", metricsBefore, metricsAfter);
     std::printf("  sustained: offered %.1f pods/s (%d pods, window %d live, older ones deleted as it goes); "
                 "Running %.1f pods/s over the steady %.1f s; create→Running p99 first quarter %.1f ms, last quarter %.1f ms\n",
                 st.offered, streamPods, count, st.steadyRate, st.steadySeconds, st.firstQuarter.p99, st.lastQuarter.p99);

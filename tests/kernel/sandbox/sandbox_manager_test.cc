@@ -15,6 +15,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
+#include <thread>
+#include <algorithm>
 
 namespace ferry::agent {
 namespace {
@@ -167,6 +170,68 @@ TEST_F(SandboxManagerTest, TwentyPodsReachEachOtherAndLeaveNothingBehind) {
   std::stringstream text;
   text << state.rdbuf();
   EXPECT_NE(text.str().find("\"allocations\": {}"), std::string::npos) << text.str();
+}
+
+// Sandboxes of different pods are made and removed in parallel (PodManager starts and
+// removes pods on a pool): every one complete, addresses distinct, the state file and
+// a restarted manager agree, and parallel removal leaves nothing behind.
+TEST_F(SandboxManagerTest, ParallelCreatesAndRemovesStayConsistent) {
+  constexpr int kThreads = 8, kPerThread = 5;
+  std::vector<std::vector<PodSandbox>> made(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) made[t].push_back(create("p" + std::to_string(t) + "-" + std::to_string(i)));
+    });
+  }
+  for (auto& th : threads) th.join();
+  threads.clear();
+  std::set<std::string> ips;
+  for (const auto& list : made) {
+    for (const PodSandbox& s : list) {
+      ASSERT_FALSE(s.podIP.empty());
+      EXPECT_TRUE(ips.insert(s.podIP).second) << "duplicate " << s.podIP;
+      EXPECT_TRUE(netns::isPinnedNamespace(s.netnsPath)) << s.uid;
+    }
+  }
+  EXPECT_EQ(manager_->list().size(), static_cast<size_t>(kThreads * kPerThread));
+  // A create and a remove of one pod at once: they do not overlap (the remove either
+  // finds the sandbox complete or none at all) and nothing of it is left.
+  std::thread creator([&] { (void)manager_->create({.uid = "racer", .name = "racer", .namespace_ = "default"}); });
+  std::thread remover([&] { EXPECT_TRUE(manager_->remove("racer")); });
+  creator.join();
+  remover.join();
+  EXPECT_TRUE(manager_->remove("racer"));
+  EXPECT_FALSE(manager_->find("racer"));
+
+  // What the state file says is what a restarted manager finds.
+  manager_.reset();
+  openManager();
+  ASSERT_EQ(manager_->list().size(), static_cast<size_t>(kThreads * kPerThread));
+  for (const auto& list : made)
+    for (const PodSandbox& s : list) EXPECT_EQ(manager_->find(s.uid).value_or(PodSandbox{}).podIP, s.podIP) << s.uid;
+
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (const PodSandbox& s : made[t]) EXPECT_TRUE(manager_->remove(s.uid)) << s.uid;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_TRUE(manager_->list().empty());
+  EXPECT_EQ(countNsfsMountsUnder(config_.runDir), 0);
+  auto node = netns::NodeNetwork::open(nodeNs_);
+  ASSERT_TRUE(node);
+  auto links = (*node)->listLinks();
+  ASSERT_TRUE(links);
+  // Pod veths go with their netns; the kernel deletes them in the background.
+  bool vethsGone = false;
+  for (int i = 0; i < 200 && !vethsGone; ++i) {
+    links = (*node)->listLinks();
+    ASSERT_TRUE(links);
+    vethsGone = std::none_of(links->begin(), links->end(), [](const std::string& l) { return l.rfind("fv", 0) == 0; });
+    if (!vethsGone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(vethsGone);
 }
 
 TEST_F(SandboxManagerTest, TwoProcessesOfOnePodTalkOverLocalhost) {
