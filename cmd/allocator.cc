@@ -4,6 +4,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include <cstdlib>
+#include <string>
 #include <unistd.h>
 
 // Read by jemalloc when it initializes (before main); MALLOC_CONF overrides it.
@@ -30,7 +31,13 @@ void reexecWithServerAllocator(char** argv) {
   if (std::getenv("MALLOC_CONF")) return;  // the user's choice wins
   setenv("MALLOC_CONF", serverMallocConf().c_str(), 1);
   setenv(kReexecMarker, "1", 1);
-  execv("/proc/self/exe", argv);
+  // The binary by its own path, not /proc/self/exe: the kernel names the process after the
+  // file executed, and `ps`, `top` and systemd would show "exe" for the server.
+  char path[4096];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  std::string self = n > 0 ? std::string(path, static_cast<size_t>(n)) : std::string();
+  if (self.empty() || self.ends_with(" (deleted)")) self = "/proc/self/exe";  // replaced since it started
+  execv(self.c_str(), argv);
   // Not fatal: the server runs, only with the agent's allocator configuration.
   unsetenv(kReexecMarker);
   unsetenv("MALLOC_CONF");

@@ -129,6 +129,9 @@ TEST_F(QuickstartTest, OneNodeAnswersTheKubectlLineItPrints) {
       return nodes.exitCode == 0 && countReadyNodes(nodes.output) == 1;
     }, 120s);
   }
+  // The script ends in `exec build/ferry server`, which re-executes itself once (the
+  // allocator): under its own name, not "exe" after /proc/self/exe.
+  std::string comm = readFile("/proc/" + std::to_string(pid) + "/comm");
   int status = stopProcess(pid, 30s);
   ferry::e2e::removeNodeLeftovers(cgroupRoot, bpffs);
   ferry::e2e::unmountBelow(work);
@@ -146,6 +149,7 @@ TEST_F(QuickstartTest, OneNodeAnswersTheKubectlLineItPrints) {
   // `ferry server` re-executed itself with jemalloc's thread caches (cmd/allocator.h).
   EXPECT_TRUE(std::regex_search(output, std::regex("allocator: jemalloc \\S+, [0-9]+ arenas?, thread caches on")))
       << output;
+  EXPECT_EQ(comm, "ferry\n");
   // Ctrl-C ends it: the server exits on SIGTERM by itself, not by the SIGKILL fallback.
   EXPECT_TRUE(WIFEXITED(status) || (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)) << "status " << status;
 }
