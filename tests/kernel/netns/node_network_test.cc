@@ -9,7 +9,9 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 namespace ferry::netns {
 namespace {
@@ -29,6 +31,7 @@ class NodeNetworkTest : public ::testing::Test {
   void TearDown() override {
     network_.reset();
     for (const std::string& pin : pins_) (void)removePinnedNamespace(pin);
+    for (const std::string& podDir : podDirs_) (void)removePodNamespaces(podDir);
     if (!nodeNs_.empty()) (void)removePinnedNamespace(nodeNs_);
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
@@ -45,6 +48,7 @@ class NodeNetworkTest : public ::testing::Test {
 
   std::string dir_, nodeNs_;
   std::vector<std::string> pins_;
+  std::vector<std::string> podDirs_;  // made by createPodNamespacesAndLink
   std::unique_ptr<NodeNetwork> network_;
 };
 
@@ -171,6 +175,40 @@ TEST_F(NodeNetworkTest, BridgeAddressStaysWhenPortsComeAndGo) {
   EXPECT_EQ(bridgeAddress(nodeNs_), before) << "the bridge changed its address when its port left";
   ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24"));
   EXPECT_EQ(bridgeAddress(nodeNs_), before) << "ensureBridge on an existing bridge keeps its address";
+}
+
+// The host end is a bridge port: no IPv6 link-local address (and so no duplicate
+// detection or MLD traffic of its own), on both ways of making a pod's link. The
+// pod's eth0 keeps its IPv6 configuration.
+TEST_F(NodeNetworkTest, HostEndsOfPodLinksGetNoIpv6Address) {
+  if (::access("/proc/sys/net/ipv6", F_OK) != 0) GTEST_SKIP() << "kernel without IPv6";
+  ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24"));
+  std::string pod = newPodNamespace("a");
+  auto created = network_->createPodLink({.podNetnsPath = pod, .hostIfName = "fvtesta", .bridgeName = "ferry0",
+                                          .podAddress = "10.42.0.2/24", .gateway = "10.42.0.1"});
+  ASSERT_TRUE(created) << created.error().message;
+  std::string podDir = dir_ + "/pods/b";
+  auto pins = network_->createPodNamespacesAndLink(podDir, "pod-b", {.hostIfName = "fvtestb", .bridgeName = "ferry0",
+                                                                     .podAddress = "10.42.0.3/24", .gateway = "10.42.0.1"});
+  ASSERT_TRUE(pins) << pins.error().message;
+  podDirs_.push_back(podDir);
+  // Carrier changes reach addrconf through the kernel's link watch, up to a second
+  // later: wait until the pod's end has its link-local address (the pair's carrier
+  // event has run, for both ends), then look at the host end.
+  for (auto [podNetns, hostEnd] : {std::pair{pod, "fvtesta"}, std::pair{pins->net, "fvtestb"}}) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (ipInNamespace(podNetns, "-6 -o addr show dev eth0").find("fe80::") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_NE(ipInNamespace(podNetns, "-6 -o addr show dev eth0").find("fe80::"), std::string::npos)
+        << "the pod's eth0 keeps its own IPv6 link-local address";
+    std::string link = ipInNamespace(nodeNs_, std::string("-o link show ") + hostEnd);
+    ASSERT_NE(link.find("master ferry0"), std::string::npos) << hostEnd << ": " << link;
+    ASSERT_NE(link.find("LOWER_UP"), std::string::npos) << hostEnd << " has no carrier: " << link;
+    EXPECT_EQ(ipInNamespace(nodeNs_, std::string("-6 -o addr show dev ") + hostEnd), "") << hostEnd;
+  }
+  ASSERT_TRUE(network_->removePodLink("fvtesta"));
+  ASSERT_TRUE(network_->removePodLink("fvtestb"));
 }
 
 TEST_F(NodeNetworkTest, HostGatewayRoutesAreMarkedAndRemoved) {
