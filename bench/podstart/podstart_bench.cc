@@ -42,6 +42,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -356,6 +357,44 @@ void printPhase(const std::string& name, const PhaseResult& r) {
   std::fflush(stdout);
 }
 
+// CPU time so far in ms: of the whole machine (all CPUs, busy = not idle/iowait), and of
+// one process (all its threads).
+struct CpuSample {
+  double machineMs = 0, processMs = 0;
+};
+CpuSample sampleCpu(int pid) {
+  CpuSample c;
+  double tick = 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  unsigned long long v[10] = {};
+  stat >> cpu;
+  for (auto& x : v) stat >> x;
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+  c.machineMs = static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * tick;
+  std::ifstream self("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(self)), std::istreambuf_iterator<char>());
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+  if (auto close = text.rfind(')'); close != std::string::npos) {
+    std::istringstream rest(text.substr(close + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 1; i <= 13 && rest >> field; ++i) {
+      if (i == 12) utime = std::stoull(field);
+      if (i == 13) stime = std::stoull(field);
+    }
+    c.processMs = static_cast<double>(utime + stime) * tick;
+  }
+  return c;
+}
+
+void printCpu(const std::string& name, const CpuSample& before, const CpuSample& after, int pods) {
+  if (pods <= 0) return;
+  std::printf("  %s CPU per pod: %.1f ms on the machine, %.1f ms in the ferry server process (agent included)\n",
+              name.c_str(), (after.machineMs - before.machineMs) / pods, (after.processMs - before.processMs) / pods);
+  std::fflush(stdout);
+}
+
 // The server's /metrics (one process: the API server and the node's agent), as
 // "name{labels}" -> value.
 std::map<std::string, double> scrapeMetrics(ferry::e2e::Cluster& cluster) {
@@ -472,17 +511,24 @@ int benchFerry(const std::string& image, int count, int streamPods, double strea
   // agent's image lookup (as on a node that has run pods before).
   (void)bench.run("warmup", 1, true);
   bool removed = bench.removeAll("warmup", 1);
+  int serverPid = cluster.agentPid(1);
   auto metricsBefore = scrapeMetrics(cluster);
+  auto cpuBefore = sampleCpu(serverPid);
   PhaseResult sequential = bench.run("seq", count, true);
+  auto cpuAfter = sampleCpu(serverPid);
   printPhase("sequential", sequential);
+  printCpu("sequential", cpuBefore, cpuAfter, count);
   auto metricsAfter = scrapeMetrics(cluster);
   printTimeBreakdown("sequential", metricsBefore, metricsAfter);
   removed = bench.removeAll("seq", count) && removed;
   PhaseResult burst;
   if (!interrupted && sequential.failures == 0) {
     metricsBefore = scrapeMetrics(cluster);
+    cpuBefore = sampleCpu(serverPid);
     burst = bench.run("burst", count, false);
+    cpuAfter = sampleCpu(serverPid);
     printPhase("burst", burst);
+    printCpu("burst", cpuBefore, cpuAfter, count);
     metricsAfter = scrapeMetrics(cluster);
     printTimeBreakdown("burst", metricsBefore, metricsAfter);
     removed = bench.removeAll("burst", count) && removed;
@@ -490,8 +536,12 @@ int benchFerry(const std::string& image, int count, int streamPods, double strea
   int streamFailures = 0;
   if (!interrupted && sequential.failures == 0 && streamPods > 0) {
     metricsBefore = scrapeMetrics(cluster);
+    cpuBefore = sampleCpu(serverPid);
     auto st = bench.stream("stream", streamPods, streamRate, count);
+    cpuAfter = sampleCpu(serverPid);
     printPhase("sustained", st.phase);
+    // Each stream pod is started and (all but the last window) deleted: CPU per start + delete.
+    printCpu("sustained (start + delete)", cpuBefore, cpuAfter, streamPods);
     metricsAfter = scrapeMetrics(cluster);
     printTimeBreakdown("sustained", metricsBefore, metricsAfter);
     std::printf("  sustained: offered %.1f pods/s (%d pods, window %d live, older ones deleted as it goes); "
