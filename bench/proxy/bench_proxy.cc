@@ -1,9 +1,13 @@
 // bench/proxy: Service proxy cost at 10 .. 100,000 Services, ebpf vs nftables
 // mode vs connecting to the backend directly. Run as root:
 //   build/bench/proxy/bench_proxy [--sizes=10,1000,10000,100000] [--modes=ebpf,nftables]
-//                                 [--seconds=2] [--rounds=3] [--nft-max=10000] [--masquerade-client]
+//                                 [--seconds=2] [--rounds=3] [--nft-max=10000]
+//                                 [--client=pod|node] [--masquerade-client]
 // --seconds is the length of one connect round, --rounds the number of (via
 // ClusterIP, direct) pairs per size; nftables is not run above --nft-max Services.
+// --client=pod (default): the client has its own namespace on a veth to the node,
+// inside the cluster CIDR, as a pod has it; --client=node: it runs in the node's
+// namespace and reaches backends on the node's loopback.
 // Prints a Markdown table for bench/RESULTS.md.
 #include "proxy/service_proxy.h"
 #include "tests/kernel/proxy/proxy_test_env.h"
@@ -18,6 +22,7 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <thread>
 
 using namespace ferry;
@@ -103,6 +108,7 @@ int main(int argc, char** argv) {
   // port space fills and nftables' rate collapses (SYNs dropped), which measures
   // conntrack, not the ruleset. --masquerade-client shows that case.
   bool masqueradeClient = false;
+  std::string client = "pod";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--sizes=", 0) == 0) {
@@ -131,11 +137,18 @@ int main(int argc, char** argv) {
       nftMax = std::stoi(a.substr(10));
     } else if (a == "--masquerade-client") {
       masqueradeClient = true;
+    } else if (a == "--client=pod" || a == "--client=node") {
+      client = a.substr(9);
     } else {
       std::cerr << "bench_proxy: unknown flag " << a
-                << " (flags: --sizes=N,N.. --modes=ebpf,nftables --seconds=S --rounds=N --nft-max=N --masquerade-client)\n";
+                << " (flags: --sizes=N,N.. --modes=ebpf,nftables --seconds=S --rounds=N --nft-max=N --client=pod|node "
+                   "--masquerade-client)\n";
       return 2;
     }
+  }
+  if (masqueradeClient && client == "pod") {
+    std::cerr << "bench_proxy: --masquerade-client is for --client=node (a pod inside the cluster CIDR is not masqueraded)\n";
+    return 2;
   }
   spdlog::set_level(spdlog::level::warn);
   ProxyTestEnv env;
@@ -143,8 +156,29 @@ int main(int argc, char** argv) {
     std::cerr << "cannot run: " << reason << "\n";
     return 2;
   }
-  auto connectRate = [&](const std::string& address, int port, int& failures) {
-    ClientProcess client(env.cgroupDir(), env.nodeNetns(), {ClientJob::TcpConnect, address, port, 0, false});
+  // Pod clients: one for the direct rounds and one per mode for the rounds via the
+  // ClusterIP. A client that alternated paths would reuse its source ports towards
+  // the same backend from different paths: the backend's TIME_WAIT sockets then hold
+  // timestamps of the other path (the kernel derives a connection's timestamp offset
+  // from its destination address, the ClusterIP under nftables' DNAT, the backend's
+  // under ebpf and direct), PAWS drops the new SYN and the connect waits a 1 s
+  // retransmission — the bench would measure its own alternation. Real clients of a
+  // Service always take one path.
+  std::string directNetns = env.nodeNetns();
+  std::map<std::string, std::string> viaNetns;
+  for (const std::string& mode : modes) viaNetns[mode] = env.nodeNetns();
+  if (client == "pod") {
+    std::string reason = env.addPodNetns(directNetns);
+    for (const std::string& mode : modes)
+      if (reason.empty()) reason = env.addPodNetns(viaNetns[mode]);
+    if (!reason.empty()) {
+      std::cerr << "cannot run: " << reason << "\n";
+      env.tearDown();
+      return 2;
+    }
+  }
+  auto connectRate = [&](const std::string& netns, const std::string& address, int port, int& failures) {
+    ClientProcess client(env.cgroupDir(), netns, {ClientJob::TcpConnect, address, port, 0, false});
     auto start = Clock::now();
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     client.stop();
@@ -162,7 +196,10 @@ int main(int argc, char** argv) {
     config.cgroupV2Path = env.cgroupDir();
     config.bpffsDir = env.bpffsDir();
     config.nodeIP = kNodeIP;
-    config.clusterCIDR = masqueradeClient ? "10.244.0.0/16" : "";
+    // A pod client: the node has the cluster CIDR and its pod egress masquerade
+    // table, as the agent sets it up in both modes (so conntrack runs on the node
+    // in both); pod -> Service traffic stays unmasqueraded.
+    config.clusterCIDR = client == "pod" || masqueradeClient ? kClusterCIDR : "";
     config.serviceCIDR = "10.96.0.0/12";
     config.nodeName = "node-a";
     bool ok = true;
@@ -174,6 +211,12 @@ int main(int argc, char** argv) {
         return;
       }
       proxy = std::move(*p);
+      if (client == "pod") {
+        if (auto st = proxy->ensureMasquerade(); !st) {
+          std::cerr << "masquerade " << mode << ": " << st.error().message << "\n";
+          ok = false;
+        }
+      }
     });
     if (!ok) return 1;
     for (int n : sizes) {
@@ -234,12 +277,14 @@ int main(int argc, char** argv) {
       std::vector<double> via, direct, ratios;
       for (int r = 0; r < rounds; ++r) {
         double v, d;
+        auto viaRound = [&] { return connectRate(viaNetns[mode], addressAt(kServiceBase, 1), 80, row.failures); };
+        auto directRound = [&] { return connectRate(directNetns, kBackends[0], kBackendPort, row.failures); };
         if (r % 2 == 0) {
-          v = connectRate(addressAt(kServiceBase, 1), 80, row.failures);
-          d = connectRate(kBackends[0], kBackendPort, row.failures);
+          v = viaRound();
+          d = directRound();
         } else {
-          d = connectRate(kBackends[0], kBackendPort, row.failures);
-          v = connectRate(addressAt(kServiceBase, 1), 80, row.failures);
+          d = directRound();
+          v = viaRound();
         }
         via.push_back(v);
         direct.push_back(d);

@@ -395,6 +395,28 @@ std::string ProxyTestEnv::setUp() {
   return startedFuture.get();
 }
 
+std::string ProxyTestEnv::addPodNetns(std::string& path) {
+  size_t index = pods_.size();
+  std::string name = "fpxc" + std::to_string(index) + "-" + suffix_;
+  std::string node = "vc" + std::to_string(index) + "-" + suffix_, pod = "vq" + std::to_string(index) + "-" + suffix_;
+  std::string subnet = "10.244." + std::to_string(index + 1) + ".";
+  std::vector<std::string> cmds = {
+      "ip netns add " + name,
+      "ip -n " + name + " link set lo up",
+      "ip -n " + node_ + " link add " + node + " type veth peer name " + pod + " netns " + name,
+      "ip -n " + node_ + " addr add " + subnet + "1/24 dev " + node,
+      "ip -n " + name + " addr add " + subnet + "2/24 dev " + pod,
+      "ip -n " + node_ + " link set " + node + " up",
+      "ip -n " + name + " link set " + pod + " up",
+      "ip -n " + name + " route add default via " + subnet + "1",
+  };
+  pods_.push_back(name);  // before the commands, so tearDown removes a half-made namespace too
+  for (const auto& c : cmds)
+    if (sh(c) != 0) return "setup failed: " + c;
+  path = "/run/netns/" + name;
+  return "";
+}
+
 void ProxyTestEnv::tearDown() {
   if (servers_.joinable()) {
     stopServers_ = true;
@@ -407,6 +429,7 @@ void ProxyTestEnv::tearDown() {
   if (!cgroup_.empty()) rmdir(cgroup_.c_str());
   if (!node_.empty()) sh("ip netns del " + node_);
   if (!peer_.empty()) sh("ip netns del " + peer_);
+  for (const std::string& pod : pods_) sh("ip netns del " + pod);
   sh("rm -rf " + bpffsDir());
 }
 

@@ -17,6 +17,7 @@
 #include <queue>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace ferry::proxy::testing {
 
@@ -27,6 +28,10 @@ inline constexpr const char* kBackends6[] = {"fd00:244::11", "fd00:244::12", "fd
 inline constexpr const char* kNodeIP6 = "fd00:77::1";
 inline constexpr const char* kPeerIP6 = "fd00:77::2";
 inline constexpr int kBackendPort = 8080;
+// Pod-like clients (addPodNetns): pod i has its own namespace on a veth to the node,
+// address 10.244.<i+1>.2/24 inside the cluster CIDR, default route via the node end
+// 10.244.<i+1>.1, as a pod has it.
+inline constexpr const char* kClusterCIDR = "10.244.0.0/16";
 
 // Runs tasks on one thread that has entered a network namespace (setns is per thread).
 class NetnsWorker {
@@ -81,6 +86,10 @@ class ProxyTestEnv {
 
   std::string nodeNetns() const { return "/run/netns/" + node_; }
   std::string peerNetns() const { return "/run/netns/" + peer_; }
+  // Adds pod-like client namespace number podNetnsCount() (see kClusterCIDR) and sets
+  // `path` to it; returns "" when ready, else what failed.
+  std::string addPodNetns(std::string& path);
+  size_t podNetnsCount() const { return pods_.size(); }
   std::string cgroupDir() const { return cgroup_; }
   std::string bpffsDir() const { return "/sys/fs/bpf/ferry-test-" + suffix_; }
   std::string suffix() const { return suffix_; }
@@ -90,6 +99,7 @@ class ProxyTestEnv {
 
  private:
   std::string suffix_, node_, peer_, cgroup_;
+  std::vector<std::string> pods_;
   std::unique_ptr<NetnsWorker> worker_;
   std::thread servers_;
   std::atomic<bool> stopServers_{false};
