@@ -406,8 +406,9 @@ PlacementResult ClusterState::schedule(const api::Json& pod) {
     } else {
       score += 200.0;
     }
-    // Ties go to the node whose name sorts first.
-    if (score > bestScore + 1e-9 || (std::abs(score - bestScore) <= 1e-9 && node.name < nodes_[best].name)) {
+    // Ties go to the node whose name sorts first: nodes_ is sorted by name, so that is
+    // the lower index (no string compare: in an even cluster most nodes tie, for every pod).
+    if (score > bestScore + 1e-9 || (std::abs(score - bestScore) <= 1e-9 && i < best)) {
       bestScore = score;
       best = i;
     }
