@@ -84,6 +84,16 @@ struct lb4_reverse_nat_value {
   __u16 pad;      /* zero */
 };
 
+/* A connected socket's Service, kept in the socket itself (lb4_socket_services):
+ * the backend connect() was sent to and the Service address the application used. */
+struct lb4_socket_service {
+  __be32 backend_address;
+  __be32 service_address;
+  __be16 backend_port;
+  __be16 service_port;
+  __u32 pad; /* zero */
+};
+
 /* IPv6 twins. Addresses are four 32-bit words because the kernel's
  * bpf_sock_addr.user_ip6 may only be read and written a word at a time. */
 struct lb6_key {
@@ -190,6 +200,18 @@ struct {
   __type(key, struct lb4_reverse_nat_key);
   __type(value, struct lb4_reverse_nat_value);
 } lb4_reverse_nat SEC(".maps");
+
+/* socket -> its Service, for getpeername4 and recvmsg4 on sockets that connect()ed
+ * to a Service (TCP, connected UDP). Socket-local storage lives and dies with the
+ * socket: no shared LRU to evict from on every connect (the LRU fills after ~130,000
+ * connects and then evicts, at a cost per connect and possibly under a live socket).
+ * The LRU above stays for unconnected UDP, where one socket sends to many Services. */
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct lb4_socket_service);
+} lb4_socket_services SEC(".maps");
 
 /* IPv6 frontends: (address, port, protocol, slot) -> service entry or backend id */
 struct {

@@ -156,6 +156,47 @@ static __always_inline struct lb4_reverse_nat_value *lb4_service_of(__u64 socket
   return bpf_map_lookup_elem(&lb4_reverse_nat, &key);
 }
 
+/* connect(): the Service goes into the socket's own storage; if that cannot be
+ * had (no memory), into the shared LRU as for sendmsg. */
+static __always_inline void lb4_remember_connected(struct bpf_sock_addr *ctx, const struct lb4_backend *backend,
+                                                   __be32 service_address, __be16 service_port) {
+  struct bpf_sock *sk = ctx->sk;
+  struct lb4_socket_service *stored =
+      sk ? bpf_sk_storage_get(&lb4_socket_services, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
+  if (!stored) {
+    lb4_remember_service(bpf_get_socket_cookie(ctx), backend, service_address, service_port);
+    return;
+  }
+  stored->backend_address = backend->address;
+  stored->backend_port = backend->port;
+  stored->service_address = service_address;
+  stored->service_port = service_port;
+}
+
+/* The Service address a socket's peer (address, port) stands for, if the
+ * socket connect()ed to a Service: 1 with *service_address/port set, else 0. */
+static __always_inline int lb4_connected_service(struct bpf_sock_addr *ctx, __be32 address, __be16 port,
+                                                 __be32 *service_address, __be16 *service_port) {
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk) return 0;
+  struct lb4_socket_service *stored = bpf_sk_storage_get(&lb4_socket_services, sk, 0, 0);
+  if (!stored || stored->backend_address != address || stored->backend_port != port) return 0;
+  *service_address = stored->service_address;
+  *service_port = stored->service_port;
+  return 1;
+}
+
+/* recvmsg/getpeername: a connected socket's storage first, then the LRU. */
+static __always_inline int lb4_restore_service(struct bpf_sock_addr *ctx, __be32 address, __be16 port,
+                                               __be32 *service_address, __be16 *service_port) {
+  if (lb4_connected_service(ctx, address, port, service_address, service_port)) return 1;
+  struct lb4_reverse_nat_value *service = lb4_service_of(bpf_get_socket_cookie(ctx), address, port);
+  if (!service) return 0;
+  *service_address = service->address;
+  *service_port = service->port;
+  return 1;
+}
+
 static __always_inline int is_lb_protocol(__u32 protocol) {
   return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP;
 }
@@ -167,7 +208,7 @@ static __always_inline int refuse(void) {
   return 0;
 }
 
-static __always_inline int lb4_translate(struct bpf_sock_addr *ctx) {
+static __always_inline int lb4_translate(struct bpf_sock_addr *ctx, int connecting) {
   __u32 protocol = ctx->protocol;
   if (!is_lb_protocol(protocol)) return 1;
   __be32 address = ctx->user_ip4;
@@ -178,37 +219,34 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx) {
   if (err) return refuse();
   ctx->user_ip4 = backend.address;
   ctx->user_port = backend.port;
-  lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
+  if (connecting)
+    lb4_remember_connected(ctx, &backend, address, port);
+  else
+    lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
+  return 1;
+}
+
+static __always_inline int lb4_restore(struct bpf_sock_addr *ctx) {
+  __be32 service_address;
+  __be16 service_port;
+  if (lb4_restore_service(ctx, ctx->user_ip4, (__be16)ctx->user_port, &service_address, &service_port)) {
+    ctx->user_ip4 = service_address;
+    ctx->user_port = service_port;
+  }
   return 1;
 }
 
 SEC("cgroup/connect4")
-int ferry_connect4(struct bpf_sock_addr *ctx) { return lb4_translate(ctx); }
+int ferry_connect4(struct bpf_sock_addr *ctx) { return lb4_translate(ctx, 1); }
 
 SEC("cgroup/sendmsg4")
-int ferry_sendmsg4(struct bpf_sock_addr *ctx) { return lb4_translate(ctx); }
+int ferry_sendmsg4(struct bpf_sock_addr *ctx) { return lb4_translate(ctx, 0); }
 
 SEC("cgroup/recvmsg4")
-int ferry_recvmsg4(struct bpf_sock_addr *ctx) {
-  struct lb4_reverse_nat_value *service = lb4_service_of(bpf_get_socket_cookie(ctx), ctx->user_ip4,
-                                                         (__be16)ctx->user_port);
-  if (service) {
-    ctx->user_ip4 = service->address;
-    ctx->user_port = service->port;
-  }
-  return 1;
-}
+int ferry_recvmsg4(struct bpf_sock_addr *ctx) { return lb4_restore(ctx); }
 
 SEC("cgroup/getpeername4")
-int ferry_getpeername4(struct bpf_sock_addr *ctx) {
-  struct lb4_reverse_nat_value *service = lb4_service_of(bpf_get_socket_cookie(ctx), ctx->user_ip4,
-                                                         (__be16)ctx->user_port);
-  if (service) {
-    ctx->user_ip4 = service->address;
-    ctx->user_port = service->port;
-  }
-  return 1;
-}
+int ferry_getpeername4(struct bpf_sock_addr *ctx) { return lb4_restore(ctx); }
 
 /* IPv6 sockets: an IPv6 destination is looked up in the lb6 maps; a
  * v4-mapped one (::ffff:a.b.c.d, what a dual-stack socket uses for an IPv4
@@ -236,7 +274,7 @@ static __always_inline void lb6_remember_service(__u64 socket_cookie, const stru
   bpf_map_update_elem(&lb6_reverse_nat, &key, &value, BPF_ANY);
 }
 
-static __always_inline int lb6_translate(struct bpf_sock_addr *ctx) {
+static __always_inline int lb6_translate(struct bpf_sock_addr *ctx, int connecting) {
   __u32 protocol = ctx->protocol;
   if (!is_lb_protocol(protocol)) return 1;
   __be32 address[4];
@@ -252,7 +290,10 @@ static __always_inline int lb6_translate(struct bpf_sock_addr *ctx) {
     if (err) return refuse();
     ctx->user_ip6[3] = backend.address;
     ctx->user_port = backend.port;
-    lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address[3], port);
+    if (connecting)
+      lb4_remember_connected(ctx, &backend, address[3], port);
+    else
+      lb4_remember_service(bpf_get_socket_cookie(ctx), &backend, address[3], port);
     return 1;
   }
   struct lb6_backend backend = {};
@@ -275,15 +316,16 @@ static __always_inline int lb6_restore(struct bpf_sock_addr *ctx) {
   address[2] = ctx->user_ip6[2];
   address[3] = ctx->user_ip6[3];
   __be16 port = (__be16)ctx->user_port;
-  __u64 cookie = bpf_get_socket_cookie(ctx);
   if (is_v4_mapped(address)) {
-    struct lb4_reverse_nat_value *service = lb4_service_of(cookie, address[3], port);
-    if (service) {
-      ctx->user_ip6[3] = service->address;
-      ctx->user_port = service->port;
+    __be32 service_address;
+    __be16 service_port;
+    if (lb4_restore_service(ctx, address[3], port, &service_address, &service_port)) {
+      ctx->user_ip6[3] = service_address;
+      ctx->user_port = service_port;
     }
     return 1;
   }
+  __u64 cookie = bpf_get_socket_cookie(ctx);
   struct lb6_reverse_nat_key key = {};
   key.socket_cookie = cookie;
   key.address[0] = address[0];
@@ -303,10 +345,10 @@ static __always_inline int lb6_restore(struct bpf_sock_addr *ctx) {
 }
 
 SEC("cgroup/connect6")
-int ferry_connect6(struct bpf_sock_addr *ctx) { return lb6_translate(ctx); }
+int ferry_connect6(struct bpf_sock_addr *ctx) { return lb6_translate(ctx, 1); }
 
 SEC("cgroup/sendmsg6")
-int ferry_sendmsg6(struct bpf_sock_addr *ctx) { return lb6_translate(ctx); }
+int ferry_sendmsg6(struct bpf_sock_addr *ctx) { return lb6_translate(ctx, 0); }
 
 SEC("cgroup/recvmsg6")
 int ferry_recvmsg6(struct bpf_sock_addr *ctx) { return lb6_restore(ctx); }

@@ -17,10 +17,12 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -73,6 +75,19 @@ double threadCpuSeconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// Busy time of the whole machine (all CPUs: user, nice, system, irq, softirq, steal)
+// from /proc/stat, in milliseconds. A connect's cost lands in the client, the
+// backend and softirq on either core; only the machine-wide figure holds all of it.
+double machineBusyMs() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  unsigned long long v[8] = {};
+  stat >> cpu;
+  for (auto& x : v) stat >> x;
+  return static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * 1000.0 /
+         static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -87,6 +102,7 @@ struct Row {
   double changeP50Ms = 0, changeP99Ms = 0;
   int changes = 0;
   double rate = 0, directRate = 0;
+  double cpuUs = 0, directCpuUs = 0;  // machine CPU per connect (µs), medians of the rounds
   double ratio = 0, ratioMin = 0, ratioMax = 0;  // via / direct: median (and range) of the rounds' ratios
   uint64_t mapBytes = 0;
   int failures = 0;
@@ -177,15 +193,24 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  struct RoundResult {
+    double rate = 0;   // connects per second
+    double cpuUs = 0;  // machine CPU per connect
+  };
   auto connectRate = [&](const std::string& netns, const std::string& address, int port, int& failures) {
+    double busy0 = machineBusyMs();
     ClientProcess client(env.cgroupDir(), netns, {ClientJob::TcpConnect, address, port, 0, false});
     auto start = Clock::now();
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     client.stop();
     ClientResult r = client.wait();
     double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    double busyMs = machineBusyMs() - busy0;
     for (auto& [_, n] : r.errors) failures += n;
-    return static_cast<double>(r.total()) / elapsed;
+    RoundResult result;
+    result.rate = static_cast<double>(r.total()) / elapsed;
+    result.cpuUs = r.total() > 0 ? busyMs * 1000.0 / static_cast<double>(r.total()) : 0;
+    return result;
   };
 
   std::vector<Row> rows;
@@ -274,9 +299,9 @@ int main(int argc, char** argv) {
       // direct) taken back to back, in alternating order (ABBA) so a load that
       // rises or falls during the run hits both sides alike; the ratio reported
       // is the median of the per-pair ratios, not a ratio of medians.
-      std::vector<double> via, direct, ratios;
+      std::vector<double> via, direct, ratios, viaCpu, directCpu;
       for (int r = 0; r < rounds; ++r) {
-        double v, d;
+        RoundResult v, d;
         auto viaRound = [&] { return connectRate(viaNetns[mode], addressAt(kServiceBase, 1), 80, row.failures); };
         auto directRound = [&] { return connectRate(directNetns, kBackends[0], kBackendPort, row.failures); };
         if (r % 2 == 0) {
@@ -286,14 +311,18 @@ int main(int argc, char** argv) {
           d = directRound();
           v = viaRound();
         }
-        via.push_back(v);
-        direct.push_back(d);
-        ratios.push_back(d > 0 ? v / d : 0);
-        std::cerr << fmt::format("{} {} round {}: via {:.0f}/s direct {:.0f}/s ratio {:.3f}\n", mode, n, r, v, d,
-                                 ratios.back());
+        via.push_back(v.rate);
+        direct.push_back(d.rate);
+        viaCpu.push_back(v.cpuUs);
+        directCpu.push_back(d.cpuUs);
+        ratios.push_back(d.rate > 0 ? v.rate / d.rate : 0);
+        std::cerr << fmt::format("{} {} round {}: via {:.0f}/s ({:.1f} µs CPU) direct {:.0f}/s ({:.1f} µs CPU) ratio {:.3f}\n",
+                                 mode, n, r, v.rate, v.cpuUs, d.rate, d.cpuUs, ratios.back());
       }
       row.rate = percentile(via, 0.5);
       row.directRate = percentile(direct, 0.5);
+      row.cpuUs = percentile(viaCpu, 0.5);
+      row.directCpuUs = percentile(directCpu, 0.5);
       row.ratio = percentile(ratios, 0.5);
       row.ratioMin = *std::min_element(ratios.begin(), ratios.end());
       row.ratioMax = *std::max_element(ratios.begin(), ratios.end());
@@ -309,12 +338,12 @@ int main(int argc, char** argv) {
   env.tearDown();
 
   std::cout << "| mode | Services | full sync (CPU) | one endpoint change p50 / p99 (n) | connects/s via ClusterIP | connects/s direct | "
-               "via/direct: median of rounds (range) | map memory | failed connects |\n";
-  std::cout << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+               "via/direct: median of rounds (range) | machine CPU per connect via / direct | map memory | failed connects |\n";
+  std::cout << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
-    std::cout << fmt::format("| {} | {} | {:.3f} s ({:.3f} s) | {:.3f} / {:.3f} ms ({}) | {:.0f} | {:.0f} | {:.3f} ({:.3f}–{:.3f}) | {} | {} |\n",
+    std::cout << fmt::format("| {} | {} | {:.3f} s ({:.3f} s) | {:.3f} / {:.3f} ms ({}) | {:.0f} | {:.0f} | {:.3f} ({:.3f}–{:.3f}) | {:.1f} / {:.1f} µs | {} | {} |\n",
                              r.mode, r.services, r.syncSeconds, r.syncCpuSeconds, r.changeP50Ms, r.changeP99Ms, r.changes,
-                             r.rate, r.directRate, r.ratio, r.ratioMin, r.ratioMax,
+                             r.rate, r.directRate, r.ratio, r.ratioMin, r.ratioMax, r.cpuUs, r.directCpuUs,
                              r.mode == "ebpf" ? fmt::format("{:.1f} MiB", static_cast<double>(r.mapBytes) / 1048576.0) : "n/a",
                              r.failures);
   }
@@ -325,8 +354,9 @@ int main(int argc, char** argv) {
     if (e.mode != "ebpf") continue;
     for (const Row& f : rows)
       if (f.mode == "nftables" && f.services == e.services && f.ratio > 0)
-        std::cout << fmt::format("\nebpf / nftables at {} Services: {:.2f}x (via/direct {:.3f} vs {:.3f})", e.services,
-                                 e.ratio / f.ratio, e.ratio, f.ratio);
+        std::cout << fmt::format("\nebpf / nftables at {} Services: {:.2f}x (via/direct {:.3f} vs {:.3f}); CPU per connect "
+                                 "{:.1f} vs {:.1f} µs (direct {:.1f} vs {:.1f})",
+                                 e.services, e.ratio / f.ratio, e.ratio, f.ratio, e.cpuUs, f.cpuUs, e.directCpuUs, f.directCpuUs);
   }
   std::cout << "\n";
   return 0;

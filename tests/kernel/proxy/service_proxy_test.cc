@@ -3,6 +3,7 @@
 #include "proxy/service_proxy.h"
 #include "tests/kernel/proxy/proxy_test_env.h"
 
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <thread>
+#include <vector>
 
 namespace ferry::proxy {
 namespace {
@@ -162,6 +164,44 @@ TEST_P(ServiceProxyKernelTest, ApplicationSeesOnlyTheServiceAddress) {
   EXPECT_TRUE(tcp.errors.empty());
   EXPECT_EQ(tcp.wrongPeer, 0) << "getpeername returned a backend";
   EXPECT_EQ(tcp.total(), 30);
+}
+
+// Entries in a pinned BPF map, counted by walking its keys (-1 when it cannot be opened).
+int pinnedMapEntries(const std::string& path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return -1;
+  std::vector<unsigned char> key(64), next(64);
+  int count = 0;
+  void* previous = nullptr;
+  while (bpf_map_get_next_key(fd, previous, next.data()) == 0) {
+    ++count;
+    key = next;
+    previous = key.data();
+  }
+  close(fd);
+  return count;
+}
+
+// A socket that connect()ed to a Service keeps its Service in its own storage
+// (lb4_socket_services); the shared reverse-NAT LRU is for unconnected UDP only.
+TEST_P(ServiceProxyKernelTest, ConnectedSocketsKeepTheirServiceInSocketStorage) {
+  if (!ebpf()) GTEST_SKIP() << "socket storage is the ebpf mode's";
+  programWeb(3);
+  std::string lru = env_.bpffsDir() + "/lb4_reverse_nat";
+  ASSERT_EQ(pinnedMapEntries(lru), 0) << lru;
+  ClientResult tcp = client(ClientJob::TcpConnect, kWebIP, 80, 30, true);
+  EXPECT_EQ(tcp.total(), 30);
+  EXPECT_EQ(tcp.wrongPeer, 0) << "getpeername returned a backend";
+  ClientResult mapped = client(ClientJob::Tcp6MappedConnect, kWebIP, 80, 30, true);
+  EXPECT_EQ(mapped.total(), 30);
+  EXPECT_EQ(mapped.wrongPeer, 0) << "getpeername6 returned a backend";
+  ClientResult connectedUdp = client(ClientJob::UdpConnected, kWebIP, 53, 30, true);
+  EXPECT_EQ(connectedUdp.total(), 30);
+  EXPECT_EQ(connectedUdp.wrongPeer, 0) << "recv source of a connected UDP socket was a backend";
+  EXPECT_EQ(pinnedMapEntries(lru), 0) << "connected sockets wrote the shared LRU";
+  ClientResult udp = client(ClientJob::UdpSendto, kWebIP, 53, 30, true);
+  EXPECT_EQ(udp.wrongPeer, 0);
+  EXPECT_EQ(pinnedMapEntries(lru), 30) << "each unconnected sendto remembers its Service in the LRU";
 }
 
 TEST_P(ServiceProxyKernelTest, DualStackSocketReachesIPv4ServiceThroughMappedAddress) {
