@@ -125,6 +125,14 @@ struct lb6_reverse_nat_value {
   __u16 pad;         /* zero */
 };
 
+struct lb6_socket_service {
+  __be32 backend_address[4];
+  __be32 service_address[4];
+  __be16 backend_port;
+  __be16 service_port;
+  __u32 pad; /* zero */
+};
+
 /* Context of the BPF_PROG_TEST_RUN program lb4_select_test: the selection logic
  * of connect4 run on demand. In: address, port, protocol, client_cookie. Out:
  * result (0, or negative errno: -ENOENT not a Service, -ECONNREFUSED no
@@ -238,6 +246,14 @@ struct {
   __type(key, struct lb6_reverse_nat_key);
   __type(value, struct lb6_reverse_nat_value);
 } lb6_reverse_nat SEC(".maps");
+
+/* socket -> its IPv6 Service, the twin of lb4_socket_services */
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct lb6_socket_service);
+} lb6_socket_services SEC(".maps");
 #endif /* __bpf__ */
 
 #endif /* FERRY_BPF_LB_MAPS_H */

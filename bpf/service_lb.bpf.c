@@ -274,6 +274,28 @@ static __always_inline void lb6_remember_service(__u64 socket_cookie, const stru
   bpf_map_update_elem(&lb6_reverse_nat, &key, &value, BPF_ANY);
 }
 
+/* connect() to an IPv6 Service: into the socket's storage, else the LRU. */
+static __always_inline void lb6_remember_connected(struct bpf_sock_addr *ctx, const struct lb6_backend *backend,
+                                                   const __be32 service_address[4], __be16 service_port) {
+  struct bpf_sock *sk = ctx->sk;
+  struct lb6_socket_service *stored =
+      sk ? bpf_sk_storage_get(&lb6_socket_services, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
+  if (!stored) {
+    lb6_remember_service(bpf_get_socket_cookie(ctx), backend, service_address, service_port);
+    return;
+  }
+  stored->backend_address[0] = backend->address[0];
+  stored->backend_address[1] = backend->address[1];
+  stored->backend_address[2] = backend->address[2];
+  stored->backend_address[3] = backend->address[3];
+  stored->backend_port = backend->port;
+  stored->service_address[0] = service_address[0];
+  stored->service_address[1] = service_address[1];
+  stored->service_address[2] = service_address[2];
+  stored->service_address[3] = service_address[3];
+  stored->service_port = service_port;
+}
+
 static __always_inline int lb6_translate(struct bpf_sock_addr *ctx, int connecting) {
   __u32 protocol = ctx->protocol;
   if (!is_lb_protocol(protocol)) return 1;
@@ -305,7 +327,10 @@ static __always_inline int lb6_translate(struct bpf_sock_addr *ctx, int connecti
   ctx->user_ip6[2] = backend.address[2];
   ctx->user_ip6[3] = backend.address[3];
   ctx->user_port = backend.port;
-  lb6_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
+  if (connecting)
+    lb6_remember_connected(ctx, &backend, address, port);
+  else
+    lb6_remember_service(bpf_get_socket_cookie(ctx), &backend, address, port);
   return 1;
 }
 
@@ -323,6 +348,18 @@ static __always_inline int lb6_restore(struct bpf_sock_addr *ctx) {
       ctx->user_ip6[3] = service_address;
       ctx->user_port = service_port;
     }
+    return 1;
+  }
+  struct bpf_sock *sk = ctx->sk;
+  struct lb6_socket_service *stored = sk ? bpf_sk_storage_get(&lb6_socket_services, sk, 0, 0) : 0;
+  if (stored && stored->backend_port == port && stored->backend_address[0] == address[0] &&
+      stored->backend_address[1] == address[1] && stored->backend_address[2] == address[2] &&
+      stored->backend_address[3] == address[3]) {
+    ctx->user_ip6[0] = stored->service_address[0];
+    ctx->user_ip6[1] = stored->service_address[1];
+    ctx->user_ip6[2] = stored->service_address[2];
+    ctx->user_ip6[3] = stored->service_address[3];
+    ctx->user_port = stored->service_port;
     return 1;
   }
   __u64 cookie = bpf_get_socket_cookie(ctx);

@@ -35,6 +35,7 @@ static_assert(sizeof(lb_affinity_value) == 16);
 static_assert(sizeof(lb4_reverse_nat_key) == 16);
 static_assert(sizeof(lb4_reverse_nat_value) == 8);
 static_assert(sizeof(lb4_socket_service) == 16);
+static_assert(sizeof(lb6_socket_service) == 40);
 static_assert(sizeof(lb4_select_args) == 32);
 static_assert(sizeof(lb6_key) == 24);
 static_assert(sizeof(lb6_backend) == 20);
@@ -181,12 +182,12 @@ const ProgramSlot kPrograms[] = {
 };
 
 // Pins of an agent from before IPv6 lack the lb6 maps, and of one from before session 12
-// lb4_socket_services: load creates and pins them. (Sockets connected under an older
+// lb4/lb6_socket_services: load creates and pins them. (Sockets connected under an older
 // agent keep their entries in lb4_reverse_nat, which recvmsg/getpeername still read.)
 std::vector<bpf_map*> pinnedMaps(service_lb* s) {
   return {s->maps.lb4_services, s->maps.lb4_backends, s->maps.lb_rr_counters, s->maps.lb_affinity,
           s->maps.lb4_reverse_nat, s->maps.lb6_services, s->maps.lb6_backends, s->maps.lb6_reverse_nat,
-          s->maps.lb4_socket_services};
+          s->maps.lb4_socket_services, s->maps.lb6_socket_services};
 }
 
 }  // namespace

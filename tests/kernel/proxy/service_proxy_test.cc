@@ -183,7 +183,7 @@ int pinnedMapEntries(const std::string& path) {
 }
 
 // A socket that connect()ed to a Service keeps its Service in its own storage
-// (lb4_socket_services); the shared reverse-NAT LRU is for unconnected UDP only.
+// (lb4/lb6_socket_services); the shared reverse-NAT LRUs are for unconnected UDP only.
 TEST_P(ServiceProxyKernelTest, ConnectedSocketsKeepTheirServiceInSocketStorage) {
   if (!ebpf()) GTEST_SKIP() << "socket storage is the ebpf mode's";
   programWeb(3);
@@ -202,6 +202,22 @@ TEST_P(ServiceProxyKernelTest, ConnectedSocketsKeepTheirServiceInSocketStorage) 
   ClientResult udp = client(ClientJob::UdpSendto, kWebIP, 53, 30, true);
   EXPECT_EQ(udp.wrongPeer, 0);
   EXPECT_EQ(pinnedMapEntries(lru), 30) << "each unconnected sendto remembers its Service in the LRU";
+
+  // IPv6: the same with lb6_socket_services and lb6_reverse_nat.
+  apply([&] { return proxy_->upsertService(web6Service()); });
+  apply([&] { return proxy_->upsertEndpointSlice(sliceOf("web6", "web6-abc", "IPv6", firstBackends6(3))); });
+  std::string lru6 = env_.bpffsDir() + "/lb6_reverse_nat";
+  ASSERT_EQ(pinnedMapEntries(lru6), 0) << lru6;
+  ClientResult tcp6 = client(ClientJob::TcpConnect, kWeb6IP, 80, 30, true);
+  EXPECT_EQ(tcp6.total(), 30) << errorsText(tcp6);
+  EXPECT_EQ(tcp6.wrongPeer, 0) << "getpeername6 returned a backend";
+  ClientResult connectedUdp6 = client(ClientJob::UdpConnected, kWeb6IP, 53, 30, true);
+  EXPECT_EQ(connectedUdp6.total(), 30) << errorsText(connectedUdp6);
+  EXPECT_EQ(connectedUdp6.wrongPeer, 0);
+  EXPECT_EQ(pinnedMapEntries(lru6), 0) << "connected IPv6 sockets wrote the shared LRU";
+  ClientResult udp6 = client(ClientJob::UdpSendto, kWeb6IP, 53, 30, true);
+  EXPECT_EQ(udp6.wrongPeer, 0);
+  EXPECT_EQ(pinnedMapEntries(lru6), 30);
 }
 
 TEST_P(ServiceProxyKernelTest, DualStackSocketReachesIPv4ServiceThroughMappedAddress) {

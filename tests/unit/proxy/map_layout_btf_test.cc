@@ -47,6 +47,10 @@ const std::vector<Field> kFields = {
     FIELD(lb6_select_args, pad), FIELD(lb6_select_args, pad1), FIELD(lb6_select_args, client_cookie),
     FIELD(lb6_select_args, result), FIELD(lb6_select_args, backend_port), FIELD(lb6_select_args, pad2),
     FIELD(lb6_select_args, backend_address),
+    FIELD(lb4_socket_service, backend_address), FIELD(lb4_socket_service, service_address),
+    FIELD(lb4_socket_service, backend_port), FIELD(lb4_socket_service, service_port), FIELD(lb4_socket_service, pad),
+    FIELD(lb6_socket_service, backend_address), FIELD(lb6_socket_service, service_address),
+    FIELD(lb6_socket_service, backend_port), FIELD(lb6_socket_service, service_port), FIELD(lb6_socket_service, pad),
 };
 
 const std::map<std::string, size_t> kSizes = {
@@ -63,6 +67,8 @@ const std::map<std::string, size_t> kSizes = {
     {"lb6_reverse_nat_key", sizeof(lb6_reverse_nat_key)},
     {"lb6_reverse_nat_value", sizeof(lb6_reverse_nat_value)},
     {"lb6_select_args", sizeof(lb6_select_args)},
+    {"lb4_socket_service", sizeof(lb4_socket_service)},
+    {"lb6_socket_service", sizeof(lb6_socket_service)},
 };
 
 TEST(MapLayoutBtf, EveryFieldMatchesTheCompiledObject) {
