@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
+#include <string>
+#include <vector>
 
 using namespace ferry;
 using namespace ferry::cp;
@@ -40,6 +43,46 @@ TEST(ClusterState, TieBreakIsByNodeName) {
   ClusterState state;
   for (const char* n : {"zeta", "alpha", "mid"}) state.upsertNode(makeNode(n));
   EXPECT_EQ(state.schedule(makePod("p")).nodeName, "alpha");
+}
+
+// Nodes are kept sorted by name with an index by name; adds and removes in any order
+// must leave every name finding its own node.
+TEST(ClusterState, NodeIndexFollowsInsertsAndRemovalsAnywhere) {
+  ClusterState state;
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) {
+    int n = (i * 17) % 40;  // 0, 17, 34, 11, ...: every number once, shuffled
+    names.push_back(std::string("node-") + (n < 10 ? "0" : "") + std::to_string(n));
+  }
+  std::set<std::string> present;
+  auto check = [&](const char* when) {
+    ASSERT_EQ(state.nodeCount(), present.size()) << when;
+    for (const auto& n : names) {
+      const NodeInfo* info = state.node(n);
+      if (present.count(n)) {
+        ASSERT_NE(info, nullptr) << when << ": " << n;
+        EXPECT_EQ(info->name, n) << when;
+      } else {
+        EXPECT_EQ(info, nullptr) << when << ": " << n << " was removed";
+      }
+    }
+  };
+  for (const auto& n : names) {
+    state.upsertNode(makeNode(n));
+    present.insert(n);
+  }
+  check("after adds");
+  for (int i = 0; i < 40; i += 3) {
+    state.removeNode(names[static_cast<size_t>(i)]);
+    present.erase(names[static_cast<size_t>(i)]);
+  }
+  check("after removals");
+  state.removeNode("not-a-node");
+  state.upsertNode(makeNode(names[0]));
+  present.insert(names[0]);
+  check("after re-adding one");
+  // Ties still go to the name that sorts first: node-00, removed and added back.
+  EXPECT_EQ(state.schedule(makePod("p")).nodeName, "node-00");
 }
 
 TEST(ClusterState, UnschedulableMessageCountsReasonsLikeKubernetes) {
