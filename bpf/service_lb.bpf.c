@@ -296,6 +296,21 @@ static __always_inline void lb6_remember_connected(struct bpf_sock_addr *ctx, co
   stored->service_port = service_port;
 }
 
+/* The IPv6 twin of lb4_connected_service: 1 with *service set when the socket
+ * connect()ed to an IPv6 Service whose backend is (address, port). */
+static __always_inline int lb6_connected_service(struct bpf_sock_addr *ctx, const __be32 address[4], __be16 port,
+                                                 struct lb6_socket_service **service) {
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk) return 0;
+  struct lb6_socket_service *stored = bpf_sk_storage_get(&lb6_socket_services, sk, 0, 0);
+  if (!stored || stored->backend_port != port || stored->backend_address[0] != address[0] ||
+      stored->backend_address[1] != address[1] || stored->backend_address[2] != address[2] ||
+      stored->backend_address[3] != address[3])
+    return 0;
+  *service = stored;
+  return 1;
+}
+
 static __always_inline int lb6_translate(struct bpf_sock_addr *ctx, int connecting) {
   __u32 protocol = ctx->protocol;
   if (!is_lb_protocol(protocol)) return 1;
@@ -350,11 +365,8 @@ static __always_inline int lb6_restore(struct bpf_sock_addr *ctx) {
     }
     return 1;
   }
-  struct bpf_sock *sk = ctx->sk;
-  struct lb6_socket_service *stored = sk ? bpf_sk_storage_get(&lb6_socket_services, sk, 0, 0) : 0;
-  if (stored && stored->backend_port == port && stored->backend_address[0] == address[0] &&
-      stored->backend_address[1] == address[1] && stored->backend_address[2] == address[2] &&
-      stored->backend_address[3] == address[3]) {
+  struct lb6_socket_service *stored = 0;
+  if (lb6_connected_service(ctx, address, port, &stored)) {
     ctx->user_ip6[0] = stored->service_address[0];
     ctx->user_ip6[1] = stored->service_address[1];
     ctx->user_ip6[2] = stored->service_address[2];

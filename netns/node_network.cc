@@ -117,8 +117,9 @@ Status setLinkUp(nl_sock* sock, const std::string& name) {
 
 // The host end of a pod's veth is a bridge port and needs no address of its own. Left
 // alone, the kernel gives it an IPv6 link-local address when its carrier comes up, with
-// duplicate address detection and MLD reports flooded over the bridge: ~4 % of the
-// node's CPU in a burst of pod starts (perf, session 11). Must precede the carrier.
+// duplicate address detection and MLD reports flooded over the bridge to every pod
+// (perf put addrconf/MLD at ~4 % of a pod-start burst; a podstart A/B could not resolve
+// the gain, bench/RESULTS.md session 12). Must precede the carrier.
 // Best effort: a kernel without IPv6 refuses the attribute and has no addrconf anyway.
 void disableIpv6Addrconf(nl_sock* sock, const std::string& name) {
   LinkPtr byName(rtnl_link_alloc());

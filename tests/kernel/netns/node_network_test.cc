@@ -179,9 +179,11 @@ TEST_F(NodeNetworkTest, BridgeAddressStaysWhenPortsComeAndGo) {
 
 // The host end is a bridge port: no IPv6 link-local address (and so no duplicate
 // detection or MLD traffic of its own), on both ways of making a pod's link. The
-// pod's eth0 keeps its IPv6 configuration.
+// pod's eth0 keeps its IPv6 configuration. On a kernel without IPv6 only the links
+// are checked (no GTEST_SKIP: CTest would report the whole binary skipped).
 TEST_F(NodeNetworkTest, HostEndsOfPodLinksGetNoIpv6Address) {
-  if (::access("/proc/sys/net/ipv6", F_OK) != 0) GTEST_SKIP() << "kernel without IPv6";
+  const bool ipv6 = ::access("/proc/sys/net/ipv6", F_OK) == 0;
+  if (!ipv6) RecordProperty("ipv6", "kernel without IPv6: addresses not checked");
   ASSERT_TRUE(network_->ensureBridge("ferry0", "10.42.0.1/24"));
   std::string pod = newPodNamespace("a");
   auto created = network_->createPodLink({.podNetnsPath = pod, .hostIfName = "fvtesta", .bridgeName = "ferry0",
@@ -196,14 +198,16 @@ TEST_F(NodeNetworkTest, HostEndsOfPodLinksGetNoIpv6Address) {
   // later: wait until the pod's end has its link-local address (the pair's carrier
   // event has run, for both ends), then look at the host end.
   for (auto [podNetns, hostEnd] : {std::pair{pod, "fvtesta"}, std::pair{pins->net, "fvtestb"}}) {
+    std::string link = ipInNamespace(nodeNs_, std::string("-o link show ") + hostEnd);
+    ASSERT_NE(link.find("master ferry0"), std::string::npos) << hostEnd << ": " << link;
+    if (!ipv6) continue;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (ipInNamespace(podNetns, "-6 -o addr show dev eth0").find("fe80::") == std::string::npos &&
            std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     EXPECT_NE(ipInNamespace(podNetns, "-6 -o addr show dev eth0").find("fe80::"), std::string::npos)
         << "the pod's eth0 keeps its own IPv6 link-local address";
-    std::string link = ipInNamespace(nodeNs_, std::string("-o link show ") + hostEnd);
-    ASSERT_NE(link.find("master ferry0"), std::string::npos) << hostEnd << ": " << link;
+    link = ipInNamespace(nodeNs_, std::string("-o link show ") + hostEnd);
     ASSERT_NE(link.find("LOWER_UP"), std::string::npos) << hostEnd << " has no carrier: " << link;
     EXPECT_EQ(ipInNamespace(nodeNs_, std::string("-6 -o addr show dev ") + hostEnd), "") << hostEnd;
   }

@@ -86,10 +86,9 @@ class ProxyTestEnv {
 
   std::string nodeNetns() const { return "/run/netns/" + node_; }
   std::string peerNetns() const { return "/run/netns/" + peer_; }
-  // Adds pod-like client namespace number podNetnsCount() (see kClusterCIDR) and sets
-  // `path` to it; returns "" when ready, else what failed.
+  // Adds the next pod-like client namespace (see kClusterCIDR) and sets `path` to it;
+  // returns "" when ready, else what failed.
   std::string addPodNetns(std::string& path);
-  size_t podNetnsCount() const { return pods_.size(); }
   std::string cgroupDir() const { return cgroup_; }
   std::string bpffsDir() const { return "/sys/fs/bpf/ferry-test-" + suffix_; }
   std::string suffix() const { return suffix_; }
